@@ -1,0 +1,53 @@
+"""Run configuration: dataclasses (``schema``), YAML files and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lada.config.overrides import (
+    ConfigError,
+    apply_overrides,
+    build,
+    load_yaml,
+    merge,
+    to_dict,
+)
+from lada.config.schema import (
+    ClientConfig,
+    DataConfig,
+    DistillConfig,
+    EvalConfig,
+    FaultSpec,
+    LocalTrainConfig,
+    ModelConfig,
+    PrepareConfig,
+    RunConfig,
+)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The embedded default (``RunConfig()``), or a YAML file, then dotted overrides."""
+    data = to_dict(RunConfig())
+    if path is not None:
+        data = merge(data, load_yaml(path))
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+    return build(RunConfig, data, "", str(path) if path else None)
+
+
+__all__ = [
+    "ClientConfig",
+    "ConfigError",
+    "DataConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "FaultSpec",
+    "LocalTrainConfig",
+    "ModelConfig",
+    "PrepareConfig",
+    "RunConfig",
+    "apply_overrides",
+    "build",
+    "load_config",
+    "to_dict",
+]

@@ -1,0 +1,183 @@
+"""Dataclass configs from YAML and ``key=value`` overrides (TRL-style, no magic).
+
+``build(cls, data)`` turns nested dicts into nested dataclasses, checking every key and type and
+naming the dotted path of anything wrong. ``apply_overrides(data, ["rounds=2",
+"clients.0.model=slm-xs"])`` edits the nested dict first; values are parsed as YAML scalars, so
+``2`` is an int, ``1e-3`` a float, ``null`` None and ``[1, 2]`` a list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the file (if any) and the dotted key."""
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict/list structure (in place, also returned)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, parts[: depth + 1], create=True)
+        last = parts[-1]
+        value = parse_value(raw)
+        if isinstance(node, list):
+            idx = _index(last, parts)
+            while len(node) <= idx:
+                node.append({})
+            node[idx] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _index(part: str, parts: list[str]) -> int:
+    try:
+        return int(part)
+    except ValueError:
+        raise ConfigError(f"override {'.'.join(parts)!r}: {part!r} is not a list index") from None
+
+
+def _child(node: Any, part: str, path: list[str], create: bool) -> Any:
+    if isinstance(node, list):
+        idx = _index(part, path)
+        while len(node) <= idx:
+            node.append({})
+        return node[idx]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {'.'.join(path)!r}: parent is not a mapping")
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain dict/list/scalars, ready for YAML or JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def build(cls: type[T], data: Any, path: str = "", source: str | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    return _convert(cls, data, path or cls.__name__, source)
+
+
+def _fail(path: str, source: str | None, msg: str) -> ConfigError:
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}config key '{path}': {msg}")
+
+
+def _convert(tp: Any, value: Any, path: str, source: str | None) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise _fail(path, source, f"{value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise _fail(path, source, f"{value!r} is not one of {list(get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise _fail(path, source, f"expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise _fail(f"{path}.{unknown[0]}", source, f"unknown key (known: {sorted(names)})")
+        kwargs = {k: _convert(hints[k], v, f"{path}.{k}", source) for k, v in value.items()}
+        return tp(**kwargs)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise _fail(path, source, f"expected a list, got {value!r}")
+        args = get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_convert(item_tp, v, f"{path}.{i}", source) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(path, source, f"expected a mapping, got {value!r}")
+        _, vt = get_args(tp) or (Any, Any)
+        return {k: _convert(vt, v, f"{path}.{k}", source) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(path, source, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(path, source, f"expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(path, source, f"expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise _fail(path, source, f"expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` onto ``base`` (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{line}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return data

@@ -1,0 +1,135 @@
+"""The run configuration: plain dataclasses, every field with a default and a comment.
+
+``RunConfig()`` *is* the embedded default (3 heterogeneous tiny SLMs, one tiny LLM, the paper's
+data sizes, 5 rounds); ``configs/default.yaml`` is its dump. Values marked "ours" are our
+reconstruction or a CPU-budget choice, not the paper's (see ``docs/method.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lada.filter.config import FilterConfig
+from lada.models.loading import LoraSettings
+from lada.train.loop import OptimConfig
+
+
+@dataclass
+class ModelConfig:
+    """Which model a role holds: a zoo name (prepared locally), a local path or a hub id."""
+
+    model: str = "slm-s"
+    gguf_file: str | None = None  # load weights from this GGUF file inside ``model`` (a folder)
+    lora: LoraSettings | None = None  # train LoRA adapters instead of all weights
+    dtype: str = "float32"
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+
+
+@dataclass
+class ClientConfig(ModelConfig):
+    """One client: its SLM, and (for file data) where its private train/test data lie."""
+
+    train_file: str | None = None  # private training data (files data only)
+    test_file: str | None = None  # private test data (files data only)
+    timeout_s: float | None = None  # a task slower than this is dropped and reported
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from."""
+
+    kind: Literal["synthetic", "files"] = "synthetic"
+    split: dict[str, Any] = field(default_factory=dict)  # SplitConfig overrides (synthetic)
+    dir: str | None = None  # reuse a split made by `lada data make` instead of generating one
+    public_file: str | None = None  # files data: the public set P
+    format: Literal["lada", "gsm8k", "mc"] = "lada"  # files data: loader
+    fields: dict[str, Any] = field(default_factory=dict)  # files data: loader field options
+    public_limit: int | None = None  # keep only the first N public samples
+    train_limit: int | None = None  # keep only the first N private training samples per client
+    test_limit: int | None = None  # keep only the first N private test samples per client
+
+
+@dataclass
+class LocalTrainConfig:
+    """The host's local step: SFT of each SLM on its private data, every round."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, epochs=1))
+
+
+@dataclass
+class DistillConfig:
+    """Contrastive reasoning distillation (spec §4) on the filtered public samples."""
+
+    lambda_cd: float = 1.0  # λ in L = L_host + λ·L_CD [spec default]
+    beta: float = 0.1  # β of the DPO-like loss [spec default]
+    preference: Literal["role", "correctness"] = "role"  # who is preferred [spec default: role]
+    skip_identical: bool = True  # drop L_CD pairs whose two paths are identical
+    sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
+    slm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=2))
+    llm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, epochs=2))
+    max_new_tokens: int = 160  # length limit of generated reasoning paths
+    gen_batch_size: int = 64
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = 160
+    batch_size: int = 64
+    limit: int | None = None  # evaluate on the first N test samples per client (None = all)
+    llm_on_public: bool = False  # also evaluate the LLM on P (costly on CPU)
+
+
+@dataclass
+class PrepareConfig:
+    """`lada models prepare`: the tokenizer and the pretrained base checkpoints (ours)."""
+
+    vocab_size: int = 512
+    tokenizer_corpus: int = 4000  # synthetic samples the tokenizer is trained on
+    llm_corpus: int = 20000  # general samples (all domains, general knowledge, 1–6 steps)
+    llm_steps: int = 1500  # optimizer steps of LLM pretraining
+    llm_lr: float = 2e-3
+    slm_corpus: int = 2000  # "a little general data": short chains, general knowledge
+    slm_max_steps_per_question: int = 2  # SLM pretraining data has at most this many steps
+    slm_steps: int = 150
+    slm_lr: float = 3e-3
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class FaultSpec:
+    """Inject a fault (tests and demos): client ``client`` fails ``task`` in ``round``."""
+
+    client: int = 0
+    round: int = 1
+    task: str = "local_train"
+    kind: Literal["raise", "delay"] = "raise"
+    delay_s: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """One federated run: `lada run` reads this."""
+
+    seed: int = 0
+    rounds: int = 5
+    engine: Literal["inprocess", "flower-sim"] = "inprocess"
+    host: Literal["sft"] = "sft"  # the host framework's own step (more in lada.hosts)
+    plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
+    server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm"))
+    clients: list[ClientConfig] = field(
+        default_factory=lambda: [
+            ClientConfig(model="slm-xs"),
+            ClientConfig(model="slm-s"),
+            ClientConfig(model="slm-m"),
+        ]
+    )
+    data: DataConfig = field(default_factory=DataConfig)
+    local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    filter: FilterConfig = field(default_factory=lambda: FilterConfig(budget=150))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=200))
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    faults: list[FaultSpec] = field(default_factory=list)
+    keep_checkpoints: Literal["all", "last"] = "all"

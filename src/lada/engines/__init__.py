@@ -1,0 +1,1 @@
+"""Engines carry the protocol's messages: in-process (default) and Flower."""

@@ -1,0 +1,73 @@
+"""The default engine: all roles in one process, deterministic, no network.
+
+Every message is really serialised to bytes and parsed back on the other side (so the roles
+share no objects and the byte counts are those of a real wire format), and clients run one
+after another in id order.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from lada.config.schema import FaultSpec
+from lada.federation.client import ClientRole
+from lada.federation.protocol import INSTRUCTIONS, RESULTS, Payload, Task, decode, encode
+from lada.federation.transport import CommLog, Failure
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault plan (tests and demos), as a crashing client would."""
+
+
+class InProcessEngine:
+    def __init__(
+        self,
+        clients: dict[int, ClientRole],
+        timeouts: dict[int, float | None] | None = None,
+        faults: list[FaultSpec] | None = None,
+    ) -> None:
+        self._clients = clients
+        self.timeouts = timeouts or {}
+        self.faults = faults or []
+        self.comm = CommLog()
+
+    def clients(self) -> list[int]:
+        return sorted(self._clients)
+
+    def _fault(self, k: int, round_idx: int, task: Task) -> FaultSpec | None:
+        for f in self.faults:
+            if f.client == k and f.round == round_idx and f.task == str(task):
+                return f
+        return None
+
+    def broadcast(
+        self, round_idx: int, task: Task, instructions: dict[int, Payload]
+    ) -> dict[int, Payload | Failure]:
+        replies: dict[int, Payload | Failure] = {}
+        for k in sorted(instructions):
+            wire = encode(instructions[k].to_record())
+            self.comm.add(round_idx, task, "down", len(wire))
+            ins = INSTRUCTIONS[task].from_record(decode(wire))
+            t0 = time.perf_counter()
+            try:
+                fault = self._fault(k, round_idx, task)
+                if fault is not None and fault.kind == "raise":
+                    raise InjectedFault(f"injected fault: client {k}, round {round_idx}, {task}")
+                if fault is not None and fault.kind == "delay":
+                    time.sleep(fault.delay_s)
+                reply = self._clients[k].handle(task, ins)
+            except Exception as e:  # a client's crash must not stop the federation
+                replies[k] = Failure("error", f"{type(e).__name__}: {e}")
+                self.last_traceback = traceback.format_exc()
+                continue
+            elapsed = time.perf_counter() - t0
+            limit = self.timeouts.get(k)
+            if limit is not None and elapsed > limit:
+                # in one process a slow step cannot be pre-empted: its late reply is dropped
+                replies[k] = Failure("timeout", f"{task} took {elapsed:.1f}s > timeout {limit}s")
+                continue
+            wire = encode(reply.to_record())
+            self.comm.add(round_idx, task, "up", len(wire))
+            replies[k] = RESULTS[task].from_record(decode(wire))
+        return replies

@@ -1,0 +1,120 @@
+"""Accuracy of a model on samples: generate, extract, compare, group, render as a table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lada.data.sample import Sample
+from lada.eval.extract import extract_answer, is_correct
+from lada.eval.generate import generate_paths
+
+Record = dict[str, Any]
+
+
+@dataclass
+class EvalResult:
+    records: list[Record]  # id, domain, num_steps, pred, gold, correct, text
+    accuracy: float  # NaN for no samples
+    groups: dict[str, list[Record]] = field(default_factory=dict)  # key -> accuracy_table rows
+
+
+def score_paths(samples: Sequence[Sample], texts: Sequence[str]) -> list[Record]:
+    """One record per (sample, generated path)."""
+    records = []
+    for s, text in zip(samples, texts, strict=True):
+        pred = extract_answer(text, s.answer_type)
+        records.append(
+            {
+                "id": s.id,
+                "domain": s.domain,
+                "num_steps": s.num_steps,
+                "pred": pred,
+                "gold": s.answer,
+                "correct": is_correct(pred, s.answer, s.answer_type),
+                "text": text,
+            }
+        )
+    return records
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    samples: Sequence[Sample],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 160,
+    group_keys: Sequence[str] = ("domain", "num_steps"),
+) -> EvalResult:
+    """Greedy-decode every sample's prompt and score the final answers."""
+    texts = generate_paths(
+        model,
+        tokenizer,
+        [s.prompt() for s in samples],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    records = score_paths(samples, texts)
+    accuracy = sum(r["correct"] for r in records) / len(records) if records else float("nan")
+    groups = {key: accuracy_table(records, by=[key]) for key in group_keys}
+    return EvalResult(records, accuracy, groups)
+
+
+def accuracy_table(records: Iterable[Record], by: Sequence[str]) -> list[Record]:
+    """Rows ``{*by, "n", "correct", "accuracy"}``, one per distinct value tuple, sorted."""
+    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        c = counts[tuple(r[k] for k in by)]
+        c[0] += bool(r["correct"])
+        c[1] += 1
+    rows = []
+    for key in sorted(counts, key=_sort_key):
+        correct, n = counts[key]
+        rows.append(
+            {**dict(zip(by, key, strict=True)), "n": n, "correct": correct, "accuracy": correct / n}
+        )
+    return rows
+
+
+def _sort_key(values: tuple) -> tuple:
+    """Numbers before strings, numbers numerically (so 2 < 10)."""
+    return tuple(
+        (0, v, "") if isinstance(v, int | float) and not isinstance(v, bool) else (1, 0, str(v))
+        for v in values
+    )
+
+
+def group_counts(
+    records: Iterable[Record], keys: Sequence[str] = ("domain", "num_steps")
+) -> dict[str, dict[str, list[int]]]:
+    """JSON-friendly ``{key: {str(value): [correct, n]}}`` for each grouping key."""
+    records = list(records)
+    return {
+        key: {str(row[key]): [row["correct"], row["n"]] for row in accuracy_table(records, [key])}
+        for key in keys
+    }
+
+
+def render_table(rows: Sequence[Record], title: str = "") -> Table:
+    """A rich table of ``accuracy_table`` rows (accuracy shown in %)."""
+    table = Table(title=title or None)
+    columns = list(rows[0]) if rows else ["accuracy"]
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("n", "correct", "accuracy") else "left")
+    for row in rows:
+        table.add_row(*(_fmt(col, row.get(col)) for col in columns))
+    return table
+
+
+def _fmt(col: str, value: Any) -> str:
+    if col == "accuracy" and isinstance(value, float):
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

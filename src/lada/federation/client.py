@@ -1,0 +1,213 @@
+"""The client role: one organisation with its SLM, its private data and a copy of P.
+
+It answers the protocol's tasks and nothing else. Its state (the SLM's trained weights) lives
+in its own ``state_dir``: saved at the end of each round it takes part in, restored when it is
+asked to work on a round whose predecessor it does not hold in memory (resume, restart).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lada.config.schema import DistillConfig, EvalConfig, LocalTrainConfig
+from lada.data.sample import Sample
+from lada.federation.protocol import (
+    DistillIns,
+    DistillRes,
+    EmbedIns,
+    EmbedRes,
+    EvaluateIns,
+    EvaluateRes,
+    GenerateIns,
+    LocalTrainIns,
+    LocalTrainRes,
+    PathsRes,
+    Payload,
+    Task,
+)
+from lada.utils.model_state import load_trainable, save_trainable
+from lada.utils.seeding import derive_seed, seed_everything
+
+ModelLoader = Callable[[], tuple[Any, Any]]
+
+
+@dataclass
+class ClientSettings:
+    local: LocalTrainConfig
+    distill: DistillConfig
+    eval: EvalConfig
+    seed: int = 0
+
+
+class ClientRole:
+    """Holds SLM k. ``handle(task, ins)`` is the only entry point an engine uses."""
+
+    def __init__(
+        self,
+        cid: int,
+        load_model: ModelLoader,
+        train: list[Sample],
+        test: list[Sample],
+        public: list[Sample],
+        settings: ClientSettings,
+        state_dir: str | Path,
+    ) -> None:
+        self.cid = cid
+        self._load_model = load_model
+        self.train, self.test = train, test
+        self.public = {s.id: s for s in public}
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.ended_round: int | None = None  # the model holds this round's end state
+        self.working_round: int | None = None  # the round the model is working on
+
+    # ---- state --------------------------------------------------------------------------
+
+    def _checkpoint(self, round_idx: int) -> Path:
+        return self.state_dir / f"round_{round_idx:03d}.safetensors"
+
+    def _ensure_round(self, round_idx: int) -> None:
+        """Make the model hold round ``round_idx``'s working state.
+
+        Continues in memory when this round is under way or the previous one ended here;
+        otherwise restores the latest round saved before ``round_idx`` (or the base model).
+        """
+        if self.model is not None and self.working_round == round_idx:
+            return
+        if self.model is not None and self.ended_round == round_idx - 1:
+            self.working_round = round_idx
+            return
+        saved = [r for r in self.saved_rounds() if r < round_idx]
+        if self.model is None or not saved:
+            self.model, self.tokenizer = self._load_model()
+        if saved:
+            load_trainable(self.model, self._checkpoint(saved[-1]))
+        self.ended_round = saved[-1] if saved else 0
+        self.working_round = round_idx
+
+    def saved_rounds(self) -> list[int]:
+        if not self.state_dir.exists():
+            return []
+        return sorted(int(p.stem.split("_")[1]) for p in self.state_dir.glob("round_*.safetensors"))
+
+    def _save(self, round_idx: int) -> None:
+        save_trainable(self.model, self._checkpoint(round_idx))
+        self.ended_round = round_idx
+
+    # ---- tasks --------------------------------------------------------------------------
+
+    def handle(self, task: Task, ins: Payload) -> Payload:
+        handlers = {
+            Task.LOCAL_TRAIN: self.local_train,
+            Task.EMBED: self.embed,
+            Task.GENERATE: self.generate,
+            Task.DISTILL: self.distill,
+            Task.EVALUATE: self.evaluate,
+        }
+        return handlers[task](ins)  # type: ignore[operator]
+
+    def _seed(self, round_idx: int, task: str) -> None:
+        seed_everything(derive_seed(self.settings.seed, "client", self.cid, round_idx, task))
+
+    def local_train(self, ins: LocalTrainIns) -> LocalTrainRes:
+        from lada.train.sft import sft
+
+        self._ensure_round(ins.round)
+        self._seed(ins.round, "local_train")
+        t0 = time.perf_counter()
+        stats = sft(
+            self.model,
+            self.tokenizer,
+            [s.prompt() for s in self.train],
+            [s.target() for s in self.train],
+            self.settings.local.optim,
+        )
+        return LocalTrainRes(
+            num_samples=len(self.train),
+            mean_loss=float(np.mean(stats.per_sample_loss)),
+            seconds=time.perf_counter() - t0,
+        )
+
+    def embed(self, ins: EmbedIns) -> EmbedRes:
+        from lada.filter.features import mean_pooled_hidden
+
+        self._ensure_round(ins.round)
+        texts = [self.public[i].prompt() for i in ins.ids]
+        feats = mean_pooled_hidden(self.model, self.tokenizer, texts)
+        return EmbedRes(ids=list(ins.ids), features=np.asarray(feats, dtype=np.float32))
+
+    def _own_paths(self, ids: list[str], round_idx: int) -> list[str]:
+        from lada.eval.generate import generate_paths
+
+        self._seed(round_idx, "generate")
+        d = self.settings.distill
+        return generate_paths(
+            self.model,
+            self.tokenizer,
+            [self.public[i].prompt() for i in ids],
+            max_new_tokens=d.max_new_tokens,
+            batch_size=d.gen_batch_size,
+        )
+
+    def generate(self, ins: GenerateIns) -> PathsRes:
+        self._ensure_round(ins.round)
+        t0 = time.perf_counter()
+        paths = self._own_paths(list(ins.ids), ins.round) if ins.ids else []
+        return PathsRes(ids=list(ins.ids), paths=paths, seconds=time.perf_counter() - t0)
+
+    def distill(self, ins: DistillIns) -> DistillRes:
+        from lada.train.distill import learn_from_paths
+
+        self._ensure_round(ins.round)
+        t0 = time.perf_counter()
+        ids = list(ins.ids)
+        if not ids:
+            empty = np.zeros(0, dtype=np.float32)
+            return DistillRes(ids=[], loss_before=empty, loss_after=empty, margin=empty,
+                              num_pairs=0, seconds=0.0)
+        own = self._own_paths(ids, ins.round)
+        samples = [self.public[i] for i in ids]
+        self._seed(ins.round, "distill")
+        out = learn_from_paths(
+            self.model,
+            self.tokenizer,
+            samples,
+            list(ins.teacher_paths),
+            own,
+            self.settings.distill,
+            self.settings.distill.slm_optim,
+        )
+        return DistillRes(
+            ids=ids,
+            loss_before=out.loss_before.astype(np.float32),
+            loss_after=out.loss_after.astype(np.float32),
+            margin=out.margin.astype(np.float32),
+            num_pairs=out.num_pairs,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
+        from lada.eval.accuracy import evaluate, group_counts
+
+        self._ensure_round(ins.round)
+        e = self.settings.eval
+        test = self.test if e.limit is None else self.test[: e.limit]
+        result = evaluate(
+            self.model, self.tokenizer, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens
+        )
+        # the end of the round for this client: persist its state
+        self._save(ins.round)
+        return EvaluateRes(
+            num_samples=len(test),
+            accuracy=float(result.accuracy),
+            groups=json.dumps(group_counts(result.records)),
+        )

@@ -1,0 +1,183 @@
+"""The protocol between the server role (LLM) and the client role (SLM).
+
+The roles talk only through named tasks with typed payloads. A payload is a dataclass of
+scalars, lists of scalars, and numpy arrays; ``to_record`` splits it into a ``config`` part
+(JSON-able scalars and homogeneous lists, what Flower calls a ConfigRecord) and an ``arrays``
+part (what Flower calls an ArrayRecord), so any engine can carry it unchanged.
+
+What crosses the network: public sample ids, reasoning paths on public samples, features of
+public samples, losses and metrics. Never a private sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Task(StrEnum):
+    LOCAL_TRAIN = "local_train"  # host step on private data
+    EMBED = "embed"  # features of public samples (filter contexts)
+    GENERATE = "generate"  # reasoning paths for public ids (the SLM teaching the LLM)
+    DISTILL = "distill"  # learn from teacher paths: L_host + λ·L_CD; report losses
+    EVALUATE = "evaluate"  # accuracy on the private test set
+
+
+Record = dict[str, Any]  # {"config": {...}, "arrays": {name: np.ndarray}}
+
+
+@dataclass
+class Payload:
+    """Base class: dataclass fields of type np.ndarray go to ``arrays``, the rest to ``config``."""
+
+    TASK: ClassVar[Task | None] = None
+
+    def to_record(self) -> Record:
+        config: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                arrays[f.name] = v
+            else:
+                config[f.name] = v
+        return {"config": config, "arrays": arrays}
+
+    @classmethod
+    def from_record(cls, record: Record) -> Any:
+        values = {**record.get("config", {}), **record.get("arrays", {})}
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(values)
+        if missing:
+            raise ValueError(f"{cls.__name__}: record lacks fields {sorted(missing)}")
+        kwargs = {k: values[k] for k in names}
+        for f in dataclasses.fields(cls):
+            if isinstance(kwargs[f.name], list | tuple) and not isinstance(kwargs[f.name], str):
+                kwargs[f.name] = list(kwargs[f.name])
+        return cls(**kwargs)
+
+
+# ---- server -> client ------------------------------------------------------------------
+
+
+@dataclass
+class LocalTrainIns(Payload):
+    TASK: ClassVar[Task] = Task.LOCAL_TRAIN
+    round: int
+
+
+@dataclass
+class EmbedIns(Payload):
+    TASK: ClassVar[Task] = Task.EMBED
+    round: int
+    ids: list[str]
+
+
+@dataclass
+class GenerateIns(Payload):
+    TASK: ClassVar[Task] = Task.GENERATE
+    round: int
+    ids: list[str]
+
+
+@dataclass
+class DistillIns(Payload):
+    TASK: ClassVar[Task] = Task.DISTILL
+    round: int
+    ids: list[str]
+    teacher_paths: list[str]
+
+
+@dataclass
+class EvaluateIns(Payload):
+    TASK: ClassVar[Task] = Task.EVALUATE
+    round: int
+
+
+# ---- client -> server ------------------------------------------------------------------
+
+
+@dataclass
+class LocalTrainRes(Payload):
+    num_samples: int
+    mean_loss: float
+    seconds: float
+
+
+@dataclass
+class EmbedRes(Payload):
+    ids: list[str]
+    features: np.ndarray  # [n, d] float32
+
+
+@dataclass
+class PathsRes(Payload):
+    ids: list[str]
+    paths: list[str]
+    seconds: float
+
+
+@dataclass
+class DistillRes(Payload):
+    ids: list[str]
+    loss_before: np.ndarray  # learner's mean token NLL of each teacher path before training
+    loss_after: np.ndarray  # ... and after
+    margin: np.ndarray  # contrastive margin per sample after training (0 where skipped)
+    num_pairs: int  # L_CD pairs used (identical paths skipped)
+    seconds: float
+
+
+@dataclass
+class EvaluateRes(Payload):
+    num_samples: int
+    accuracy: float
+    groups: str = field(default="[]")  # JSON list of {domain, num_steps, n, correct}
+
+
+INSTRUCTIONS: dict[Task, type[Payload]] = {
+    Task.LOCAL_TRAIN: LocalTrainIns,
+    Task.EMBED: EmbedIns,
+    Task.GENERATE: GenerateIns,
+    Task.DISTILL: DistillIns,
+    Task.EVALUATE: EvaluateIns,
+}
+RESULTS: dict[Task, type[Payload]] = {
+    Task.LOCAL_TRAIN: LocalTrainRes,
+    Task.EMBED: EmbedRes,
+    Task.GENERATE: PathsRes,
+    Task.DISTILL: DistillRes,
+    Task.EVALUATE: EvaluateRes,
+}
+
+
+def encode(record: Record) -> bytes:
+    """Serialise a record to bytes (JSON header + raw little-endian arrays): the wire format
+    of the in-process engine, and the byte count every engine reports."""
+    arrays = record.get("arrays", {})
+    header = {
+        "config": record.get("config", {}),
+        "arrays": [[k, str(a.dtype), list(a.shape)] for k, a in arrays.items()],
+    }
+    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    parts = [len(head).to_bytes(8, "little"), head]
+    parts += [np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes() for a in arrays.values()]
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> Record:
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n].decode())
+    offset = 8 + n
+    arrays: dict[str, np.ndarray] = {}
+    for name, dtype, shape in header["arrays"]:
+        dt = np.dtype(dtype).newbyteorder("<")
+        count = int(np.prod(shape)) if shape else 1
+        size = count * dt.itemsize
+        arrays[name] = np.frombuffer(data[offset : offset + size], dtype=dt).reshape(shape).copy()
+        offset += size
+    return {"config": header["config"], "arrays": arrays}

@@ -1,0 +1,143 @@
+"""One LaDa round (spec §5), written against the Transport interface only.
+
+    1. host step        clients train their SLMs on private data
+    2. allocation       F_k^S and F_k^L pick public ids (round 1: k-means cold start)
+    3. paths            SLM k writes paths for F_k^L's picks; the LLM for everything picked
+    4. distillation     client k: L_host + λ·L_CD^S; server: L_host + λ·L_CD^L
+    5. rewards          learner losses → rewards → filters retrained
+    6. evaluation       every SLM on its test set; the LLM on every client's test set
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lada.federation.protocol import (
+    DistillIns,
+    DistillRes,
+    EmbedIns,
+    EmbedRes,
+    EvaluateIns,
+    EvaluateRes,
+    GenerateIns,
+    LocalTrainIns,
+    LocalTrainRes,
+    PathsRes,
+    Task,
+)
+from lada.federation.server import LearnerLosses, ServerRole
+from lada.federation.transport import Failure, Transport
+
+
+@dataclass
+class RoundReport:
+    round: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    missed: dict[int, str] = field(default_factory=dict)  # client -> "task: reason"
+    local: dict[int, dict[str, float]] = field(default_factory=dict)
+    selected: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+    filter_mode: dict[int, dict[str, str]] = field(default_factory=dict)
+    rewards: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    distill: dict[int, dict[str, float]] = field(default_factory=dict)
+    slm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)
+    llm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class _Phase:
+    def __init__(self, report: RoundReport, name: str) -> None:
+        self.report, self.name = report, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.seconds[self.name] = time.perf_counter() - self.t0
+
+
+def _ok(report: RoundReport, task: Task, replies: dict[int, Any]) -> dict[int, Any]:
+    good = {}
+    for k, r in replies.items():
+        if isinstance(r, Failure):
+            report.missed.setdefault(k, f"{task}: {r.kind}: {r.message}")
+        else:
+            good[k] = r
+    return good
+
+
+def run_round(
+    round_idx: int, server: ServerRole, transport: Transport, plugin: str = "lada"
+) -> RoundReport:
+    rep = RoundReport(round=round_idx)
+    alive = transport.clients()
+
+    with _Phase(rep, "local_train"):
+        replies = transport.broadcast(round_idx, Task.LOCAL_TRAIN, {k: LocalTrainIns(round_idx) for k in alive})
+        trained: dict[int, LocalTrainRes] = _ok(rep, Task.LOCAL_TRAIN, replies)
+        rep.local = {k: {"mean_loss": r.mean_loss, "seconds": r.seconds} for k, r in trained.items()}
+        alive = sorted(trained)
+
+    if plugin == "lada" and alive:
+        _lada_exchange(round_idx, server, transport, alive, rep)
+
+    with _Phase(rep, "evaluate"):
+        replies = transport.broadcast(round_idx, Task.EVALUATE, {k: EvaluateIns(round_idx) for k in alive})
+        evals: dict[int, EvaluateRes] = _ok(rep, Task.EVALUATE, replies)
+        rep.slm_eval = {k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups} for k, r in evals.items()}
+        rep.llm_eval = server.evaluate(round_idx)
+    return rep
+
+
+def _lada_exchange(
+    round_idx: int, server: ServerRole, transport: Transport, alive: list[int], rep: RoundReport
+) -> None:
+    with _Phase(rep, "allocate"):
+        server.public_features(round_idx)
+        replies = transport.broadcast(
+            round_idx, Task.EMBED, {k: EmbedIns(round_idx, server.public_ids) for k in alive}
+        )
+        embeds: dict[int, EmbedRes] = _ok(rep, Task.EMBED, replies)
+        alloc = {k: server.allocate(round_idx, k, r.features) for k, r in embeds.items()}
+        for k, a in alloc.items():
+            rep.selected[k] = a.ids
+            rep.filter_mode[k] = a.mode
+
+    with _Phase(rep, "paths"):
+        replies = transport.broadcast(
+            round_idx, Task.GENERATE, {k: GenerateIns(round_idx, a.ids["L"]) for k, a in alloc.items()}
+        )
+        slm_paths: dict[int, PathsRes] = _ok(rep, Task.GENERATE, replies)
+        wanted = sorted({i for a in alloc.values() for d in ("S", "L") for i in a.ids[d]})
+        llm_paths = server.generate(round_idx, wanted)
+
+    with _Phase(rep, "distill_slm"):
+        replies = transport.broadcast(
+            round_idx,
+            Task.DISTILL,
+            {k: DistillIns(round_idx, a.ids["S"], [llm_paths[i] for i in a.ids["S"]])
+             for k, a in alloc.items() if k in slm_paths},
+        )
+        distilled: dict[int, DistillRes] = _ok(rep, Task.DISTILL, replies)
+
+    with _Phase(rep, "distill_llm"):
+        teach = {k: (r.ids, r.paths) for k, r in slm_paths.items()}
+        llm_losses = server.learn(round_idx, teach, llm_paths)
+
+    with _Phase(rep, "rewards"):
+        for k, r in distilled.items():
+            losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
+            rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
+            rep.distill.setdefault(k, {}).update(
+                slm_loss_before=float(np.mean(r.loss_before)) if len(r.ids) else float("nan"),
+                slm_loss_after=float(np.mean(r.loss_after)) if len(r.ids) else float("nan"),
+                slm_pairs=r.num_pairs,
+            )
+        for k, losses in llm_losses.items():
+            rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
+            rep.distill.setdefault(k, {}).update(
+                llm_loss_before=float(np.mean(losses.loss_before)),
+                llm_loss_after=float(np.mean(losses.loss_after)),
+            )

@@ -1,0 +1,223 @@
+"""The server role: the LLM, the public set P and the learnability-aware filters.
+
+One filter per (SLM k, LLM) pair and direction (spec §3): ``F[k]["S"]`` picks public samples
+for SLM k to learn from the LLM's paths, ``F[k]["L"]`` picks samples for the LLM to learn from
+SLM k's paths. Filters run here because allocation is the server's job; the learner's losses
+they need come back from the clients in ``DistillRes`` (metrics, never private text).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lada.config.schema import DistillConfig, EvalConfig
+from lada.data.sample import Sample
+from lada.filter.bandit import LearnabilityFilter
+from lada.filter.config import FilterConfig
+from lada.filter.features import pair_context
+from lada.utils.model_state import load_trainable, save_trainable
+from lada.utils.seeding import derive_seed, seed_everything
+
+DIRECTIONS = ("S", "L")  # S: SLM learns from the LLM; L: the LLM learns from the SLM
+
+
+@dataclass
+class ServerSettings:
+    distill: DistillConfig
+    eval: EvalConfig
+    filter: FilterConfig
+    seed: int = 0
+
+
+@dataclass
+class LearnerLosses:
+    """Losses of one learner on its selected samples, as the reward needs them."""
+
+    ids: list[str]
+    loss_before: np.ndarray
+    loss_after: np.ndarray
+    margin: np.ndarray
+
+
+@dataclass
+class Allocation:
+    ids: dict[str, list[str]] = field(default_factory=dict)  # direction -> public ids
+    mode: dict[str, str] = field(default_factory=dict)  # direction -> cold_start | bandit
+    mean_score: dict[str, float] = field(default_factory=dict)
+
+
+class ServerRole:
+    def __init__(
+        self,
+        load_model: Callable[[], tuple[Any, Any]],
+        public: list[Sample],
+        eval_sets: dict[int, list[Sample]],
+        num_clients: int,
+        settings: ServerSettings,
+    ) -> None:
+        self.model, self.tokenizer = load_model()
+        self.public = public
+        self.public_ids = [s.id for s in public]
+        self.by_id = {s.id: s for s in public}
+        self.eval_sets = eval_sets
+        self.settings = settings
+        self.filters: dict[int, dict[str, LearnabilityFilter]] = {}
+        self.num_clients = num_clients
+        self._contexts: dict[int, np.ndarray] = {}
+        self._llm_feats: np.ndarray | None = None
+
+    # ---- filters ------------------------------------------------------------------------
+
+    def _filter(self, k: int, direction: str, dim: int) -> LearnabilityFilter:
+        per = self.filters.setdefault(k, {})
+        if direction not in per:
+            cfg = self.settings.filter
+            seed = derive_seed(self.settings.seed, "filter", k, direction) % (2**31)
+            per[direction] = LearnabilityFilter(dim, _with_seed(cfg, seed))
+        return per[direction]
+
+    def public_features(self, round_idx: int) -> np.ndarray:
+        from lada.filter.features import mean_pooled_hidden
+
+        self._llm_feats = mean_pooled_hidden(
+            self.model, self.tokenizer, [s.prompt() for s in self.public]
+        )
+        return self._llm_feats
+
+    def allocate(self, round_idx: int, k: int, slm_features: np.ndarray) -> Allocation:
+        """Both directions' picks for pair k (spec §3 and §5 step 2)."""
+        assert self._llm_feats is not None, "call public_features first"
+        x = pair_context(slm_features, self._llm_feats)
+        self._contexts[k] = x
+        alloc = Allocation()
+        for d in DIRECTIONS:
+            f = self._filter(k, d, x.shape[1])
+            idx = f.select(x, round_idx)
+            alloc.ids[d] = [self.public_ids[i] for i in idx]
+            alloc.mode[d] = str(f.last_mode)
+            scores = f.last_scores
+            alloc.mean_score[d] = (
+                float(np.nanmean(scores[idx])) if scores is not None and not np.all(np.isnan(scores)) else float("nan")
+            )
+        return alloc
+
+    def reward(self, k: int, direction: str, losses: LearnerLosses) -> dict[str, float]:
+        """Spec §3 rewards from the learner's losses; append to the history, retrain f1/f2."""
+        if not losses.ids:
+            return {"mean_reward": float("nan"), "n": 0}
+        f = self.filters[k][direction]
+        pos = {pid: i for i, pid in enumerate(self.public_ids)}
+        x = self._contexts[k][[pos[i] for i in losses.ids]]
+        r = f.compute_rewards(losses.loss_after, losses.loss_before, losses.margin)
+        f.update(x, r)
+        return {
+            "mean_reward": float(np.mean(r)),
+            "r_batch": float(f.tracker.last_r_batch or 0.0),
+            "n": len(losses.ids),
+        }
+
+    # ---- the LLM's own work -------------------------------------------------------------
+
+    def generate(self, round_idx: int, ids: list[str]) -> dict[str, str]:
+        from lada.eval.generate import generate_paths
+
+        if not ids:
+            return {}
+        seed_everything(derive_seed(self.settings.seed, "server", round_idx, "generate"))
+        d = self.settings.distill
+        paths = generate_paths(
+            self.model,
+            self.tokenizer,
+            [self.by_id[i].prompt() for i in ids],
+            max_new_tokens=d.max_new_tokens,
+            batch_size=d.gen_batch_size,
+        )
+        return dict(zip(ids, paths, strict=True))
+
+    def learn(
+        self,
+        round_idx: int,
+        teacher: dict[int, tuple[list[str], list[str]]],
+        own_paths: dict[str, str],
+    ) -> dict[int, LearnerLosses]:
+        """The LLM learns from the SLMs' paths over the union of LLM-side picks (spec §5.4)."""
+        from lada.train.distill import learn_from_paths
+
+        items = [(k, pid, path) for k, (ids, paths) in sorted(teacher.items())
+                 for pid, path in zip(ids, paths, strict=True)]
+        if not items:
+            return {}
+        seed_everything(derive_seed(self.settings.seed, "server", round_idx, "distill"))
+        out = learn_from_paths(
+            self.model,
+            self.tokenizer,
+            [self.by_id[pid] for _, pid, _ in items],
+            [path for _, _, path in items],
+            [own_paths[pid] for _, pid, _ in items],
+            self.settings.distill,
+            self.settings.distill.llm_optim,
+        )
+        result: dict[int, LearnerLosses] = {}
+        for k in teacher:
+            rows = [j for j, (kk, _, _) in enumerate(items) if kk == k]
+            result[k] = LearnerLosses(
+                ids=[items[j][1] for j in rows],
+                loss_before=out.loss_before[rows],
+                loss_after=out.loss_after[rows],
+                margin=out.margin[rows],
+            )
+        self.last_num_pairs = out.num_pairs
+        return result
+
+    def evaluate(self, round_idx: int) -> dict[int, dict[str, Any]]:
+        """The LLM on every client's test set (the benchmark's evaluation data, held by the
+        experimenter; it is not received through the protocol)."""
+        from lada.eval.accuracy import evaluate, group_counts
+
+        e = self.settings.eval
+        out: dict[int, dict[str, Any]] = {}
+        for k, samples in sorted(self.eval_sets.items()):
+            test = samples if e.limit is None else samples[: e.limit]
+            t0 = time.perf_counter()
+            res = evaluate(
+                self.model, self.tokenizer, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens
+            )
+            out[k] = {
+                "accuracy": float(res.accuracy),
+                "n": len(test),
+                "groups": group_counts(res.records),
+                "seconds": time.perf_counter() - t0,
+            }
+        return out
+
+    # ---- state --------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_trainable(self.model, directory / "llm.safetensors")
+        torch.save(
+            {str(k): {d: f.state_dict() for d, f in per.items()} for k, per in self.filters.items()},
+            directory / "filters.pt",
+        )
+
+    def load(self, directory: Path) -> None:
+        load_trainable(self.model, directory / "llm.safetensors")
+        states = torch.load(directory / "filters.pt", weights_only=False)
+        self.filters = {}
+        for k, per in states.items():
+            for d, st in per.items():
+                f = self._filter(int(k), d, int(st["dim"]))
+                f.load_state_dict(st)
+
+
+def _with_seed(cfg: FilterConfig, seed: int) -> FilterConfig:
+    from dataclasses import replace
+
+    return replace(cfg, seed=seed)

@@ -1,0 +1,125 @@
+"""Loading causal LMs (local folders, hub ids, GGUF files) with optional LoRA adapters.
+
+``peft`` is imported lazily (it costs ~8 s): only when a ``LoraSettings`` is given.
+Padding side is *not* set here: LaDa's batching code builds padded tensors itself
+(right padding for training and scoring, left padding for generation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings (peft ``LoraConfig``: ``r``, ``lora_alpha``, ``lora_dropout``)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names) -> ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    out = getattr(torch, names.get(dtype, dtype), None)
+    if not isinstance(out, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return out
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Make sure the tokenizer has a pad token, falling back to EOS (logged)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("tokenizer has neither a pad nor an eos token")
+        log.info("tokenizer has no pad token: using eos %r for padding", tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
+    """Wrap ``model`` in a peft LoRA model: only adapter weights stay trainable."""
+    from peft import LoraConfig, get_peft_model  # lazy: ~8 s import
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_causal_lm(
+    name_or_path: str | Path,
+    *,
+    gguf_file: str | None = None,
+    lora: LoraSettings | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "float32",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` with the model in eval mode.
+
+    ``name_or_path`` is a local folder or a hub id (offline, hub ids fail with transformers' own
+    error). ``gguf_file`` names a GGUF file inside that folder (weights are dequantized; such a
+    model cannot be ``save_pretrained``: see :func:`convert_gguf_to_hf`).
+    """
+    src = str(name_or_path)
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(src, **extra))
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=resolve_dtype(dtype), **extra)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if lora is not None:
+        model = apply_lora(model, lora)
+    model.to(resolve_device(device))
+    return model.eval(), tokenizer
+
+
+def convert_gguf_to_hf(path_dir: str | Path, gguf_file: str, out_dir: str | Path) -> Path:
+    """Convert a GGUF model into a normal HF folder (fp32 safetensors + tokenizer files).
+
+    A GGUF-loaded model refuses ``save_pretrained``; rebuilding it from its config without the
+    ``quantization_config`` and copying the (dequantized) weights gives a serialisable model.
+    Does nothing when ``out_dir`` already holds a converted model. Returns ``out_dir``.
+    """
+    out = Path(out_dir)
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(str(path_dir), gguf_file=gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(path_dir), gguf_file=gguf_file)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(gguf_model.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    clean.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

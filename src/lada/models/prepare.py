@@ -1,0 +1,128 @@
+"""`lada models prepare`: the embedded default's tokenizer and pretrained base checkpoints.
+
+Base models are "pretrained" on general synthetic data, never on the domain knowledge that
+clients keep private (spec §1: the LLM must learn it from the SLMs):
+
+* models named ``llm*``: many general samples of every domain, 1–6 reasoning steps;
+* models named ``slm*``: a little general data with short chains (1–2 steps).
+
+Checkpoints are cached on disk under ``$LADA_CACHE`` (default ``~/.cache/lada``), keyed by a hash
+of everything that determines them (recipe, model spec, world), and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from lada.config.schema import PrepareConfig
+from lada.data.synthetic import SyntheticConfig, general_corpus, generate, make_world
+from lada.models.zoo import ZOO, build_model, get_spec
+from lada.utils.seeding import derive_seed, seed_everything
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LADA_CACHE", Path.home() / ".cache" / "lada"))
+
+
+def _key(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _world_cfg(world_cfg: SyntheticConfig | None) -> SyntheticConfig:
+    return world_cfg if world_cfg is not None else SyntheticConfig()
+
+
+def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) -> Path:
+    """Build (once) the digit-splitting BPE tokenizer shared by the zoo models."""
+    from lada.models.tokenizer import build_tokenizer
+
+    wc = _world_cfg(world_cfg)
+    key = _key("tokenizer", cfg.vocab_size, cfg.tokenizer_corpus, cfg.seed, asdict(wc))
+    out = cache_root() / "tokenizers" / key
+    if (out / "tokenizer.json").exists():
+        return out
+    world = make_world(wc)
+    samples = generate(world, cfg.tokenizer_corpus, seed=derive_seed(cfg.seed, "tok"), knowledge="any")
+    samples += generate(world, cfg.tokenizer_corpus // 4, seed=derive_seed(cfg.seed, "tok-n"),
+                        knowledge="any", answer_format="number")
+    tok = build_tokenizer((s.prompt() + s.target() for s in samples), vocab_size=cfg.vocab_size)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)
+    return out
+
+
+def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
+    """The pretraining recipe of a zoo model: LLM-like or SLM-like by its name."""
+    if name.startswith("llm"):
+        return {"corpus": cfg.llm_corpus, "steps": (1, 6), "max_steps": cfg.llm_steps, "lr": cfg.llm_lr}
+    return {
+        "corpus": cfg.slm_corpus,
+        "steps": (1, cfg.slm_max_steps_per_question),
+        "max_steps": cfg.slm_steps,
+        "lr": cfg.slm_lr,
+    }
+
+
+def checkpoint_dir(name: str, cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) -> Path:
+    wc = _world_cfg(world_cfg)
+    key = _key("model", name, asdict(get_spec(name)), recipe(name, cfg), cfg.batch_size,
+               cfg.seed, cfg.vocab_size, cfg.tokenizer_corpus, asdict(wc))
+    return cache_root() / "models" / f"{name}-{key}"
+
+
+def prepare_model(
+    name: str,
+    cfg: PrepareConfig,
+    world_cfg: SyntheticConfig | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> Path:
+    """Return the cached checkpoint folder of zoo model ``name``, pretraining it if needed."""
+    from transformers import AutoTokenizer
+
+    from lada.train.loop import OptimConfig
+    from lada.train.sft import sft
+
+    out = checkpoint_dir(name, cfg, world_cfg)
+    if (out / "config.json").exists() and not force:
+        return out
+    wc = _world_cfg(world_cfg)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir(cfg, wc))
+    seed = derive_seed(cfg.seed, "prepare", name)
+    seed_everything(seed)
+    model = build_model(get_spec(name), tok, seed=seed)
+    r = recipe(name, cfg)
+    world = make_world(wc)
+    data = general_corpus(world, int(r["corpus"]), seed=seed, steps=r["steps"])  # type: ignore[arg-type]
+    stats = sft(
+        model,
+        tok,
+        [s.prompt() for s in data],
+        [s.target() for s in data],
+        OptimConfig(lr=float(r["lr"]), max_steps=int(r["max_steps"]), batch_size=cfg.batch_size,
+                    warmup_steps=50, seed=seed),
+        progress=progress,
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "lada_prepare.json").write_text(json.dumps({
+        "name": name, "recipe": r, "final_loss": stats.final_loss, "steps": stats.steps,
+        "seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s,
+    }, indent=2, default=str))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+def is_zoo_name(name: str) -> bool:
+    return name in ZOO

@@ -1,0 +1,1 @@
+"""Training: tokenised batching, log-probabilities, the shared training loop and SFT."""

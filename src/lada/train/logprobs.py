@@ -1,0 +1,107 @@
+"""Log-probabilities of target tokens under a causal LM (differentiable and batched scoring).
+
+Fast path: one forward pass keeping logits only from the first supervised position on
+(``logits_to_keep``), then ``gather(label) - logsumexp`` (no second vocabulary-sized tensor).
+Right-padded batches are run without an attention mask: under causal attention real tokens
+never see the padding after them, and the unmasked path is the fastest SDPA kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lada.train.batching import IGNORE_INDEX, collate, encode_pairs, length_bucketed_batches
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _is_right_padded(mask: Tensor) -> bool:
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def target_token_logprobs(
+    model: PreTrainedModel, batch: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Per-token ``log pi(y_t | x, y_<t)`` on supervised positions; returns ``(logp, mask)``.
+
+    Both are ``[B, K]`` (K <= T): ``logp`` is 0 where ``mask`` is False. ``batch`` holds
+    ``input_ids``, ``labels`` (unshifted, -100 = ignored) and optionally ``attention_mask``.
+    """
+    device = _model_device(model)
+    input_ids = batch["input_ids"].to(device, non_blocking=True)
+    labels = batch["labels"].to(device, non_blocking=True)
+    attention_mask = batch.get("attention_mask")
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device, non_blocking=True)
+        if _is_right_padded(attention_mask):
+            attention_mask = None
+    width = input_ids.shape[1]
+    supervised = labels != IGNORE_INDEX
+    # logits at position t predict token t+1: keep positions from the first supervised one - 1
+    first = int(supervised.float().argmax(dim=1).masked_fill(~supervised.any(dim=1), width).min())
+    keep = max(width - max(first - 1, 0), 1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    targets = torch.nn.functional.pad(labels[:, width - keep + 1 :], (0, 1), value=IGNORE_INDEX)
+    mask = targets != IGNORE_INDEX
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logp = (picked - torch.logsumexp(logits, dim=-1)) * mask
+    return logp, mask
+
+
+def sequence_logprobs(model: PreTrainedModel, batch: dict[str, Tensor]) -> Tensor:
+    """``[B]`` sum of target-token log-probabilities (differentiable)."""
+    logp, _ = target_token_logprobs(model, batch)
+    return logp.sum(dim=1)
+
+
+def token_nll_per_sample(model: PreTrainedModel, batch: dict[str, Tensor]) -> Tensor:
+    """``[B]`` mean negative log-likelihood per target token (differentiable)."""
+    logp, mask = target_token_logprobs(model, batch)
+    return -logp.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+@torch.no_grad()
+def score_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = 512,
+) -> dict[str, np.ndarray]:
+    """Score ``targets`` given ``prompts`` (+EOS, as in training) without gradients.
+
+    Returns arrays aligned with the inputs: ``logprob_sum``, ``mean_nll``, ``num_tokens``.
+    """
+    encoded = encode_pairs(tokenizer, prompts, targets, max_length)
+    n = len(encoded)
+    out = {
+        "logprob_sum": np.zeros(n, dtype=np.float64),
+        "mean_nll": np.zeros(n, dtype=np.float64),
+        "num_tokens": np.zeros(n, dtype=np.int64),
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        lengths = [len(ids) for ids, _ in encoded]
+        for idx in length_bucketed_batches(lengths, batch_size, shuffle=False):
+            logp, mask = target_token_logprobs(
+                model, collate([encoded[i] for i in idx], tokenizer.pad_token_id)
+            )
+            total = logp.sum(dim=1).double().cpu().numpy()
+            count = mask.sum(dim=1).cpu().numpy()
+            out["logprob_sum"][idx] = total
+            out["num_tokens"][idx] = count
+            out["mean_nll"][idx] = -total / np.maximum(count, 1)
+    finally:
+        model.train(was_training)
+    return out
