@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from lada.filter import FilterConfig, LearnabilityFilter, select_by_score
 from lada.filter.features import SentenceEmbedder, mean_pooled_hidden, pair_context
 from lada.filter.nets import ExploitNet
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Tiny problems: one thread avoids OpenMP/BLAS oversubscription on a busy test machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 DIM = 8
 
@@ -36,15 +53,16 @@ def pay(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def run_bandit(filt: LearnabilityFilter, seed: int, rounds: int = 5) -> list[tuple[float, float]]:
-    """(mean reward of the filter's picks, mean reward of as many random picks) per round."""
+    """Per round: (mean reward of the filter's picks, expected mean reward of as many uniformly
+    random picks, i.e. the pool's mean expected reward; exact, so the comparison is not noisy)."""
     X, labels = make_pool(seed)
     rng = np.random.default_rng(seed + 100)
+    random_mean = float(np.where(labels == 0, 0.9, 0.2).mean())
     out = []
     for t in range(1, rounds + 1):
         idx = filt.select(X, t)
         r = pay(labels[idx], rng)
-        rand = rng.choice(len(X), size=idx.size, replace=False)
-        out.append((float(r.mean()), float(pay(labels[rand], rng).mean())))
+        out.append((float(r.mean()), random_mean))
         filt.update(X[idx], r)
     return out
 
@@ -68,6 +86,21 @@ def test_without_exploration_ablation() -> None:
     with torch.no_grad():
         np.testing.assert_allclose(filt.scores(X), filt.f1(x).double().numpy())
     assert "f2" not in filt.last_train_loss
+
+
+@pytest.mark.parametrize("explore_input", ["hidden", "gradient"])
+def test_score_is_f1_plus_f2_of_phi(explore_input: str) -> None:
+    X, labels = make_pool(0)
+    filt = LearnabilityFilter(DIM, small_config(explore_input=explore_input))
+    filt.update(X[:50], pay(labels[:50], np.random.default_rng(0)))
+    x = torch.from_numpy(filt.transform(X))
+    with torch.no_grad():
+        s, h = filt.f1.forward_with_hidden(x)
+        phi = h if explore_input == "hidden" else filt.f1.output_gradient(x)
+        expect = (s + filt.f2(phi)).double().numpy()
+    np.testing.assert_allclose(filt.scores(X), expect)
+    assert set(filt.last_train_loss) == {"f1", "f2"}
+    assert len(filt.last_train_loss["f1"]) == filt.config.epochs
 
 
 def test_cold_start_covers_every_cluster() -> None:
@@ -192,9 +225,8 @@ def test_compute_rewards_feeds_update() -> None:
 WORDS = "what is two plus three four five answer the of".split()
 
 
-def tiny_tokenizer():  # noqa: ANN201
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2} | {w: i + 3 for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
@@ -204,7 +236,7 @@ def tiny_tokenizer():  # noqa: ANN201
     )
 
 
-def tiny_lm():  # noqa: ANN201
+def tiny_lm() -> PreTrainedModel:
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     cfg = Qwen2Config(
@@ -241,6 +273,15 @@ def test_mean_pooled_hidden_matches_unbatched_and_restores_state() -> None:
     assert mean_pooled_hidden(model, tok, []).shape == (0, 32)
 
 
+def test_mean_pooled_hidden_without_pad_token_pads_with_eos() -> None:
+    model, tok = tiny_lm(), tiny_tokenizer()
+    ref = mean_pooled_hidden(model, tok, TEXTS)
+    tok.pad_token = None
+    feats = mean_pooled_hidden(model, tok, TEXTS)
+    assert tok.pad_token is None
+    np.testing.assert_allclose(feats, ref, atol=1e-5)
+
+
 def test_pair_context_concatenates() -> None:
     a, b = np.ones((4, 3)), np.zeros((4, 2))
     x = pair_context(a, b)
@@ -250,7 +291,7 @@ def test_pair_context_concatenates() -> None:
         pair_context(a, b[:3])
 
 
-def test_sentence_embedder_local_checkpoint(tmp_path) -> None:  # noqa: ANN001
+def test_sentence_embedder_local_checkpoint(tmp_path: Path) -> None:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from lada.filter import (
     FilterConfig,
@@ -19,6 +21,14 @@ from lada.filter import (
     sigmoid,
 )
 from lada.filter.coldstart import cold_start_count
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Tiny k-means: one thread avoids OpenMP oversubscription on a busy test machine."""
+    with threadpool_limits(1):
+        yield
+
 
 LN = math.log
 

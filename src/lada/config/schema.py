@@ -77,7 +77,7 @@ class EvalConfig:
     max_new_tokens: int = 160
     batch_size: int = 64
     limit: int | None = None  # evaluate on the first N test samples per client (None = all)
-    llm_on_public: bool = False  # also evaluate the LLM on P (costly on CPU)
+    initial: bool = True  # evaluate the base models as "round 0" before training
 
 
 @dataclass

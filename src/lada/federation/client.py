@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +115,23 @@ class ClientRole:
         }
         return handlers[task](ins)  # type: ignore[operator]
 
-    def _seed(self, round_idx: int, task: str) -> None:
-        seed_everything(derive_seed(self.settings.seed, "client", self.cid, round_idx, task))
+    def _seed(self, round_idx: int, task: str) -> int:
+        seed = derive_seed(self.settings.seed, "client", self.cid, round_idx, task)
+        seed_everything(seed)
+        return seed
 
     def local_train(self, ins: LocalTrainIns) -> LocalTrainRes:
         from lada.train.sft import sft
 
         self._ensure_round(ins.round)
-        self._seed(ins.round, "local_train")
+        seed = self._seed(ins.round, "local_train")
         t0 = time.perf_counter()
         stats = sft(
             self.model,
             self.tokenizer,
             [s.prompt() for s in self.train],
             [s.target() for s in self.train],
-            self.settings.local.optim,
+            replace(self.settings.local.optim, seed=seed),
         )
         return LocalTrainRes(
             num_samples=len(self.train),
@@ -172,11 +174,12 @@ class ClientRole:
         ids = list(ins.ids)
         if not ids:
             empty = np.zeros(0, dtype=np.float32)
-            return DistillRes(ids=[], loss_before=empty, loss_after=empty, margin=empty,
-                              num_pairs=0, seconds=0.0)
+            return DistillRes(
+                ids=[], loss_before=empty, loss_after=empty, margin=empty, num_pairs=0, seconds=0.0
+            )
         own = self._own_paths(ids, ins.round)
         samples = [self.public[i] for i in ids]
-        self._seed(ins.round, "distill")
+        seed = self._seed(ins.round, "distill")
         out = learn_from_paths(
             self.model,
             self.tokenizer,
@@ -184,7 +187,7 @@ class ClientRole:
             list(ins.teacher_paths),
             own,
             self.settings.distill,
-            self.settings.distill.slm_optim,
+            replace(self.settings.distill.slm_optim, seed=seed),
         )
         return DistillRes(
             ids=ids,
@@ -202,7 +205,11 @@ class ClientRole:
         e = self.settings.eval
         test = self.test if e.limit is None else self.test[: e.limit]
         result = evaluate(
-            self.model, self.tokenizer, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens
+            self.model,
+            self.tokenizer,
+            test,
+            batch_size=e.batch_size,
+            max_new_tokens=e.max_new_tokens,
         )
         # the end of the round for this client: persist its state
         self._save(ins.round)

@@ -165,7 +165,9 @@ def encode(record: Record) -> bytes:
     }
     head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
     parts = [len(head).to_bytes(8, "little"), head]
-    parts += [np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes() for a in arrays.values()]
+    parts += [
+        np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes() for a in arrays.values()
+    ]
     return b"".join(parts)
 
 

@@ -1,11 +1,11 @@
 """One LaDa round (spec §5), written against the Transport interface only.
 
-    1. host step        clients train their SLMs on private data
-    2. allocation       F_k^S and F_k^L pick public ids (round 1: k-means cold start)
-    3. paths            SLM k writes paths for F_k^L's picks; the LLM for everything picked
-    4. distillation     client k: L_host + λ·L_CD^S; server: L_host + λ·L_CD^L
-    5. rewards          learner losses → rewards → filters retrained
-    6. evaluation       every SLM on its test set; the LLM on every client's test set
+1. host step        clients train their SLMs on private data
+2. allocation       F_k^S and F_k^L pick public ids (round 1: k-means cold start)
+3. paths            SLM k writes paths for F_k^L's picks; the LLM for everything picked
+4. distillation     client k: L_host + λ·L_CD^S; server: L_host + λ·L_CD^L
+5. rewards          learner losses → rewards → filters retrained
+6. evaluation       every SLM on its test set; the LLM on every client's test set
 """
 
 from __future__ import annotations
@@ -75,18 +75,27 @@ def run_round(
     alive = transport.clients()
 
     with _Phase(rep, "local_train"):
-        replies = transport.broadcast(round_idx, Task.LOCAL_TRAIN, {k: LocalTrainIns(round_idx) for k in alive})
+        replies = transport.broadcast(
+            round_idx, Task.LOCAL_TRAIN, {k: LocalTrainIns(round_idx) for k in alive}
+        )
         trained: dict[int, LocalTrainRes] = _ok(rep, Task.LOCAL_TRAIN, replies)
-        rep.local = {k: {"mean_loss": r.mean_loss, "seconds": r.seconds} for k, r in trained.items()}
+        rep.local = {
+            k: {"mean_loss": r.mean_loss, "seconds": r.seconds} for k, r in trained.items()
+        }
         alive = sorted(trained)
 
     if plugin == "lada" and alive:
         _lada_exchange(round_idx, server, transport, alive, rep)
 
     with _Phase(rep, "evaluate"):
-        replies = transport.broadcast(round_idx, Task.EVALUATE, {k: EvaluateIns(round_idx) for k in alive})
+        replies = transport.broadcast(
+            round_idx, Task.EVALUATE, {k: EvaluateIns(round_idx) for k in alive}
+        )
         evals: dict[int, EvaluateRes] = _ok(rep, Task.EVALUATE, replies)
-        rep.slm_eval = {k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups} for k, r in evals.items()}
+        rep.slm_eval = {
+            k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups}
+            for k, r in evals.items()
+        }
         rep.llm_eval = server.evaluate(round_idx)
     return rep
 
@@ -107,7 +116,9 @@ def _lada_exchange(
 
     with _Phase(rep, "paths"):
         replies = transport.broadcast(
-            round_idx, Task.GENERATE, {k: GenerateIns(round_idx, a.ids["L"]) for k, a in alloc.items()}
+            round_idx,
+            Task.GENERATE,
+            {k: GenerateIns(round_idx, a.ids["L"]) for k, a in alloc.items()},
         )
         slm_paths: dict[int, PathsRes] = _ok(rep, Task.GENERATE, replies)
         wanted = sorted({i for a in alloc.values() for d in ("S", "L") for i in a.ids[d]})
@@ -117,8 +128,11 @@ def _lada_exchange(
         replies = transport.broadcast(
             round_idx,
             Task.DISTILL,
-            {k: DistillIns(round_idx, a.ids["S"], [llm_paths[i] for i in a.ids["S"]])
-             for k, a in alloc.items() if k in slm_paths},
+            {
+                k: DistillIns(round_idx, a.ids["S"], [llm_paths[i] for i in a.ids["S"]])
+                for k, a in alloc.items()
+                if k in slm_paths
+            },
         )
         distilled: dict[int, DistillRes] = _ok(rep, Task.DISTILL, replies)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,9 @@ class ServerRole:
             alloc.mode[d] = str(f.last_mode)
             scores = f.last_scores
             alloc.mean_score[d] = (
-                float(np.nanmean(scores[idx])) if scores is not None and not np.all(np.isnan(scores)) else float("nan")
+                float(np.nanmean(scores[idx]))
+                if scores is not None and not np.all(np.isnan(scores))
+                else float("nan")
             )
         return alloc
 
@@ -150,11 +152,15 @@ class ServerRole:
         """The LLM learns from the SLMs' paths over the union of LLM-side picks (spec §5.4)."""
         from lada.train.distill import learn_from_paths
 
-        items = [(k, pid, path) for k, (ids, paths) in sorted(teacher.items())
-                 for pid, path in zip(ids, paths, strict=True)]
+        items = [
+            (k, pid, path)
+            for k, (ids, paths) in sorted(teacher.items())
+            for pid, path in zip(ids, paths, strict=True)
+        ]
         if not items:
             return {}
-        seed_everything(derive_seed(self.settings.seed, "server", round_idx, "distill"))
+        seed = derive_seed(self.settings.seed, "server", round_idx, "distill")
+        seed_everything(seed)
         out = learn_from_paths(
             self.model,
             self.tokenizer,
@@ -162,7 +168,7 @@ class ServerRole:
             [path for _, _, path in items],
             [own_paths[pid] for _, pid, _ in items],
             self.settings.distill,
-            self.settings.distill.llm_optim,
+            replace(self.settings.distill.llm_optim, seed=seed),
         )
         result: dict[int, LearnerLosses] = {}
         for k in teacher:
@@ -187,7 +193,11 @@ class ServerRole:
             test = samples if e.limit is None else samples[: e.limit]
             t0 = time.perf_counter()
             res = evaluate(
-                self.model, self.tokenizer, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens
+                self.model,
+                self.tokenizer,
+                test,
+                batch_size=e.batch_size,
+                max_new_tokens=e.max_new_tokens,
             )
             out[k] = {
                 "accuracy": float(res.accuracy),
@@ -203,7 +213,10 @@ class ServerRole:
         directory.mkdir(parents=True, exist_ok=True)
         save_trainable(self.model, directory / "llm.safetensors")
         torch.save(
-            {str(k): {d: f.state_dict() for d, f in per.items()} for k, per in self.filters.items()},
+            {
+                str(k): {d: f.state_dict() for d, f in per.items()}
+                for k, per in self.filters.items()
+            },
             directory / "filters.pt",
         )
 
@@ -218,6 +231,4 @@ class ServerRole:
 
 
 def _with_seed(cfg: FilterConfig, seed: int) -> FilterConfig:
-    from dataclasses import replace
-
     return replace(cfg, seed=seed)

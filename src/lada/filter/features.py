@@ -47,6 +47,8 @@ def _encode_batches(
     old_side = tokenizer.padding_side
     old_pad = tokenizer.pad_token
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("tokenizer has neither a pad token nor an EOS token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     model.eval()

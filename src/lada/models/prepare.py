@@ -48,9 +48,16 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
     if (out / "tokenizer.json").exists():
         return out
     world = make_world(wc)
-    samples = generate(world, cfg.tokenizer_corpus, seed=derive_seed(cfg.seed, "tok"), knowledge="any")
-    samples += generate(world, cfg.tokenizer_corpus // 4, seed=derive_seed(cfg.seed, "tok-n"),
-                        knowledge="any", answer_format="number")
+    samples = generate(
+        world, cfg.tokenizer_corpus, seed=derive_seed(cfg.seed, "tok"), knowledge="any"
+    )
+    samples += generate(
+        world,
+        cfg.tokenizer_corpus // 4,
+        seed=derive_seed(cfg.seed, "tok-n"),
+        knowledge="any",
+        answer_format="number",
+    )
     tok = build_tokenizer((s.prompt() + s.target() for s in samples), vocab_size=cfg.vocab_size)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -62,7 +69,12 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
 def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
     """The pretraining recipe of a zoo model: LLM-like or SLM-like by its name."""
     if name.startswith("llm"):
-        return {"corpus": cfg.llm_corpus, "steps": (1, 6), "max_steps": cfg.llm_steps, "lr": cfg.llm_lr}
+        return {
+            "corpus": cfg.llm_corpus,
+            "steps": (1, 6),
+            "max_steps": cfg.llm_steps,
+            "lr": cfg.llm_lr,
+        }
     return {
         "corpus": cfg.slm_corpus,
         "steps": (1, cfg.slm_max_steps_per_question),
@@ -73,8 +85,17 @@ def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
 
 def checkpoint_dir(name: str, cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) -> Path:
     wc = _world_cfg(world_cfg)
-    key = _key("model", name, asdict(get_spec(name)), recipe(name, cfg), cfg.batch_size,
-               cfg.seed, cfg.vocab_size, cfg.tokenizer_corpus, asdict(wc))
+    key = _key(
+        "model",
+        name,
+        asdict(get_spec(name)),
+        recipe(name, cfg),
+        cfg.batch_size,
+        cfg.seed,
+        cfg.vocab_size,
+        cfg.tokenizer_corpus,
+        asdict(wc),
+    )
     return cache_root() / "models" / f"{name}-{key}"
 
 
@@ -107,18 +128,33 @@ def prepare_model(
         tok,
         [s.prompt() for s in data],
         [s.target() for s in data],
-        OptimConfig(lr=float(r["lr"]), max_steps=int(r["max_steps"]), batch_size=cfg.batch_size,
-                    warmup_steps=50, seed=seed),
+        OptimConfig(
+            lr=float(r["lr"]),
+            max_steps=int(r["max_steps"]),
+            batch_size=cfg.batch_size,
+            warmup_steps=50,
+            seed=seed,
+        ),
         progress=progress,
     )
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "lada_prepare.json").write_text(json.dumps({
-        "name": name, "recipe": r, "final_loss": stats.final_loss, "steps": stats.steps,
-        "seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s,
-    }, indent=2, default=str))
+    (tmp / "lada_prepare.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "recipe": r,
+                "final_loss": stats.final_loss,
+                "steps": stats.steps,
+                "seconds": stats.seconds,
+                "tokens_per_s": stats.tokens_per_s,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return out

@@ -20,13 +20,13 @@ from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
 from lada.train.batching import collate, encode_pairs, length_bucketed_batches
 from lada.train.logprobs import score_texts, target_token_logprobs
+from lada.train.loop import OptimConfig, TrainStats, train
 from lada.train.losses import (
     PreferencePairs,
     choose_preference,
     contrastive_distill_loss,
     contrastive_margin,
 )
-from lada.train.loop import OptimConfig, TrainStats, train
 
 
 @dataclass
@@ -53,15 +53,21 @@ def preference_pairs(
     return choose_preference(
         teacher_paths,
         own_paths,
-        teacher_answers=[extract_answer(p, s.answer_type) for p, s in zip(teacher_paths, samples, strict=True)],
-        own_answers=[extract_answer(p, s.answer_type) for p, s in zip(own_paths, samples, strict=True)],
+        teacher_answers=[
+            extract_answer(p, s.answer_type) for p, s in zip(teacher_paths, samples, strict=True)
+        ],
+        own_answers=[
+            extract_answer(p, s.answer_type) for p, s in zip(own_paths, samples, strict=True)
+        ],
         gold_answers=[s.answer or None for s in samples],
         mode="correctness",
         skip_identical=cfg.skip_identical,
     )
 
 
-def _score(model: nn.Module, tokenizer, prompts, texts, optim: OptimConfig) -> dict[str, np.ndarray]:
+def _score(
+    model: nn.Module, tokenizer, prompts, texts, optim: OptimConfig
+) -> dict[str, np.ndarray]:
     return score_texts(model, tokenizer, prompts, texts, batch_size=64, max_length=optim.max_length)
 
 
@@ -90,14 +96,22 @@ def learn_from_paths(
     before_teacher = _score(model, tokenizer, prompts, teacher_paths, optim)
     ref_pref = ref_rej = None
     if use_cd:
-        ref_pref = torch.tensor(_score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"])
-        ref_rej = torch.tensor(_score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"])
+        ref_pref = torch.tensor(
+            _score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"]
+        )
+        ref_rej = torch.tensor(
+            _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
+        )
 
     enc_pref = encode_pairs(tokenizer, prompts, preferred, optim.max_length)
     enc_rej = encode_pairs(tokenizer, pair_prompts, pairs.rejected, optim.max_length)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    lengths = [len(ids) + (len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
-               for i, (ids, _) in enumerate(enc_pref)]
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    lengths = [
+        len(ids) + (len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
+        for i, (ids, _) in enumerate(enc_pref)
+    ]
 
     def loss_fn(m: nn.Module, idx: list[int]) -> tuple[Tensor, Tensor]:
         in_pair = [i for i in idx if pair_of[i] >= 0] if use_cd else []
@@ -122,7 +136,9 @@ def learn_from_paths(
     if n:
         stats = train(
             model,
-            lambda epoch: length_bucketed_batches(lengths, optim.batch_size, seed=optim.seed + epoch),
+            lambda epoch: length_bucketed_batches(
+                lengths, optim.batch_size, seed=optim.seed + epoch
+            ),
             loss_fn,
             optim,
             item_tokens=lengths,

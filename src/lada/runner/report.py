@@ -1,0 +1,109 @@
+"""Round metrics: the JSON record of metrics.jsonl and the compact table printed per round."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from lada.config.schema import RunConfig
+from lada.federation.round import RoundReport
+from lada.federation.transport import CommLog
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _by_domain(llm_eval: dict[int, dict[str, Any]]) -> dict[str, float]:
+    correct: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for ev in llm_eval.values():
+        for d, (c, n) in ev["groups"].get("domain", {}).items():
+            correct[d] = correct.get(d, 0) + c
+            total[d] = total.get(d, 0) + n
+    return {d: correct[d] / total[d] for d in sorted(total) if total[d]}
+
+
+def metrics_record(
+    rep: RoundReport, comm: CommLog, cfg: RunConfig, domains: list[list[str]]
+) -> dict[str, Any]:
+    slm = {str(k): v["accuracy"] for k, v in sorted(rep.slm_eval.items())}
+    llm = {str(k): v["accuracy"] for k, v in sorted(rep.llm_eval.items())}
+    totals = comm.round_totals(rep.round)
+    return {
+        "round": rep.round,
+        "slm_accuracy": slm,
+        "slm_accuracy_mean": _mean(list(slm.values())),
+        "llm_accuracy": llm,  # the LLM on client k's test set
+        "llm_accuracy_mean": _mean(list(llm.values())),
+        "llm_accuracy_by_domain": _by_domain(rep.llm_eval),
+        "client_models": {str(k): c.model for k, c in enumerate(cfg.clients)},
+        "client_domains": {str(k): d for k, d in enumerate(domains)},
+        "selected": {
+            str(k): {d: len(ids) for d, ids in v.items()} for k, v in rep.selected.items()
+        },
+        "filter_mode": {str(k): v for k, v in rep.filter_mode.items()},
+        "mean_reward": {
+            str(k): {d: r["mean_reward"] for d, r in v.items()} for k, v in rep.rewards.items()
+        },
+        "local_loss": {str(k): v["mean_loss"] for k, v in rep.local.items()},
+        "distill": {str(k): v for k, v in rep.distill.items()},
+        "bytes": {**totals, "by_task": comm.round_by_task(rep.round)},
+        "seconds": rep.seconds,
+        "missed": {str(k): v for k, v in rep.missed.items()},
+        "groups": {
+            "slm": {str(k): json.loads(v["groups"]) for k, v in rep.slm_eval.items()},
+            "llm": {str(k): v["groups"] for k, v in rep.llm_eval.items()},
+        },
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
+    from rich.table import Table
+
+    t = rec["round"]
+    table = Table(
+        title=f"round {t}" + (" (before training)" if t == 0 else ""), title_justify="left"
+    )
+    for col in (
+        "client",
+        "model",
+        "domain",
+        "SLM acc %",
+        "LLM acc %",
+        "sel S",
+        "sel L",
+        "reward S",
+        "reward L",
+    ):
+        table.add_column(col, justify="right" if col not in ("model", "domain") else "left")
+    for k in range(len(cfg.clients)):
+        key = str(k)
+        sel = rec["selected"].get(key, {})
+        rew = rec["mean_reward"].get(key, {})
+        table.add_row(
+            key,
+            rec["client_models"][key],
+            ",".join(rec["client_domains"][key]),
+            _pct(rec["slm_accuracy"].get(key)) if key not in rec["missed"] else "[red]missed[/]",
+            _pct(rec["llm_accuracy"].get(key)),
+            str(sel.get("S", "-")),
+            str(sel.get("L", "-")),
+            "-" if rew.get("S") is None else f"{rew['S']:.3f}",
+            "-" if rew.get("L") is None else f"{rew['L']:.3f}",
+        )
+    console.print(table)
+    b = rec["bytes"]
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in rec["seconds"].items())
+    console.print(
+        f"  mean SLM {_pct(rec['slm_accuracy_mean'])}% | mean LLM {_pct(rec['llm_accuracy_mean'])}%"
+        f" | up {b['up'] / 1e6:.2f} MB, down {b['down'] / 1e6:.2f} MB | {phases}"
+    )
+    for k, why in rec["missed"].items():
+        console.print(f"  [red]client {k} missed round {t}[/]: {why}")

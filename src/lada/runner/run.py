@@ -1,0 +1,233 @@
+"""`lada run`: rounds, the run directory, checkpoints and resume.
+
+RUN_DIR/
+  config.yaml              the config snapshot (resume reads it)
+  data/                    the generated split (synthetic data)
+  metrics.jsonl            one JSON object per round (round 0: before training)
+  selections/round_NNN.json  public ids each filter picked, per client and direction
+  checkpoints/round_NNN/   the server's LLM and filter states at the end of round NNN
+  clients/client_K/        each client's own state (its SLM), saved by the client
+  state.json               {"last_complete_round": N}: written last, atomically
+  summary.json             final metrics and which client missed which round
+
+A round is complete once state.json names it; a run killed at any moment loses at most the
+round in progress, and ``--resume`` continues deterministically from the last complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lada.config import RunConfig, load_config, to_dict
+from lada.federation.client import ClientRole, ClientSettings
+from lada.federation.round import RoundReport, run_round
+from lada.federation.server import ServerRole, ServerSettings
+from lada.federation.transport import Transport
+from lada.runner.report import metrics_record, print_round
+from lada.runner.setup import RunData, load_run_data, model_loader
+from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def _state(run_dir: Path) -> dict[str, Any] | None:
+    p = run_dir / "state.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
+    server = ServerRole(
+        model_loader(cfg.server, cfg, data.world_cfg),
+        data.public,
+        {k: data.test[k] for k in range(len(cfg.clients))},
+        len(cfg.clients),
+        ServerSettings(distill=cfg.distill, eval=cfg.eval, filter=cfg.filter, seed=cfg.seed),
+    )
+    return server
+
+
+def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> ClientRole:
+    """Client k's role: its SLM, its private data, P; its state lives in ``state_dir``."""
+    return ClientRole(
+        k,
+        model_loader(cfg.clients[k], cfg, data.world_cfg),
+        data.train[k],
+        data.test[k],
+        data.public,
+        ClientSettings(local=cfg.local, distill=cfg.distill, eval=cfg.eval, seed=cfg.seed),
+        state_dir,
+    )
+
+
+def make_engine(cfg: RunConfig, clients: dict[int, ClientRole]):
+    if cfg.engine == "inprocess":
+        from lada.engines.inprocess import InProcessEngine
+
+        return InProcessEngine(
+            clients, timeouts={k: c.timeout_s for k, c in enumerate(cfg.clients)}, faults=cfg.faults
+        )
+    raise NotImplementedError(f"engine {cfg.engine!r} is not available in this build")
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple[RunConfig, int]:
+    """Returns the config and the last complete round (0 for a new run)."""
+    state = _state(run_dir)
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise RunDirError(f"{run_dir}: nothing to resume (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml")
+        return cfg, int(state["last_complete_round"]) if state else -1
+    if state is not None or (run_dir / "metrics.jsonl").exists():
+        raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
+    assert cfg is not None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return cfg, -1
+
+
+def _truncate_metrics(run_dir: Path, last_round: int) -> list[dict[str, Any]]:
+    p = run_dir / "metrics.jsonl"
+    if not p.exists():
+        return []
+    kept = []
+    for line in p.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: drop it and what follows
+        if rec["round"] <= last_round:
+            kept.append(rec)
+    atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
+def run(
+    cfg: RunConfig | None,
+    run_dir: str | Path,
+    resume: bool = False,
+    console: Any = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) a federation on the configured engine; returns all rounds' metrics."""
+    run_dir = Path(run_dir)
+    cfg, last = prepare_run_dir(run_dir, cfg, resume)
+    if cfg.engine == "flower-sim":
+        from lada.engines.flower.simulation import run_flower_simulation
+
+        return run_flower_simulation(cfg, run_dir, last, console)
+    data = load_run_data(cfg, run_dir)
+    clients = {
+        k: build_client(cfg, data, k, run_dir / "clients" / f"client_{k}")
+        for k in range(len(cfg.clients))
+    }
+    engine = make_engine(cfg, clients)
+    return drive(cfg, run_dir, build_server(cfg, data), engine, last, data.domains, console)
+
+
+def drive(
+    cfg: RunConfig,
+    run_dir: Path,
+    server: ServerRole,
+    transport: Transport,
+    last: int,
+    domains: list[list[str]],
+    console: Any = None,
+) -> list[dict[str, Any]]:
+    """Rounds last+1..cfg.rounds on any transport, committing each round to ``run_dir``."""
+    records = _truncate_metrics(run_dir, last)
+    if last >= 0:
+        ckpt = run_dir / "checkpoints" / f"round_{last:03d}"
+        if (ckpt / "llm.safetensors").exists():
+            server.load(ckpt)
+    start = last + 1
+    if start == 0 and not cfg.eval.initial:
+        start = 1
+    for t in range(start, cfg.rounds + 1):
+        t0 = time.perf_counter()
+        if t == 0:
+            report = _initial_evaluation(server, transport)
+        else:
+            report = run_round(t, server, transport, plugin=cfg.plugin)
+        report.seconds["total"] = time.perf_counter() - t0
+        record = metrics_record(report, transport.comm, cfg, domains)
+        _commit_round(run_dir, t, server, report, record, cfg)
+        records.append(record)
+        if console is not None:
+            print_round(console, record, cfg)
+    atomic_write_json(run_dir / "summary.json", _summary(records, cfg))
+    return records
+
+
+def _initial_evaluation(server: ServerRole, engine) -> RoundReport:
+    """Round 0: accuracies before any federated training (base models)."""
+    from lada.federation.protocol import EvaluateIns, Task
+    from lada.federation.round import _ok
+
+    rep = RoundReport(round=0)
+    t0 = time.perf_counter()
+    replies = engine.broadcast(0, Task.EVALUATE, {k: EvaluateIns(0) for k in engine.clients()})
+    evals = _ok(rep, Task.EVALUATE, replies)
+    rep.slm_eval = {
+        k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups}
+        for k, r in evals.items()
+    }
+    rep.llm_eval = server.evaluate(0)
+    rep.seconds["evaluate"] = time.perf_counter() - t0
+    return rep
+
+
+def _commit_round(
+    run_dir: Path,
+    t: int,
+    server: ServerRole,
+    report: RoundReport,
+    record: dict[str, Any],
+    cfg: RunConfig,
+) -> None:
+    """Persist round t; state.json last, so a kill before it means the round is redone."""
+    ckpts = run_dir / "checkpoints"
+    tmp = ckpts / f".round_{t:03d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    server.save(tmp)
+    replace_dir(tmp, ckpts / f"round_{t:03d}")
+    if report.selected:
+        atomic_write_json(
+            run_dir / "selections" / f"round_{t:03d}.json",
+            {str(k): v for k, v in report.selected.items()},
+        )
+    metrics = run_dir / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+    atomic_write_json(run_dir / "state.json", {"last_complete_round": t})
+    if cfg.keep_checkpoints == "last":
+        for old in ckpts.glob("round_*"):
+            if old.name != f"round_{t:03d}":
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _summary(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
+    missed: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        for k, why in r.get("missed", {}).items():
+            missed.setdefault(k, []).append({"round": r["round"], "reason": why})
+    final = records[-1] if records else {}
+    return {
+        "rounds": cfg.rounds,
+        "completed_rounds": final.get("round", 0),
+        "final": {
+            "slm_accuracy": final.get("slm_accuracy"),
+            "slm_accuracy_mean": final.get("slm_accuracy_mean"),
+            "llm_accuracy": final.get("llm_accuracy"),
+            "llm_accuracy_mean": final.get("llm_accuracy_mean"),
+        },
+        "missed": missed,
+        "bytes_total": sum(r["bytes"]["up"] + r["bytes"]["down"] for r in records),
+    }
