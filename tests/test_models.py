@@ -24,6 +24,8 @@ from lada.models import (
     resolve_device,
     resolve_dtype,
 )
+from lada.train.loop import OptimConfig
+from lada.train.sft import sft
 
 CORPUS = [
     f"Max has {i} cards. He buys {i * 7 % 13} more. How many now?\n"
@@ -132,12 +134,21 @@ def test_load_causal_lm_local_folder(saved, tok):
     assert half.dtype == torch.bfloat16
 
 
-def test_load_causal_lm_with_lora_trains_only_adapters(saved):
+def test_load_causal_lm_with_lora_trains_only_adapters(saved, tok):
     d, _ = saved
     model, _ = load_causal_lm(d, device="cpu", lora=LoraSettings(r=4, alpha=8))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert 0 < count_params(model, trainable_only=True) < count_params(model) / 5
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    adapters = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    stats = sft(
+        model, tok, CORPUS[:8], CORPUS[8:16], OptimConfig(max_steps=2, batch_size=4, warmup_steps=0)
+    )
+    assert stats.steps == 2 and np.isfinite(stats.step_losses).all()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n], v) for n, v in frozen.items())
+    assert any(not torch.equal(after[n], v) for n, v in adapters.items())
 
 
 def test_missing_model_fails(tmp_path):

@@ -228,7 +228,11 @@ def test_train_loop_is_seeded(tok):
             cfg,
         ).step_losses
 
-    assert run() == run()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = run()
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left untouched
+    assert run() == first
 
 
 # ---- sft ----------------------------------------------------------------------------------------

@@ -109,11 +109,24 @@ class FaultSpec:
 
 
 @dataclass
+class FlowerConfig:
+    """Flower engines (``engine: flower-sim``, and the ServerApp of a `flwr run` deployment)."""
+
+    client_num_cpus: float = 1.0  # Ray CPUs per simulated client (ray_num_cpus / this = actors)
+    client_num_gpus: float = 0.0  # Ray GPUs per simulated client
+    ray_num_cpus: int | None = 2  # CPUs Ray may use in simulation (None = all cores)
+    timeout_s: float | None = None  # give up on a reply after this long (None = wait; per-client timeout_s also applies)
+    wait_for_clients_s: float = 120.0  # at start, how long the ServerApp waits for every client's node
+    pull_interval_s: float = 0.1  # how often the ServerApp polls for replies
+
+
+@dataclass
 class RunConfig:
     """One federated run: `lada run` reads this."""
 
     seed: int = 0
     rounds: int = 5
+    threads: int | None = 1  # torch CPU threads (tiny models run best on 1); None = torch's
     engine: Literal["inprocess", "flower-sim"] = "inprocess"
     host: Literal["sft"] = "sft"  # the host framework's own step (more in lada.hosts)
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
@@ -132,4 +145,5 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=200))
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     faults: list[FaultSpec] = field(default_factory=list)
+    flower: FlowerConfig = field(default_factory=FlowerConfig)
     keep_checkpoints: Literal["all", "last"] = "all"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 
 from lada.config.schema import FaultSpec
 from lada.federation.client import ClientRole
@@ -26,8 +27,11 @@ class InProcessEngine:
         clients: dict[int, ClientRole],
         timeouts: dict[int, float | None] | None = None,
         faults: list[FaultSpec] | None = None,
+        tap: Callable[[int, Task, str, int, bytes], None] | None = None,
     ) -> None:
+        """``tap(round, task, direction, client, wire_bytes)`` sees every message (audits)."""
         self._clients = clients
+        self.tap = tap
         self.timeouts = timeouts or {}
         self.faults = faults or []
         self.comm = CommLog()
@@ -41,13 +45,18 @@ class InProcessEngine:
                 return f
         return None
 
+    def _sent(self, round_idx: int, task: Task, direction: str, k: int, wire: bytes) -> None:
+        self.comm.add(round_idx, task, direction, len(wire))
+        if self.tap is not None:
+            self.tap(round_idx, task, direction, k, wire)
+
     def broadcast(
         self, round_idx: int, task: Task, instructions: dict[int, Payload]
     ) -> dict[int, Payload | Failure]:
         replies: dict[int, Payload | Failure] = {}
         for k in sorted(instructions):
             wire = encode(instructions[k].to_record())
-            self.comm.add(round_idx, task, "down", len(wire))
+            self._sent(round_idx, task, "down", k, wire)
             ins = INSTRUCTIONS[task].from_record(decode(wire))
             t0 = time.perf_counter()
             try:
@@ -68,6 +77,6 @@ class InProcessEngine:
                 replies[k] = Failure("timeout", f"{task} took {elapsed:.1f}s > timeout {limit}s")
                 continue
             wire = encode(reply.to_record())
-            self.comm.add(round_idx, task, "up", len(wire))
+            self._sent(round_idx, task, "up", k, wire)
             replies[k] = RESULTS[task].from_record(decode(wire))
         return replies

@@ -8,7 +8,6 @@ asked to work on a round whose predecessor it does not hold in memory (resume, r
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -125,7 +124,6 @@ class ClientRole:
 
         self._ensure_round(ins.round)
         seed = self._seed(ins.round, "local_train")
-        t0 = time.perf_counter()
         stats = sft(
             self.model,
             self.tokenizer,
@@ -136,7 +134,6 @@ class ClientRole:
         return LocalTrainRes(
             num_samples=len(self.train),
             mean_loss=float(np.mean(stats.per_sample_loss)),
-            seconds=time.perf_counter() - t0,
         )
 
     def embed(self, ins: EmbedIns) -> EmbedRes:
@@ -162,20 +159,18 @@ class ClientRole:
 
     def generate(self, ins: GenerateIns) -> PathsRes:
         self._ensure_round(ins.round)
-        t0 = time.perf_counter()
         paths = self._own_paths(list(ins.ids), ins.round) if ins.ids else []
-        return PathsRes(ids=list(ins.ids), paths=paths, seconds=time.perf_counter() - t0)
+        return PathsRes(ids=list(ins.ids), paths=paths)
 
     def distill(self, ins: DistillIns) -> DistillRes:
         from lada.train.distill import learn_from_paths
 
         self._ensure_round(ins.round)
-        t0 = time.perf_counter()
         ids = list(ins.ids)
         if not ids:
             empty = np.zeros(0, dtype=np.float32)
             return DistillRes(
-                ids=[], loss_before=empty, loss_after=empty, margin=empty, num_pairs=0, seconds=0.0
+                ids=[], loss_before=empty, loss_after=empty, margin=empty, num_pairs=0
             )
         own = self._own_paths(ids, ins.round)
         samples = [self.public[i] for i in ids]
@@ -195,7 +190,6 @@ class ClientRole:
             loss_after=out.loss_after.astype(np.float32),
             margin=out.margin.astype(np.float32),
             num_pairs=out.num_pairs,
-            seconds=time.perf_counter() - t0,
         )
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:

@@ -28,7 +28,9 @@ class Task(StrEnum):
     EVALUATE = "evaluate"  # accuracy on the private test set
 
 
-Record = dict[str, Any]  # {"config": {...}, "arrays": {name: np.ndarray}}
+Record = dict[str, Any]
+# Payloads carry no wall-clock times: message sizes must depend only on the computation, so a
+# resumed run reports the same bytes as an unbroken one. Engines time the tasks themselves.  # {"config": {...}, "arrays": {name: np.ndarray}}
 
 
 @dataclass
@@ -106,7 +108,6 @@ class EvaluateIns(Payload):
 class LocalTrainRes(Payload):
     num_samples: int
     mean_loss: float
-    seconds: float
 
 
 @dataclass
@@ -119,7 +120,6 @@ class EmbedRes(Payload):
 class PathsRes(Payload):
     ids: list[str]
     paths: list[str]
-    seconds: float
 
 
 @dataclass
@@ -129,7 +129,6 @@ class DistillRes(Payload):
     loss_after: np.ndarray  # ... and after
     margin: np.ndarray  # contrastive margin per sample after training (0 where skipped)
     num_pairs: int  # L_CD pairs used (identical paths skipped)
-    seconds: float
 
 
 @dataclass

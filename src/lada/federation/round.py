@@ -80,12 +80,14 @@ def run_round(
         )
         trained: dict[int, LocalTrainRes] = _ok(rep, Task.LOCAL_TRAIN, replies)
         rep.local = {
-            k: {"mean_loss": r.mean_loss, "seconds": r.seconds} for k, r in trained.items()
+            k: {"mean_loss": r.mean_loss} for k, r in trained.items()
         }
         alive = sorted(trained)
 
     if plugin == "lada" and alive:
         _lada_exchange(round_idx, server, transport, alive, rep)
+    # a client that failed any task sits out the rest of the round (and keeps its last state)
+    alive = [k for k in alive if k not in rep.missed]
 
     with _Phase(rep, "evaluate"):
         replies = transport.broadcast(

@@ -118,6 +118,10 @@ def run(
     """Run (or resume) a federation on the configured engine; returns all rounds' metrics."""
     run_dir = Path(run_dir)
     cfg, last = prepare_run_dir(run_dir, cfg, resume)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     if cfg.engine == "flower-sim":
         from lada.engines.flower.simulation import run_flower_simulation
 

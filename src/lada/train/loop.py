@@ -125,24 +125,36 @@ def train(
 
     ``batches`` is a list of index lists (reused every epoch) or ``epoch -> list`` (e.g. a
     reshuffle per epoch). ``item_tokens[i]`` is the token count of item ``i`` (for tokens/s);
-    ``num_items`` sizes ``per_sample_loss`` (default: largest index + 1).
+    ``num_items`` sizes ``per_sample_loss`` (default: largest index + 1). Randomness inside
+    the loop (dropout) is seeded by ``cfg.seed``; the global RNG state is left untouched.
     """
-    first = _epoch_batches(batches, 0)
-    per_epoch = len(first)
-    total = cfg.max_steps if cfg.max_steps is not None else per_epoch * cfg.epochs
-    if per_epoch == 0:
-        total = 0
-    tokens_of = None if item_tokens is None else np.asarray(item_tokens, dtype=np.int64)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.seed)
+        return _train(model, batches, loss_fn, cfg, progress, item_tokens, num_items)
 
-    torch.manual_seed(cfg.seed)
+
+def _train(
+    model: nn.Module,
+    batches: Batches | Callable[[int], Batches],
+    loss_fn: LossFn,
+    cfg: OptimConfig,
+    progress: bool,
+    item_tokens: Sequence[int] | np.ndarray | None,
+    num_items: int | None,
+) -> TrainStats:
+    first = _epoch_batches(batches, 0)
+    total = cfg.max_steps if cfg.max_steps is not None else len(first) * cfg.epochs
+    total = total if len(first) > 0 else 0
+    tokens_of = None if item_tokens is None else np.asarray(item_tokens, dtype=np.int64)
     opt = make_optimizer(model, cfg) if total > 0 else None
+    params = [p for g in opt.param_groups for p in g["params"]] if opt else []
     factor = lr_lambda(cfg, total)
-    step, tokens, epoch = 0, 0, 0
+    step, tokens, epoch, max_index = 0, 0, 0, -1
     losses: list[Tensor] = []
     lrs: list[float] = []
-    pending: list[tuple[Sequence[int], Tensor]] = []
+    pending: list[tuple[list[int], Tensor]] = []
     sample_losses: dict[int, float] = {}
-    max_index = -1
 
     bar = _progress_bar(total) if progress and total > 0 else None
     was_training = model.training
@@ -150,8 +162,7 @@ def train(
     t0 = time.perf_counter()
     try:
         while step < total:
-            epoch_batches = first if epoch == 0 else _epoch_batches(batches, epoch)
-            for idx in epoch_batches:
+            for idx in first if epoch == 0 else _epoch_batches(batches, epoch):
                 if step >= total:
                     break
                 idx = list(idx)
@@ -162,7 +173,6 @@ def train(
                 loss, per_item = out if isinstance(out, tuple) else (out, None)
                 loss.backward()
                 if cfg.grad_clip is not None:
-                    params = [p for g in opt.param_groups for p in g["params"]]
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
@@ -188,13 +198,13 @@ def train(
     n = num_items if num_items is not None else max_index + 1
     per_sample = np.full(max(n, 0), np.nan)
     for i, v in sample_losses.items():
-        if i < n:
+        if 0 <= i < n:
             per_sample[i] = v
     step_losses = torch.stack(losses).float().cpu().tolist() if losses else []
     return TrainStats(step, seconds, tokens, step_losses, lrs, sample_losses, per_sample)
 
 
-def _resolve(pending: list[tuple[Sequence[int], Tensor]]) -> dict[int, float]:
+def _resolve(pending: list[tuple[list[int], Tensor]]) -> dict[int, float]:
     out: dict[int, float] = {}
     for idx, values in pending:  # later batches overwrite earlier ones: "last pass" wins
         out.update(zip(idx, values.float().cpu().tolist(), strict=True))

@@ -1,0 +1,51 @@
+"""Shared fixtures: a session-wide model cache and the tiny federated config."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# tiny models gain nothing from intra-op threads, and lose a lot when the cores are shared
+torch.set_num_threads(1)
+
+TINY = [
+    "rounds=2",
+    "data.split.train_per_client=24",
+    "data.split.test_per_client=8",
+    "data.split.public_size=30",
+    "prepare.llm_steps=5",
+    "prepare.slm_steps=5",
+    "prepare.llm_corpus=64",
+    "prepare.slm_corpus=32",
+    "prepare.tokenizer_corpus=400",
+    "eval.limit=8",
+    "filter.budget=6",
+    "filter.epochs=2",
+    "filter.hidden=32",
+    "distill.max_new_tokens=48",
+    "eval.max_new_tokens=48",
+    "distill.slm_optim.epochs=1",
+    "distill.llm_optim.epochs=1",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lada_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Prepared tiny models are cached once per test session (never in the user's cache)."""
+    path = str(tmp_path_factory.mktemp("lada-cache"))
+    old = os.environ.get("LADA_CACHE")
+    os.environ["LADA_CACHE"] = path
+    yield path
+    if old is None:
+        os.environ.pop("LADA_CACHE", None)
+    else:
+        os.environ["LADA_CACHE"] = old
+
+
+@pytest.fixture()
+def tiny_overrides() -> list[str]:
+    return list(TINY)
