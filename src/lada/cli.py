@@ -60,7 +60,7 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from lada.config import load_config
-    from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.models.prepare import is_zoo_name, prepare_models
     from lada.runner.setup import world_config
 
     cfg = load_config(args.config, args.overrides)
@@ -69,12 +69,49 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     )
     world = world_config(cfg)
     console = _console()
-    for name in names:
-        console.print(f"preparing [bold]{name}[/] …")
-        path = prepare_model(name, cfg.prepare, world, progress=True, force=args.force)
+    console.print(f"preparing {', '.join(names)} ({cfg.prepare.workers} at a time) …")
+    paths = prepare_models(names, cfg.prepare, world, force=args.force, progress=True)
+    for name, path in paths.items():
         info = json.loads((path / "lada_prepare.json").read_text())
-        console.print(f"  {path}  final loss {info['final_loss']:.3f}  {info['seconds']:.0f}s")
+        console.print(
+            f"  {name:7s} {path}  final loss {info['final_loss']:.3f}  {info['seconds']:.0f}s"
+        )
+    if args.eval:
+        _eval_prepared(paths, world, args.eval, console)
     return 0
+
+
+def _eval_prepared(paths: dict[str, Path], world_cfg: Any, n: int, console: Any) -> None:
+    """Accuracy of each prepared model by number of steps on held-out general data, and on
+    private-knowledge questions (which no prepared model has seen)."""
+    from rich.table import Table
+
+    from lada.data.synthetic import generate, make_world
+    from lada.eval.accuracy import accuracy_table, evaluate
+    from lada.models.loading import load_causal_lm
+
+    world = make_world(world_cfg)
+    general = generate(world, n, seed=987, knowledge="general", id_prefix="heldout")
+    private = generate(world, max(n // 3, 1), seed=988, knowledge="private", id_prefix="private")
+    table = Table(title="prepared models: held-out accuracy % by number of steps")
+    steps = sorted({s.num_steps for s in general})
+    table.add_column("model")
+    for k in steps:
+        table.add_column(f"{k} steps", justify="right")
+    table.add_column("all general", justify="right")
+    table.add_column("private knowledge", justify="right")
+    for name, path in paths.items():
+        model, tok = load_causal_lm(path)
+        res = evaluate(model, tok, general)
+        by = {r["num_steps"]: r["accuracy"] for r in accuracy_table(res.records, ["num_steps"])}
+        priv = evaluate(model, tok, private)
+        table.add_row(
+            name,
+            *[f"{100 * by.get(k, 0):.0f}" for k in steps],
+            f"{100 * res.accuracy:.1f}",
+            f"{100 * priv.accuracy:.1f}",
+        )
+    console.print(table)
 
 
 # ---- train / eval ------------------------------------------------------------------------
@@ -216,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--config")
     pr.add_argument("--models", nargs="*", help="zoo names (default: those in the config)")
     pr.add_argument("--force", action="store_true")
+    pr.add_argument(
+        "--eval",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then evaluate each model on N held-out general samples by steps",
+    )
     pr.add_argument("overrides", nargs="*", metavar="key=value")
     pr.set_defaults(func=cmd_models_prepare)
 

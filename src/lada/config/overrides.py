@@ -141,6 +141,11 @@ def _convert(tp: Any, value: Any, path: str, source: str | None) -> Any:
         _, vt = get_args(tp) or (Any, Any)
         return {k: _convert(vt, v, f"{path}.{k}", source) for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail(path, source, f"expected a number, got {value!r}")
         return float(value)

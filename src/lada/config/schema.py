@@ -31,7 +31,9 @@ class ClientConfig(ModelConfig):
     """One client: its SLM, and (for file data) where its private train/test data lie."""
 
     train_file: str | None = None  # private training data (files data only)
+    train_range: list[int] | None = None  # [start, stop): this client's slice of train_file
     test_file: str | None = None  # private test data (files data only)
+    test_range: list[int] | None = None  # [start, stop): this client's slice of test_file
     timeout_s: float | None = None  # a task slower than this is dropped and reported
 
 
@@ -43,6 +45,7 @@ class DataConfig:
     split: dict[str, Any] = field(default_factory=dict)  # SplitConfig overrides (synthetic)
     dir: str | None = None  # reuse a split made by `lada data make` instead of generating one
     public_file: str | None = None  # files data: the public set P
+    public_range: list[int] | None = None  # [start, stop): the slice of public_file used as P
     format: Literal["lada", "gsm8k", "mc"] = "lada"  # files data: loader
     fields: dict[str, Any] = field(default_factory=dict)  # files data: loader field options
     public_limit: int | None = None  # keep only the first N public samples
@@ -54,7 +57,7 @@ class DataConfig:
 class LocalTrainConfig:
     """The host's local step: SFT of each SLM on its private data, every round."""
 
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, epochs=1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, max_steps=20))
 
 
 @dataclass
@@ -87,14 +90,15 @@ class PrepareConfig:
     vocab_size: int = 512
     tokenizer_corpus: int = 4000  # synthetic samples the tokenizer is trained on
     llm_corpus: int = 20000  # general samples (all domains, general knowledge, 1–6 steps)
-    llm_steps: int = 1500  # optimizer steps of LLM pretraining
-    llm_lr: float = 2e-3
+    llm_steps: int = 500  # optimizer steps of LLM pretraining
+    llm_lr: float = 3e-3
     slm_corpus: int = 2000  # "a little general data": short chains, general knowledge
     slm_max_steps_per_question: int = 2  # SLM pretraining data has at most this many steps
     slm_steps: int = 150
     slm_lr: float = 3e-3
     batch_size: int = 32
     seed: int = 0
+    workers: int = 2  # models pretrained in parallel processes (1 torch thread each)
 
 
 @dataclass
@@ -115,8 +119,15 @@ class FlowerConfig:
     client_num_cpus: float = 1.0  # Ray CPUs per simulated client (ray_num_cpus / this = actors)
     client_num_gpus: float = 0.0  # Ray GPUs per simulated client
     ray_num_cpus: int | None = 2  # CPUs Ray may use in simulation (None = all cores)
-    timeout_s: float | None = None  # give up on a reply after this long (None = wait; per-client timeout_s also applies)
-    wait_for_clients_s: float = 120.0  # at start, how long the ServerApp waits for every client's node
+    timeout_s: float | None = (
+        None  # give up on a reply after this long (None = wait; per-client timeout_s also applies)
+    )
+    wait_for_clients_s: float = (
+        120.0  # at start, how long the ServerApp waits for every client's node
+    )
+    rejoin_wait_s: float = (
+        0.0  # at each later round's start, wait this long for clients without a node
+    )
     pull_interval_s: float = 0.1  # how often the ServerApp polls for replies
 
 
@@ -130,7 +141,7 @@ class RunConfig:
     engine: Literal["inprocess", "flower-sim"] = "inprocess"
     host: Literal["sft"] = "sft"  # the host framework's own step (more in lada.hosts)
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
-    server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm"))
+    server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm-s"))
     clients: list[ClientConfig] = field(
         default_factory=lambda: [
             ClientConfig(model="slm-xs"),
@@ -141,8 +152,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    filter: FilterConfig = field(default_factory=lambda: FilterConfig(budget=150))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=200))
+    # CPU budget (ours): at most 50 picks per filter and round, 100 test samples per client
+    filter: FilterConfig = field(default_factory=lambda: FilterConfig(budget=50))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=100))
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     faults: list[FaultSpec] = field(default_factory=list)
     flower: FlowerConfig = field(default_factory=FlowerConfig)

@@ -160,5 +160,48 @@ def prepare_model(
     return out
 
 
+def _prepare_in_worker(
+    name: str, cfg: PrepareConfig, world_cfg: SyntheticConfig | None, force: bool
+) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    return str(prepare_model(name, cfg, world_cfg, force=force))
+
+
+def prepare_models(
+    names: list[str],
+    cfg: PrepareConfig,
+    world_cfg: SyntheticConfig | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Prepare several zoo models, ``cfg.workers`` at a time in separate processes (the
+    biggest first), each on one torch thread: on a 2-core CPU that halves the wall time."""
+    todo = [
+        n
+        for n in names
+        if force or not (checkpoint_dir(n, cfg, world_cfg) / "config.json").exists()
+    ]
+    out = {n: checkpoint_dir(n, cfg, world_cfg) for n in names}
+    if not todo:
+        return out
+    tokenizer_dir(cfg, world_cfg)  # once, before the workers need it
+    if cfg.workers <= 1 or len(todo) == 1:
+        for n in todo:
+            prepare_model(n, cfg, world_cfg, progress=progress, force=force)
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo.sort(key=lambda n: -(get_spec(n).hidden_size ** 2 * get_spec(n).num_layers))
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_prepare_in_worker, n, cfg, world_cfg, force) for n in todo]
+        for f in futures:
+            f.result()
+    return out
+
+
 def is_zoo_name(name: str) -> bool:
     return name in ZOO

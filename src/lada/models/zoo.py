@@ -4,7 +4,7 @@ Sizes (with a ~500-token vocabulary, tied embeddings):
 
     slm-xs  llama  h64  L2   ~0.14 M     slm-s  qwen2  h96  L2   ~0.33 M
     slm-m   llama  h128 L2   ~0.59 M     llm-s  qwen2  h160 L3   ~1.3 M
-    llm     qwen2  h192 L4   ~2.4 M
+    llm     qwen2  h192 L4   ~2.4 M      llm-xs qwen2  h128 L3   ~0.8 M
 
 Models are plain ``transformers`` models: ``save_pretrained`` / ``AutoModelForCausalLM`` work.
 """
@@ -46,6 +46,7 @@ ZOO: dict[str, ModelSpec] = {
         ModelSpec("slm-xs", "llama", 64, 2, 4, 4, 256),
         ModelSpec("slm-s", "qwen2", 96, 2, 4, 4, 384),
         ModelSpec("slm-m", "llama", 128, 2, 4, 4, 512),
+        ModelSpec("llm-xs", "qwen2", 128, 3, 4, 4, 512),
         ModelSpec("llm-s", "qwen2", 160, 3, 5, 5, 640),
         ModelSpec("llm", "qwen2", 192, 4, 6, 6, 768),
     ]

@@ -43,6 +43,14 @@ def _state(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
+    """Pretrain (once, cached) the zoo models this config names, in parallel."""
+    from lada.models.prepare import is_zoo_name, prepare_models
+
+    names = sorted({m.model for m in [cfg.server, *cfg.clients] if is_zoo_name(m.model)})
+    prepare_models(names, cfg.prepare, world_cfg)
+
+
 def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
     server = ServerRole(
         model_loader(cfg.server, cfg, data.world_cfg),
@@ -127,6 +135,7 @@ def run(
 
         return run_flower_simulation(cfg, run_dir, last, console)
     data = load_run_data(cfg, run_dir)
+    prepare_zoo_models(cfg, data.world_cfg)
     clients = {
         k: build_client(cfg, data, k, run_dir / "clients" / f"client_{k}")
         for k in range(len(cfg.clients))

@@ -112,6 +112,9 @@ def resolve_site(node_config: dict[str, Any], sim_run_dir: str | None) -> Client
     )
 
 
+_NOT_SHARED = {"workers"}  # settings that change how fast, not what, a machine computes
+
+
 def client_fingerprint(cfg: Any, k: int) -> str:
     """A hash of what client ``k`` and the server must agree on (seeds, training settings,
     the client's model). Paths and devices, which differ across machines, are left out."""
@@ -124,7 +127,7 @@ def client_fingerprint(cfg: Any, k: int) -> str:
         "local": to_dict(cfg.local),
         "distill": to_dict(cfg.distill),
         "eval": to_dict(cfg.eval),
-        "prepare": to_dict(cfg.prepare),
+        "prepare": {k: v for k, v in to_dict(cfg.prepare).items() if k not in _NOT_SHARED},
         "data": {
             "kind": cfg.data.kind,
             "split": cfg.data.split,
@@ -260,7 +263,8 @@ def _sync_working(e: _Entry, round_idx: int) -> None:
     e.tag = info["tag"]
 
 
-def _clear_working(state_dir: Path, upto: int | None = None, since: int | None = None) -> None:
+def _clear_working(state_dir: Path, upto: int | None = None) -> None:
+    """Remove the working states of rounds <= ``upto`` (all of them when None)."""
     d = state_dir / WORKING_DIR
     if not d.exists():
         return
@@ -269,7 +273,7 @@ def _clear_working(state_dir: Path, upto: int | None = None, since: int | None =
             r = int(p.stem.split("_")[1])
         except (IndexError, ValueError):
             continue
-        if (upto is not None and r <= upto) or (since is not None and r >= since):
+        if upto is None or r <= upto:
             p.unlink(missing_ok=True)
     if not any(d.iterdir()):
         shutil.rmtree(d, ignore_errors=True)
@@ -298,7 +302,8 @@ def handle_task(task: Task, msg: Message, context: Context, sim_run_dir: str | N
         if expected and expected != e.fingerprint:
             raise RuntimeError(
                 f"client {site.client_id}: its config ({site.config}) differs from the server's "
-                f"in settings both must share (fingerprint {e.fingerprint} != {expected})"
+                f"in settings both must share (fingerprint {e.fingerprint} != {expected}); "
+                "use the same run config and the same lada version on every machine"
             )
         if int(meta.get("client-id", site.client_id)) != site.client_id:
             raise RuntimeError(
@@ -306,7 +311,7 @@ def handle_task(task: Task, msg: Message, context: Context, sim_run_dir: str | N
             )
     with e.lock:
         if task == Task.LOCAL_TRAIN:
-            _clear_working(e.role.state_dir, since=round_idx)  # leftovers of an aborted attempt
+            _clear_working(e.role.state_dir)  # a round starts from its saved base: no leftovers
             e.tag = None
         else:
             _sync_working(e, round_idx)

@@ -87,15 +87,13 @@ def run_flower_simulation(
     """Run rounds ``last+1 .. cfg.rounds`` of ``cfg`` on Flower's simulation engine."""
     from lada.engines.flower.client_app import make_client_app
     from lada.engines.flower.server_app import ServerJob, make_server_app
-    from lada.models.prepare import is_zoo_name, prepare_model
-    from lada.runner.run import build_server
+    from lada.runner.run import build_server, prepare_zoo_models
     from lada.runner.setup import load_run_data
 
     run_dir = Path(run_dir).resolve()
     t0 = time.perf_counter()
     data = load_run_data(cfg, run_dir)  # the server's view; makes the split in run_dir/data
-    for name in sorted({c.model for c in cfg.clients if is_zoo_name(c.model)}):
-        prepare_model(name, cfg.prepare, data.world_cfg)  # once, before actors load them
+    prepare_zoo_models(cfg, data.world_cfg)  # once, here, before the actors load them
     job = ServerJob(cfg, run_dir, last, console, data, build_server(cfg, data))
     server_app = make_server_app(lambda _context: job)
     client_app = make_client_app(sim_run_dir=str(run_dir))

@@ -13,7 +13,8 @@ time is up. Outcomes per client, as the in-process engine reports them:
 
 Which node is which client: a node says so when asked (``query.lada_hello``, answered from its
 node config; the simulation's ``partition-id``). Unknown nodes are asked whenever the node set
-changes, so a restarted SuperNode rejoins at the next broadcast it is there for.
+changes, so a restarted SuperNode rejoins at the next broadcast it is there for; with
+``rejoin_wait_s`` the first broadcast of each round waits that long for clients without a node.
 
 Bytes: the :class:`CommLog` counts ``len(encode(payload.to_record()))``, the size of the payload
 in LaDa's own wire format, for every instruction sent (down) and every result received (up),
@@ -65,6 +66,7 @@ class FlowerTransport:
         fingerprints: dict[int, str] | None = None,
         pull_interval_s: float = 0.1,
         hello_timeout_s: float = HELLO_TIMEOUT_S,
+        rejoin_wait_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grid = grid
@@ -75,6 +77,8 @@ class FlowerTransport:
         self.fingerprints = fingerprints or {}
         self.pull_interval_s = pull_interval_s
         self.hello_timeout_s = hello_timeout_s
+        self.rejoin_wait_s = rejoin_wait_s
+        self._round: int | None = None  # the round of the last broadcast
         self.comm = CommLog()
         self._clock = clock
         self._hello_pending: dict[str, int] = {}  # message id -> node id
@@ -166,6 +170,10 @@ class FlowerTransport:
     def broadcast(
         self, round_idx: int, task: Task, instructions: dict[int, Payload]
     ) -> dict[int, Payload | Failure]:
+        if round_idx != self._round:
+            if self._round is not None and self.rejoin_wait_s > 0 and self.missing():
+                self.wait_for_clients(self.rejoin_wait_s)  # a new round: give lost clients a chance
+            self._round = round_idx
         nodes = set(self.grid.get_node_ids())
         if (
             nodes != self._known_nodes

@@ -1,0 +1,27 @@
+# `make run`: the embedded default (3 tiny SLMs + tiny LLM, 5 LaDa rounds) into runs/<time>/
+# `make test`: the test suite (fast tests; `make test-slow` for the slow ones)
+SHELL := /bin/bash
+export FLWR_TELEMETRY_ENABLED := 0
+export FLWR_DISABLE_UPDATE_CHECK := 1
+export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup run test test-slow lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	.venv/bin/lada run --out runs/$$(date +%Y%m%d-%H%M%S)
+
+test: setup
+	.venv/bin/python -m pytest
+
+test-slow: setup
+	.venv/bin/python -m pytest -m slow
+
+lint: setup
+	.venv/bin/ruff check src tests benchmarks
+
+bench: setup
+	.venv/bin/python benchmarks/train_throughput.py

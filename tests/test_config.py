@@ -1,0 +1,69 @@
+"""Configs: the embedded default, YAML files, dotted overrides and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lada.config import ConfigError, RunConfig, load_config, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_is_the_embedded_default() -> None:
+    assert load_config() == RunConfig()
+    assert yaml.safe_load((ROOT / "configs" / "default.yaml").read_text()) == to_dict(RunConfig())
+
+
+def test_dotted_overrides_and_types() -> None:
+    cfg = load_config(
+        None,
+        [
+            "rounds=2",
+            "clients.0.model=slm-m",
+            "filter.alpha=0.25",
+            "filter.budget=null",
+            "distill.slm_optim.lr=1e-4",
+        ],
+    )
+    assert cfg.rounds == 2 and cfg.clients[0].model == "slm-m" and cfg.clients[1].model == "slm-s"
+    assert cfg.filter.alpha == 0.25 and cfg.filter.budget is None
+    assert cfg.distill.slm_optim.lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("rounds=two", "config key 'RunConfig.rounds': expected an integer"),
+        ("filter.alhpa=0.3", "RunConfig.filter.alhpa': unknown key"),
+        ("distill.preference=votes", "is not one of"),
+        ("rounds", "expected key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_partial_yaml_merges_onto_defaults(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("rounds: 3\ndistill:\n  beta: 0.5\n")
+    cfg = load_config(p)
+    assert cfg.rounds == 3 and cfg.distill.beta == 0.5 and cfg.distill.lambda_cd == 1.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rounds: 3\n  beta: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("distill:\n  betta: 0.5\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: config key 'RunConfig.distill.betta'"):
+        load_config(typo)
+
+
+def test_real_model_config_is_valid() -> None:
+    cfg = load_config(ROOT / "configs" / "real-gsm8k.yaml")
+    assert cfg.data.kind == "files" and cfg.data.format == "gsm8k"
+    assert all(c.lora is not None and c.lora.r == 8 for c in cfg.clients)
+    assert cfg.server.dtype == "bfloat16" and cfg.filter.budget is None
