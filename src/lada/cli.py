@@ -33,9 +33,13 @@ def _kv(items: list[str]) -> dict[str, str]:
 
 
 def cmd_data_make(args: argparse.Namespace) -> int:
+    from lada.config import ConfigError
     from lada.data.split import SplitConfig, make_split
 
-    settings = SplitConfig.from_overrides(_kv(args.settings))
+    try:
+        settings = SplitConfig.from_overrides(_kv(args.settings))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     given = {k: getattr(settings, k) for k in _kv(args.settings)}
     manifest = make_split(args.out, seed=args.seed, **given)
     counts = {k: v["num_samples"] for k, v in manifest["files"].items()}
