@@ -1,14 +1,14 @@
 """A synthetic multi-domain reasoning benchmark sized for tiny CPU models.
 
-Each domain has 8 entities with a hidden integer *rate* (pills per box, coins per plum...). A
+Each domain has 10 entities with a hidden integer *rate* (pills per box, coins per plum...). A
 question names ``n`` entities with counts and asks for the total; the rates are never stated,
 so answering needs domain knowledge, and ``n`` (the number of steps) sets the difficulty:
 
-    Ava buys 3 plum, 2 fig and 4 leek. How many coins?
-    3 plum = 3*5 = 15, total 15
-    2 fig = 2*7 = 14, total 15+14 = 29
-    4 leek = 4*2 = 8, total 29+8 = 37
-    Answer: 37
+    Ava buys 3 plum, 2 fig and 3 leek. How many coins?
+    plum 3*5=15
+    fig 2*7=14, 15+14=29
+    leek 3*2=6, 29+6=35
+    Answer: 35
 
 The first ``n_general`` entities of a domain are *general* knowledge (may appear in general or
 pretraining data); the others are *private* (only in that domain's client data and in public-set
@@ -96,7 +96,7 @@ class SyntheticConfig:
     rate_min: int = 2
     rate_max: int = 9
     count_min: int = 1
-    count_max: int = 5
+    count_max: int = 3
     knowledge_seed: int = 1234
     min_steps: int = 1
     max_steps: int = 6
@@ -263,11 +263,11 @@ def _steps(counts: list[int], entities: list[Entity]) -> tuple[list[str], int]:
     total = 0
     for i, (c, e) in enumerate(zip(counts, entities, strict=True)):
         product = c * e.rate
-        head = f"{c} {e.name} = {c}*{e.rate} = {product}"
+        head = f"{e.name} {c}*{e.rate}={product}"
         if i == 0:
-            lines.append(f"{head}, total {product}")
+            lines.append(head)
         else:
-            lines.append(f"{head}, total {total}+{product} = {total + product}")
+            lines.append(f"{head}, {total}+{product}={total + product}")
         total += product
     return lines, total
 
