@@ -18,7 +18,7 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def samples(world: World) -> list[Sample]:
-    return generate(world, 600, seed=7)
+    return generate(world, 600, seed=7, answer_format="mc")
 
 
 def _dicts(samples: list[Sample]) -> list[dict]:
@@ -49,9 +49,9 @@ def test_world_depends_only_on_knowledge_seed() -> None:
 
 
 def test_determinism(world: World, samples: list[Sample]) -> None:
-    assert _dicts(generate(world, 600, seed=7)) == _dicts(samples)
-    assert _dicts(generate(make_world(SyntheticConfig()), 600, seed=7)) == _dicts(samples)
-    assert _dicts(generate(world, 600, seed=8)) != _dicts(samples)
+    assert _dicts(generate(world, 600, seed=7, answer_format="mc")) == _dicts(samples)
+    assert _dicts(generate(make_world(SyntheticConfig()), 600, seed=7, answer_format="mc")) == _dicts(samples)
+    assert _dicts(generate(world, 600, seed=8, answer_format="mc")) != _dicts(samples)
     assert [s.id for s in samples[:2]] == ["syn-00000", "syn-00001"]
 
 
@@ -108,7 +108,7 @@ def test_number_form_and_five_choices(world: World) -> None:
     for s in nums:
         assert s.answer_type == "number" and s.choices is None and s.answer == str(s.meta["total"])
         assert s.target().endswith(f"Answer: {s.meta['total']}")
-    five = generate(make_world(SyntheticConfig(n_choices=5)), 50, seed=1)
+    five = generate(make_world(SyntheticConfig(n_choices=5)), 50, seed=1, answer_format="mc")
     assert all(s.choices is not None and len(set(s.choices)) == 5 for s in five)
 
 

@@ -225,6 +225,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lada.bench.run import bench
+
+    console = _console()
+    summary = bench(
+        args.out,
+        suite=args.suite,
+        quick=args.quick,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        log=console.print,
+    )
+    console.print(
+        f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
+        f"{len(summary['plots'])} plots; see {args.out}/results.md"
+    )
+    for name in summary["failed"]:
+        console.print(f"[red]failed[/]: {name} (see {args.out}/runs/{name}/bench_error.txt)")
+    return 1 if summary["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lada", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -293,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--resume", action="store_true", help="continue the run in --out")
     rn.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     rn.set_defaults(func=cmd_run)
+
+    bn = sub.add_parser("bench", help="hosts × methods × scenarios × seeds: tables and plots")
+    bn.add_argument("--suite", default="paper", choices=["paper"])
+    bn.add_argument("--out", required=True)
+    bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
+    bn.add_argument("--seeds", type=int, default=None, help="seeds per run (default 3; quick 1)")
+    bn.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    bn.set_defaults(func=cmd_bench)
     return p
 
 

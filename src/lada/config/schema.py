@@ -57,7 +57,7 @@ class DataConfig:
 class LocalTrainConfig:
     """The host's local step: SFT of each SLM on its private data, every round."""
 
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, max_steps=20))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, epochs=1))
 
 
 @dataclass
@@ -69,6 +69,7 @@ class DistillConfig:
     preference: Literal["role", "correctness"] = "role"  # who is preferred [spec default: role]
     skip_identical: bool = True  # drop L_CD pairs whose two paths are identical
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
+    fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
     slm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=2))
     llm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, epochs=2))
     max_new_tokens: int = 160  # length limit of generated reasoning paths
@@ -89,12 +90,12 @@ class PrepareConfig:
 
     vocab_size: int = 512
     tokenizer_corpus: int = 4000  # synthetic samples the tokenizer is trained on
-    llm_corpus: int = 20000  # general samples (all domains, general knowledge, 1–6 steps)
-    llm_steps: int = 500  # optimizer steps of LLM pretraining
+    llm_corpus: int = 32000  # general samples (all domains, general knowledge, 1–6 steps)
+    llm_steps: int = 1000  # optimizer steps of LLM pretraining
     llm_lr: float = 3e-3
-    slm_corpus: int = 2000  # "a little general data": short chains, general knowledge
+    slm_corpus: int = 8000  # "a little general data": short chains, general knowledge
     slm_max_steps_per_question: int = 2  # SLM pretraining data has at most this many steps
-    slm_steps: int = 150
+    slm_steps: int = 400
     slm_lr: float = 3e-3
     batch_size: int = 32
     seed: int = 0
@@ -139,9 +140,12 @@ class RunConfig:
     rounds: int = 5
     threads: int | None = 1  # torch CPU threads (tiny models run best on 1); None = torch's
     engine: Literal["inprocess", "flower-sim"] = "inprocess"
-    host: Literal["sft"] = "sft"  # the host framework's own step (more in lada.hosts)
+    host: Literal["sft", "fedcot", "fedcollm"] = "sft"  # the host framework (lada.hosts)
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
-    server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm-s"))
+    # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
+    allocation: Literal["lada", "all", "random", "perplexity", "ifd", "min_ce"] = "lada"
+    allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
+    server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm-xs"))
     clients: list[ClientConfig] = field(
         default_factory=lambda: [
             ClientConfig(model="slm-xs"),

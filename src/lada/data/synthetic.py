@@ -101,7 +101,7 @@ class SyntheticConfig:
     min_steps: int = 1
     max_steps: int = 6
     step_weights: tuple[float, ...] | None = None  # one weight per step count min..max
-    answer_format: Literal["mc", "number"] = "mc"
+    answer_format: Literal["mc", "number"] = "number"
     n_choices: int = 4
     distractor_offset_max: int = 3  # "total +- d" distractors use d in 1..this
 

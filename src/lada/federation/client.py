@@ -25,11 +25,17 @@ from lada.federation.protocol import (
     EvaluateIns,
     EvaluateRes,
     GenerateIns,
+    GetWeightsIns,
     LocalTrainIns,
     LocalTrainRes,
     PathsRes,
     Payload,
+    ScoreIns,
+    ScoreRes,
+    SetWeightsIns,
+    SetWeightsRes,
     Task,
+    WeightsRes,
 )
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
@@ -43,6 +49,7 @@ class ClientSettings:
     distill: DistillConfig
     eval: EvalConfig
     seed: int = 0
+    host: str = "sft"  # the host framework (lada.hosts): chooses the distillation loss
 
 
 class ClientRole:
@@ -111,6 +118,9 @@ class ClientRole:
             Task.GENERATE: self.generate,
             Task.DISTILL: self.distill,
             Task.EVALUATE: self.evaluate,
+            Task.SCORE: self.score,
+            Task.GET_WEIGHTS: self.get_weights,
+            Task.SET_WEIGHTS: self.set_weights,
         }
         return handlers[task](ins)  # type: ignore[operator]
 
@@ -172,7 +182,11 @@ class ClientRole:
             return DistillRes(
                 ids=[], loss_before=empty, loss_after=empty, margin=empty, num_pairs=0
             )
-        own = self._own_paths(ids, ins.round)
+        d = self.settings.distill
+        if d.lambda_cd == 0 and d.preference == "role":
+            own = list(ins.teacher_paths)  # no L_CD: the learner's own paths are not needed
+        else:
+            own = self._own_paths(ids, ins.round)
         samples = [self.public[i] for i in ids]
         seed = self._seed(ins.round, "distill")
         out = learn_from_paths(
@@ -183,6 +197,7 @@ class ClientRole:
             own,
             self.settings.distill,
             replace(self.settings.distill.slm_optim, seed=seed),
+            host=self.settings.host,
         )
         return DistillRes(
             ids=ids,
@@ -191,6 +206,46 @@ class ClientRole:
             margin=out.margin.astype(np.float32),
             num_pairs=out.num_pairs,
         )
+
+    def score(self, ins: ScoreIns) -> ScoreRes:
+        """The SLM's NLL of given paths on public ids (allocation baselines)."""
+        from lada.federation.allocation import score_nll
+
+        self._ensure_round(ins.round)
+        cond, uncond = score_nll(
+            self.model,
+            self.tokenizer,
+            [self.public[i].prompt() for i in ins.ids],
+            list(ins.paths),
+            self.settings.distill.slm_optim.max_length,
+        )
+        return ScoreRes(ids=list(ins.ids), nll_cond=cond, nll_uncond=uncond)
+
+    def get_weights(self, ins: GetWeightsIns) -> WeightsRes:
+        from lada.hosts.fedavg import flatten
+        from lada.utils.model_state import trainable_state
+
+        self._ensure_round(ins.round)
+        st = flatten(trainable_state(self.model))
+        return WeightsRes(
+            num_samples=len(self.train), names=st.names, shapes=st.shapes_json, flat=st.flat
+        )
+
+    def set_weights(self, ins: SetWeightsIns) -> SetWeightsRes:
+        import torch
+
+        from lada.hosts.fedavg import unflatten
+
+        self._ensure_round(ins.round)
+        state = unflatten(list(ins.names), json.loads(ins.shapes), ins.flat)
+        params = dict(self.model.named_parameters())
+        unknown = [n for n in state if n not in params]
+        if unknown:
+            raise ValueError(f"averaged weights do not match this SLM (unknown {unknown[:3]})")
+        with torch.no_grad():
+            for n, t in state.items():
+                params[n].copy_(t.to(params[n].device, params[n].dtype))
+        return SetWeightsRes(num_params=int(ins.flat.size))
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
         from lada.eval.accuracy import evaluate, group_counts

@@ -26,6 +26,9 @@ class Task(StrEnum):
     GENERATE = "generate"  # reasoning paths for public ids (the SLM teaching the LLM)
     DISTILL = "distill"  # learn from teacher paths: L_host + λ·L_CD; report losses
     EVALUATE = "evaluate"  # accuracy on the private test set
+    SCORE = "score"  # learner's NLL of given paths on public ids (allocation baselines)
+    GET_WEIGHTS = "get_weights"  # the SLM's trainable weights (FedCoLLM's FedAvg)
+    SET_WEIGHTS = "set_weights"  # load averaged weights (FedCoLLM's FedAvg)
 
 
 Record = dict[str, Any]
@@ -101,6 +104,34 @@ class EvaluateIns(Payload):
     round: int
 
 
+@dataclass
+class ScoreIns(Payload):
+    """Score ``paths`` (public ids' candidate teacher paths, or their gold targets)."""
+
+    TASK: ClassVar[Task] = Task.SCORE
+    round: int
+    ids: list[str]
+    paths: list[str]
+
+
+@dataclass
+class GetWeightsIns(Payload):
+    TASK: ClassVar[Task] = Task.GET_WEIGHTS
+    round: int
+
+
+@dataclass
+class SetWeightsIns(Payload):
+    """Averaged trainable weights: ``flat`` is the float32 concatenation of ``names``'
+    tensors in order, ``shapes`` their JSON-encoded shapes."""
+
+    TASK: ClassVar[Task] = Task.SET_WEIGHTS
+    round: int
+    names: list[str]
+    shapes: str
+    flat: np.ndarray
+
+
 # ---- client -> server ------------------------------------------------------------------
 
 
@@ -138,12 +169,35 @@ class EvaluateRes(Payload):
     groups: str = field(default="[]")  # JSON list of {domain, num_steps, n, correct}
 
 
+@dataclass
+class ScoreRes(Payload):
+    ids: list[str]
+    nll_cond: np.ndarray  # mean token NLL of each path given the question: log PPL(y|x)
+    nll_uncond: np.ndarray  # ... without the question (BOS only): log PPL(y)
+
+
+@dataclass
+class WeightsRes(Payload):
+    num_samples: int  # FedAvg weight: the client's private training samples
+    names: list[str]
+    shapes: str  # JSON list of shapes, aligned with names
+    flat: np.ndarray  # float32 concatenation of the tensors
+
+
+@dataclass
+class SetWeightsRes(Payload):
+    num_params: int
+
+
 INSTRUCTIONS: dict[Task, type[Payload]] = {
     Task.LOCAL_TRAIN: LocalTrainIns,
     Task.EMBED: EmbedIns,
     Task.GENERATE: GenerateIns,
     Task.DISTILL: DistillIns,
     Task.EVALUATE: EvaluateIns,
+    Task.SCORE: ScoreIns,
+    Task.GET_WEIGHTS: GetWeightsIns,
+    Task.SET_WEIGHTS: SetWeightsIns,
 }
 RESULTS: dict[Task, type[Payload]] = {
     Task.LOCAL_TRAIN: LocalTrainRes,
@@ -151,6 +205,9 @@ RESULTS: dict[Task, type[Payload]] = {
     Task.GENERATE: PathsRes,
     Task.DISTILL: DistillRes,
     Task.EVALUATE: EvaluateRes,
+    Task.SCORE: ScoreRes,
+    Task.GET_WEIGHTS: WeightsRes,
+    Task.SET_WEIGHTS: SetWeightsRes,
 }
 
 

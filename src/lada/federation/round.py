@@ -69,8 +69,19 @@ def _ok(report: RoundReport, task: Task, replies: dict[int, Any]) -> dict[int, A
 
 
 def run_round(
-    round_idx: int, server: ServerRole, transport: Transport, plugin: str = "lada"
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    plugin: str = "lada",
+    host: str = "sft",
+    allocation: str = "lada",
+    allocation_count: int | None = None,
 ) -> RoundReport:
+    """One round. ``host`` (lada.hosts) chooses the host's own steps and transfer directions;
+    ``allocation`` (lada.federation.allocation) the picks when ``plugin`` is "lada"; the host
+    alone (plugin "none") transfers all of P in its directions."""
+    from lada.hosts import host_directions, host_exchanges
+
     rep = RoundReport(round=round_idx)
     alive = transport.clients()
 
@@ -79,13 +90,27 @@ def run_round(
             round_idx, Task.LOCAL_TRAIN, {k: LocalTrainIns(round_idx) for k in alive}
         )
         trained: dict[int, LocalTrainRes] = _ok(rep, Task.LOCAL_TRAIN, replies)
-        rep.local = {
-            k: {"mean_loss": r.mean_loss} for k, r in trained.items()
-        }
+        rep.local = {k: {"mean_loss": r.mean_loss} for k, r in trained.items()}
         alive = sorted(trained)
 
-    if plugin == "lada" and alive:
-        _lada_exchange(round_idx, server, transport, alive, rep)
+    if host == "fedcollm" and alive:
+        from lada.hosts.round_steps import fedavg_step
+
+        with _Phase(rep, "fedavg"):
+            fedavg_step(round_idx, server, transport, alive, lambda t, r: _ok(rep, t, r))
+        alive = [k for k in alive if k not in rep.missed]
+
+    if host_exchanges(host, plugin) and alive:
+        _lada_exchange(
+            round_idx,
+            server,
+            transport,
+            alive,
+            rep,
+            strategy=allocation if plugin == "lada" else "all",
+            directions=host_directions(host),
+            count=allocation_count,
+        )
     # a client that failed any task sits out the rest of the round (and keeps its last state)
     alive = [k for k in alive if k not in rep.missed]
 
@@ -103,8 +128,18 @@ def run_round(
 
 
 def _lada_exchange(
-    round_idx: int, server: ServerRole, transport: Transport, alive: list[int], rep: RoundReport
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    alive: list[int],
+    rep: RoundReport,
+    strategy: str = "lada",
+    directions: tuple[str, ...] = ("S", "L"),
+    count: int | None = None,
 ) -> None:
+    if strategy != "lada":
+        _baseline_exchange(round_idx, server, transport, alive, rep, strategy, directions, count)
+        return
     with _Phase(rep, "allocate"):
         server.public_features(round_idx)
         replies = transport.broadcast(
@@ -112,19 +147,89 @@ def _lada_exchange(
         )
         embeds: dict[int, EmbedRes] = _ok(rep, Task.EMBED, replies)
         alloc = {k: server.allocate(round_idx, k, r.features) for k, r in embeds.items()}
+        for a in alloc.values():
+            for d in set(a.ids) - set(directions):  # a one-way host: no picks the other way
+                a.ids[d], a.mode[d] = [], "unused"
         for k, a in alloc.items():
             rep.selected[k] = a.ids
             rep.filter_mode[k] = a.mode
 
-    with _Phase(rep, "paths"):
-        replies = transport.broadcast(
+    _transfer(round_idx, server, transport, rep, alloc, directions, rewards=True)
+
+
+def _baseline_exchange(
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    alive: list[int],
+    rep: RoundReport,
+    strategy: str,
+    directions: tuple[str, ...],
+    count: int | None,
+) -> None:
+    from lada.federation.allocation import allocation_count, baseline_allocate
+
+    f = server.settings.filter
+    n = allocation_count(len(server.public_ids), count, f.budget, f.cold_start_fraction)
+    with _Phase(rep, "allocate"):
+        base = baseline_allocate(
             round_idx,
-            Task.GENERATE,
-            {k: GenerateIns(round_idx, a.ids["L"]) for k, a in alloc.items()},
+            strategy,
+            server,
+            transport,
+            alive,
+            directions,
+            n,
+            lambda task, replies: _ok(rep, task, replies),
         )
-        slm_paths: dict[int, PathsRes] = _ok(rep, Task.GENERATE, replies)
-        wanted = sorted({i for a in alloc.values() for d in ("S", "L") for i in a.ids[d]})
-        llm_paths = server.generate(round_idx, wanted)
+        for k, a in base.alloc.items():
+            rep.selected[k] = a.ids
+            rep.filter_mode[k] = a.mode
+    _transfer(
+        round_idx,
+        server,
+        transport,
+        rep,
+        base.alloc,
+        directions,
+        rewards=False,
+        llm_paths=base.llm_paths,
+        slm_paths=base.slm_paths,
+    )
+
+
+def _transfer(
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    rep: RoundReport,
+    alloc: dict[int, Any],
+    directions: tuple[str, ...],
+    rewards: bool,
+    llm_paths: dict[str, str] | None = None,
+    slm_paths: dict[int, PathsRes] | None = None,
+) -> None:
+    """Paths, both learners' steps and (LaDa filters only) rewards for given picks."""
+    with _Phase(rep, "paths"):
+        have = dict(slm_paths or {})
+        slm_paths = {}
+        if "L" in directions:
+            for k, r in have.items():
+                if k in alloc:
+                    pos = {pid: j for j, pid in enumerate(r.ids)}
+                    ids = alloc[k].ids["L"]
+                    slm_paths[k] = PathsRes(ids=list(ids), paths=[r.paths[pos[i]] for i in ids])
+            ask = {k: GenerateIns(round_idx, a.ids["L"]) for k, a in alloc.items() if k not in have}
+            if ask:
+                replies = transport.broadcast(round_idx, Task.GENERATE, ask)
+                slm_paths.update(_ok(rep, Task.GENERATE, replies))
+        else:
+            slm_paths = {k: PathsRes(ids=[], paths=[]) for k in alloc}
+        known = dict(llm_paths or {})
+        wanted = sorted({i for a in alloc.values() for d in directions for i in a.ids[d]})
+        missing = [i for i in wanted if i not in known]
+        known.update(server.generate(round_idx, missing))
+        llm_paths = known
 
     with _Phase(rep, "distill_slm"):
         replies = transport.broadcast(
@@ -133,26 +238,28 @@ def _lada_exchange(
             {
                 k: DistillIns(round_idx, a.ids["S"], [llm_paths[i] for i in a.ids["S"]])
                 for k, a in alloc.items()
-                if k in slm_paths
+                if k in slm_paths and "S" in directions
             },
         )
         distilled: dict[int, DistillRes] = _ok(rep, Task.DISTILL, replies)
 
     with _Phase(rep, "distill_llm"):
         teach = {k: (r.ids, r.paths) for k, r in slm_paths.items()}
-        llm_losses = server.learn(round_idx, teach, llm_paths)
+        llm_losses = server.learn(round_idx, teach, llm_paths) if "L" in directions else {}
 
     with _Phase(rep, "rewards"):
         for k, r in distilled.items():
             losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
-            rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
+            if rewards:
+                rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
             rep.distill.setdefault(k, {}).update(
                 slm_loss_before=float(np.mean(r.loss_before)) if len(r.ids) else float("nan"),
                 slm_loss_after=float(np.mean(r.loss_after)) if len(r.ids) else float("nan"),
                 slm_pairs=r.num_pairs,
             )
         for k, losses in llm_losses.items():
-            rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
+            if rewards:
+                rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
             rep.distill.setdefault(k, {}).update(
                 llm_loss_before=float(np.mean(losses.loss_before)),
                 llm_loss_after=float(np.mean(losses.loss_after)),

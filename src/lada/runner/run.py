@@ -51,13 +51,20 @@ def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
     prepare_models(names, cfg.prepare, world_cfg)
 
 
+def _host_distill(cfg: RunConfig):
+    """The host alone (plugin none) has no contrastive term: λ = 0 (spec §6 plug-in point 2)."""
+    from dataclasses import replace
+
+    return cfg.distill if cfg.plugin == "lada" else replace(cfg.distill, lambda_cd=0.0)
+
+
 def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
     server = ServerRole(
         model_loader(cfg.server, cfg, data.world_cfg),
         data.public,
         {k: data.test[k] for k in range(len(cfg.clients))},
         len(cfg.clients),
-        ServerSettings(distill=cfg.distill, eval=cfg.eval, filter=cfg.filter, seed=cfg.seed),
+        ServerSettings(distill=_host_distill(cfg), eval=cfg.eval, filter=cfg.filter, seed=cfg.seed),
     )
     return server
 
@@ -70,7 +77,13 @@ def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> Clie
         data.train[k],
         data.test[k],
         data.public,
-        ClientSettings(local=cfg.local, distill=cfg.distill, eval=cfg.eval, seed=cfg.seed),
+        ClientSettings(
+            local=cfg.local,
+            distill=_host_distill(cfg),
+            eval=cfg.eval,
+            seed=cfg.seed,
+            host=cfg.host,
+        ),
         state_dir,
     )
 
@@ -126,6 +139,9 @@ def run(
     """Run (or resume) a federation on the configured engine; returns all rounds' metrics."""
     run_dir = Path(run_dir)
     cfg, last = prepare_run_dir(run_dir, cfg, resume)
+    from lada.hosts import check_host_config
+
+    check_host_config(cfg)
     if cfg.threads:
         import torch
 
@@ -167,7 +183,15 @@ def drive(
         if t == 0:
             report = _initial_evaluation(server, transport)
         else:
-            report = run_round(t, server, transport, plugin=cfg.plugin)
+            report = run_round(
+                t,
+                server,
+                transport,
+                plugin=cfg.plugin,
+                host=cfg.host,
+                allocation=cfg.allocation,
+                allocation_count=cfg.allocation_count,
+            )
         report.seconds["total"] = time.perf_counter() - t0
         record = metrics_record(report, transport.comm, cfg, domains)
         _commit_round(run_dir, t, server, report, record, cfg)

@@ -79,8 +79,13 @@ def learn_from_paths(
     own_paths: Sequence[str],
     cfg: DistillConfig,
     optim: OptimConfig,
+    host: str = "sft",
 ) -> DistillOutcome:
-    """Train ``model`` on L = sft_weight·NLL(preferred) + λ·L_CD over ``samples`` (spec §4)."""
+    """Train ``model`` on L = L_host + λ·L_CD over ``samples`` (spec §4).
+
+    L_host is sft_weight·NLL(preferred) for the plain host, and FedCoT's
+    α·L_rationale + (1 − α)·L_label on the preferred path for ``host="fedcot"``
+    (α = ``cfg.fedcot_alpha``, :mod:`lada.hosts.fedcot`)."""
     n = len(samples)
     prompts = [s.prompt() for s in samples]
     pairs = preference_pairs(samples, teacher_paths, own_paths, cfg)
@@ -113,6 +118,12 @@ def learn_from_paths(
         for i, (ids, _) in enumerate(enc_pref)
     ]
 
+    n_label = None
+    if host == "fedcot":
+        from lada.hosts.fedcot import fedcot_loss, label_token_counts
+
+        n_label = torch.as_tensor(label_token_counts(tokenizer, preferred))
+
     def loss_fn(m: nn.Module, idx: list[int]) -> tuple[Tensor, Tensor]:
         in_pair = [i for i in idx if pair_of[i] >= 0] if use_cd else []
         rows = [enc_pref[i] for i in idx] + [enc_rej[pair_of[i]] for i in in_pair]
@@ -121,7 +132,10 @@ def learn_from_paths(
         counts = mask.sum(dim=1).clamp(min=1)
         b = len(idx)
         nll = -seq[:b] / counts[:b]
-        loss = cfg.sft_weight * (-seq[:b].sum() / counts[:b].sum())
+        if n_label is None:
+            loss = cfg.sft_weight * (-seq[:b].sum() / counts[:b].sum())
+        else:
+            loss = fedcot_loss(logp[:b], mask[:b], n_label[idx], cfg.fedcot_alpha)
         if in_pair:
             j = torch.as_tensor(pair_of[in_pair])
             pos = torch.as_tensor([idx.index(i) for i in in_pair])

@@ -3,7 +3,9 @@
 Fast path: one forward pass keeping logits only from the first supervised position on
 (``logits_to_keep``), then ``gather(label) - logsumexp`` (no second vocabulary-sized tensor).
 Right-padded batches are run without an attention mask: under causal attention real tokens
-never see the padding after them, and the unmasked path is the fastest SDPA kernel.
+never see the padding after them, and the unmasked path is the fastest SDPA kernel. These
+decisions are taken on the batch before it moves to the device (collate builds CPU tensors),
+so a step does not synchronise with a GPU.
 """
 
 from __future__ import annotations
@@ -34,26 +36,27 @@ def target_token_logprobs(
     Both are ``[B, K]`` (K <= T): ``logp`` is 0 where ``mask`` is False. ``batch`` holds
     ``input_ids``, ``labels`` (unshifted, -100 = ignored) and optionally ``attention_mask``.
     """
-    device = _model_device(model)
-    input_ids = batch["input_ids"].to(device, non_blocking=True)
-    labels = batch["labels"].to(device, non_blocking=True)
+    labels = batch["labels"]
     attention_mask = batch.get("attention_mask")
-    if attention_mask is not None:
-        attention_mask = attention_mask.to(device, non_blocking=True)
-        if _is_right_padded(attention_mask):
-            attention_mask = None
-    width = input_ids.shape[1]
+    if attention_mask is not None and _is_right_padded(attention_mask):
+        attention_mask = None  # decided before moving to the device: no sync there
+    width = labels.shape[1]
     supervised = labels != IGNORE_INDEX
     # logits at position t predict token t+1: keep positions from the first supervised one - 1
     first = int(supervised.float().argmax(dim=1).masked_fill(~supervised.any(dim=1), width).min())
     keep = max(width - max(first - 1, 0), 1)
+    device = _model_device(model)
+    input_ids = batch["input_ids"].to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device, non_blocking=True)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
     targets = torch.nn.functional.pad(labels[:, width - keep + 1 :], (0, 1), value=IGNORE_INDEX)
     mask = targets != IGNORE_INDEX
     if logits.dtype != torch.float32:
         logits = logits.float()
     picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    logp = (picked - torch.logsumexp(logits, dim=-1)) * mask
+    logp = torch.where(mask, picked - torch.logsumexp(logits, dim=-1), 0.0)
     return logp, mask
 
 

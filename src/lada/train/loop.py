@@ -6,7 +6,8 @@
 
 AdamW (no weight decay on biases/norms), linear warm-up then cosine/linear/constant decay to
 ``min_lr_ratio * lr``, gradient clipping, seeded, ``model.train()`` during and the previous
-mode restored afterwards. Losses stay on the device until the end (no per-step sync).
+mode restored afterwards. Step losses stay on the device until the end of the run (the loop
+itself never calls ``.item()``, except every 10 steps for the optional progress bar).
 """
 
 from __future__ import annotations

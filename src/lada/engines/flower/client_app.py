@@ -17,8 +17,8 @@ inside the app bundle:
 The role of a node is built once per process and cached, keyed by (config, client, state dir).
 A Flower engine may run consecutive tasks of one node in different processes (Ray actors in
 simulation; a fresh ``flwr-clientapp`` process per message in deployment), so the shim keeps the
-client's *mid-round* state on the client's disk: after a task that trains (local_train, distill)
-it writes the trainable weights to ``STATE_DIR/.flower_working/round_NNN.safetensors`` with a
+client's *mid-round* state on the client's disk: after a task that changes the model (any task
+but the read-only ones: embed, generate, score, get_weights, evaluate) it writes the trainable weights to ``STATE_DIR/.flower_working/round_NNN.safetensors`` with a
 fresh tag, and a process that finds a newer tag than the one it holds loads them before the
 next task. ``evaluate`` ends the round (the role saves ``round_NNN.safetensors`` itself) and the
 working files are removed. With one process per node nothing is ever reloaded.
@@ -55,7 +55,9 @@ from lada.federation.protocol import INSTRUCTIONS, Task
 
 META = "lada"  # ConfigRecord the transport adds to each message: {"client-id", "fingerprint"}
 WORKING_DIR = ".flower_working"
-_MUTATING = (Task.LOCAL_TRAIN, Task.DISTILL)
+# tasks that only read the client's model; after any other task (local_train, distill, and
+# whatever task a host adds, e.g. set_weights) the shim saves the working state
+READ_ONLY_TASKS = frozenset({"embed", "generate", "score", "get_weights", "evaluate"})
 
 
 @dataclass(frozen=True)
@@ -325,11 +327,11 @@ def handle_task(task: Task, msg: Message, context: Context, sim_run_dir: str | N
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_s)
         result = e.role.handle(task, ins)
-        if task in _MUTATING:
-            _write_working(e, round_idx, task)
-        elif task == Task.EVALUATE:
+        if task == Task.EVALUATE:
             _clear_working(e.role.state_dir, upto=round_idx)
             e.tag = None
+        elif str(task) not in READ_ONLY_TASKS:
+            _write_working(e, round_idx, task)
     return Message(payload_to_recorddict(result), reply_to=msg)
 
 

@@ -1,0 +1,1 @@
+"""`lada bench`: the paper's comparison (hosts × methods × scenarios × seeds), tables, plots."""

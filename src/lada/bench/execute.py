@@ -1,0 +1,100 @@
+"""Run a suite's runs: finished ones are skipped, unfinished ones resumed, J in parallel.
+
+A run directory DIR/runs/<name> is finished when its state.json says
+last_complete_round == rounds (the config's). Each run executes in its own process (spawn)
+with one torch thread, so J jobs use J cores.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from lada.bench.suite import RunSpec
+
+
+def run_state(run_dir: Path) -> str:
+    """ "done", "partial" (resumable) or "new"."""
+    cfg_file, state_file = run_dir / "config.yaml", run_dir / "state.json"
+    if not cfg_file.exists():
+        return "new"
+    if state_file.exists():
+        import yaml
+
+        rounds = int(yaml.safe_load(cfg_file.read_text())["rounds"])
+        if int(json.loads(state_file.read_text())["last_complete_round"]) >= rounds:
+            return "done"
+    return "partial"
+
+
+def execute_one(spec: RunSpec, run_dir: str) -> dict[str, Any]:
+    """Run (or resume) one spec in this process; returns {name, status, seconds, error}."""
+    import torch
+
+    torch.set_num_threads(1)
+    from lada.config import load_config
+    from lada.runner.run import run
+
+    path = Path(run_dir)
+    state = run_state(path)
+    t0 = time.perf_counter()
+    try:
+        if state == "done":
+            return {"name": spec.name, "status": "skipped (done)", "seconds": 0.0}
+        if state == "partial":
+            run(None, path, resume=True)
+        else:
+            run(load_config(None, list(spec.overrides)), path)
+        status = "resumed" if state == "partial" else "ran"
+        return {"name": spec.name, "status": status, "seconds": time.perf_counter() - t0}
+    except Exception as e:  # one failing run must not stop the suite
+        (path / "bench_error.txt").parent.mkdir(parents=True, exist_ok=True)
+        (path / "bench_error.txt").write_text(traceback.format_exc())
+        return {"name": spec.name, "status": f"failed: {type(e).__name__}: {e}", "seconds": 0.0}
+
+
+def prepare_models_for(specs: list[RunSpec]) -> None:
+    """Pretrain every zoo model the suite needs once, before parallel runs start."""
+    from lada.config import load_config
+    from lada.runner.run import prepare_zoo_models
+    from lada.runner.setup import world_config
+
+    seen: set[tuple[str, ...]] = set()
+    for spec in specs:
+        cfg = load_config(None, list(spec.overrides))
+        key = tuple(sorted({m.model for m in [cfg.server, *cfg.clients]})) + (repr(cfg.prepare),)
+        if key not in seen:
+            seen.add(key)
+            prepare_zoo_models(cfg, world_config(cfg))
+
+
+def execute(
+    specs: list[RunSpec], out: Path, jobs: int = 1, log: Any = print
+) -> list[dict[str, Any]]:
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if run_state(runs_dir / s.name) != "done"]
+    results = [
+        {"name": s.name, "status": "skipped (done)", "seconds": 0.0} for s in specs if s not in todo
+    ]
+    if todo:
+        prepare_models_for(todo)
+    if jobs <= 1:
+        for i, s in enumerate(todo, 1):
+            r = execute_one(s, str(runs_dir / s.name))
+            log(f"[{i}/{len(todo)}] {s.name}: {r['status']} ({r['seconds']:.0f}s)")
+            results.append(r)
+        return results
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(execute_one, s, str(runs_dir / s.name)): s for s in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            r = fut.result()
+            log(f"[{i}/{len(todo)}] {r['name']}: {r['status']} ({r['seconds']:.0f}s)")
+            results.append(r)
+    return results

@@ -1,0 +1,59 @@
+"""`lada bench --suite paper`: execute the suite, then write results.csv, results.md, plots."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lada.bench.execute import execute
+from lada.bench.plots import accuracy_plots, learnability_maps
+from lada.bench.suite import paper_suite
+from lada.bench.tables import result_row, write_csv, write_markdown
+
+
+def bench(
+    out: str | Path,
+    suite: str = "paper",
+    quick: bool = False,
+    seeds: int | None = None,
+    jobs: int = 1,
+    log: Any = print,
+) -> dict[str, Any]:
+    if suite != "paper":
+        raise ValueError(f"unknown suite {suite!r} (known: paper)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs, skipped = paper_suite(quick=quick, seeds=seeds)
+    t0 = time.perf_counter()
+    log(f"{len(specs)} runs ({'quick' if quick else 'full'} suite), {jobs} job(s) → {out}")
+    statuses = execute(specs, out, jobs=jobs, log=log)
+    runs_dir = out / "runs"
+    rows = [r for s in specs if (r := result_row(s, runs_dir / s.name)) is not None]
+    failed = [s for s in statuses if str(s["status"]).startswith("failed")]
+    write_csv(rows, out / "results.csv")
+    command = (
+        "lada bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if sys.argv[1:2] == ["bench"]
+        else f"lada bench --suite {suite} --out {out}" + (" --quick" if quick else "")
+    )
+    title = "LaDa bench: quick (tiny) suite" if quick else "LaDa bench: paper suite"
+    notes = skipped + [f"{s['name']}: {s['status']}" for s in failed]
+    write_markdown(rows, out / "results.md", title, command, notes)
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    plots = accuracy_plots(specs, runs_dir, plots_dir) + learnability_maps(
+        specs, runs_dir, plots_dir
+    )
+    summary = {
+        "runs": len(specs),
+        "rows": len(rows),
+        "failed": [s["name"] for s in failed],
+        "plots": [str(p) for p in plots],
+        "seconds": time.perf_counter() - t0,
+    }
+    (out / "bench_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

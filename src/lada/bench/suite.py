@@ -1,0 +1,135 @@
+"""Which runs the paper suite holds: hosts × methods × scenarios × seeds, plus ablations and
+α/λ sensitivity (spec §7). Every run is a normal `lada run` with config overrides.
+
+Methods (``plugin`` / ``allocation`` / other overrides):
+  alone        plugin=none: the host framework without LaDa
+  all, random, perplexity, ifd, min_ce
+               plugin=lada with the filter replaced by that allocation baseline
+               ("all" is also the "without filter" ablation)
+  lada         plugin=lada, allocation=lada
+  no_cd        LaDa without the contrastive loss (distill.lambda_cd=0)
+  no_explore   LaDa without exploration (filter.use_explore=false: ExploitNet only)
+  alpha=X      LaDa with filter.alpha=X (the reward's batch/sample weight α)
+  lambda=X     LaDa with distill.lambda_cd=X
+
+Scenarios: hetero (slm-xs, slm-s, slm-m; the default), homo (3 × slm-s), one2one (1 client,
+slm-s), small_llm (server llm-xs, heterogeneous clients). FedCoLLM averages SLM weights, so it
+runs only where the SLMs are homogeneous (homo, one2one); elsewhere it is listed as skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOSTS = ("sft", "fedcot", "fedcollm")
+BASELINES = ("all", "random", "perplexity", "ifd", "min_ce")
+MAIN_METHODS = ("alone", *BASELINES, "lada")
+ABLATIONS = ("no_cd", "no_explore")  # "without filter" is the "all" run
+ALPHAS = (0.25, 0.75)  # besides the default 0.5 (the lada run)
+LAMBDAS = (0.5, 2.0)  # besides the default 1.0 (the lada run)
+
+SCENARIOS: dict[str, list[str]] = {
+    "hetero": [],
+    "homo": ["clients=[{model: slm-s}, {model: slm-s}, {model: slm-s}]"],
+    "one2one": ["clients=[{model: slm-s}]"],
+    "small_llm": ["server.model=llm-xs"],
+}
+HOMOGENEOUS = {"homo", "one2one"}
+
+# The quick (CI) suite: tiny data and models, 2 rounds, 1 seed, a subset of methods.
+QUICK_OVERRIDES = [
+    "rounds=2",
+    "eval.initial=false",
+    "data.split.train_per_client=24",
+    "data.split.test_per_client=8",
+    "data.split.public_size=30",
+    "prepare.llm_steps=5",
+    "prepare.slm_steps=5",
+    "prepare.llm_corpus=64",
+    "prepare.slm_corpus=32",
+    "prepare.tokenizer_corpus=400",
+    "eval.limit=8",
+    "local.optim.max_steps=4",
+    "filter.budget=6",
+    "filter.epochs=2",
+    "filter.hidden=32",
+    "distill.max_new_tokens=48",
+    "eval.max_new_tokens=48",
+    "distill.slm_optim.epochs=1",
+    "distill.llm_optim.epochs=1",
+]
+# The full suite's sizes (ours, CPU budget): the default config with fewer rounds.
+FULL_OVERRIDES = ["rounds=3", "eval.initial=false"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    host: str
+    method: str
+    scenario: str
+    seed: int
+    table: str = "main"  # main | ablation | sensitivity
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        m = self.method.replace("=", "")
+        return f"{self.host}__{m}__{self.scenario}__s{self.seed}"
+
+
+def method_overrides(method: str) -> list[str]:
+    if method == "alone":
+        return ["plugin=none"]
+    if method in BASELINES:
+        return ["plugin=lada", f"allocation={method}"]
+    if method == "lada":
+        return ["plugin=lada", "allocation=lada"]
+    if method == "no_cd":
+        return ["plugin=lada", "allocation=lada", "distill.lambda_cd=0"]
+    if method == "no_explore":
+        return ["plugin=lada", "allocation=lada", "filter.use_explore=false"]
+    if method.startswith("alpha="):
+        return ["plugin=lada", "allocation=lada", f"filter.alpha={method.split('=')[1]}"]
+    if method.startswith("lambda="):
+        return ["plugin=lada", "allocation=lada", f"distill.lambda_cd={method.split('=')[1]}"]
+    raise ValueError(f"unknown method {method!r}")
+
+
+def supported(host: str, scenario: str) -> bool:
+    return host != "fedcollm" or scenario in HOMOGENEOUS
+
+
+def _spec(host: str, method: str, scenario: str, seed: int, table: str, base: list[str]) -> RunSpec:
+    ov = [*base, f"seed={seed}", f"host={host}", *SCENARIOS[scenario], *method_overrides(method)]
+    return RunSpec(host, method, scenario, seed, table, tuple(ov))
+
+
+def paper_suite(quick: bool = False, seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
+    """(runs, skipped descriptions)."""
+    base = QUICK_OVERRIDES if quick else FULL_OVERRIDES
+    n_seeds = seeds if seeds is not None else (1 if quick else 3)
+    runs: list[RunSpec] = []
+    skipped: list[str] = []
+    if quick:
+        plan = [
+            ("sft", "hetero", ("alone", "random", "lada")),
+            ("fedcot", "hetero", ("alone", "lada")),
+            ("fedcollm", "homo", ("alone", "lada")),
+        ]
+        for seed in range(n_seeds):
+            for host, scen, methods in plan:
+                runs += [_spec(host, m, scen, seed, "main", base) for m in methods]
+            runs.append(_spec("sft", "no_cd", "hetero", seed, "ablation", base))
+        return runs, skipped
+    for seed in range(n_seeds):
+        for host in HOSTS:
+            for scen in SCENARIOS:
+                if not supported(host, scen):
+                    if seed == 0:
+                        skipped.append(f"{host} × {scen}: FedAvg needs homogeneous SLMs")
+                    continue
+                runs += [_spec(host, m, scen, seed, "main", base) for m in MAIN_METHODS]
+        runs += [_spec("sft", m, "hetero", seed, "ablation", base) for m in ABLATIONS]
+        runs += [_spec("sft", f"alpha={a}", "hetero", seed, "sensitivity", base) for a in ALPHAS]
+        runs += [_spec("sft", f"lambda={x}", "hetero", seed, "sensitivity", base) for x in LAMBDAS]
+    return runs, skipped

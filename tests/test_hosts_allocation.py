@@ -1,0 +1,193 @@
+"""Allocation baselines, FedCoT's loss weighting and FedAvg: formulas and small setups."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lada.config import load_config
+from lada.data.sample import Sample
+from lada.federation import allocation as A
+from lada.federation.protocol import (
+    PathsRes,
+    ScoreIns,
+    ScoreRes,
+    SetWeightsIns,
+    Task,
+    WeightsRes,
+    decode,
+    encode,
+)
+from lada.hosts import check_host_config, host_directions
+from lada.hosts.fedavg import FlatState, HeterogeneousModelsError, fedavg, flatten, unflatten
+from lada.hosts.fedcot import fedcot_loss, fedcot_reference, label_mask, split_rationale
+
+
+def test_perplexity_and_ifd_match_hand_values() -> None:
+    cond = np.array([math.log(2.0), math.log(4.0)])
+    uncond = np.array([math.log(4.0), math.log(2.0)])
+    assert np.allclose(A.perplexity(cond), [2.0, 4.0])
+    assert np.allclose(A.ifd(cond, uncond), [0.5, 2.0])  # PPL(y|x)/PPL(y): 2/4, 4/2
+
+
+def test_pickers_return_the_right_indices_and_counts() -> None:
+    assert A.pick_perplexity(np.log([1.5, 3.0, 2.0, 9.0]), 2).tolist() == [1, 3]
+    # IFD [0.5, 2, 0.9, 0.1]: IFD < 1 first, highest first (0.9, 0.5), then the rest
+    cond = np.log([0.5, 2.0, 0.9, 0.1])
+    zero = np.zeros(4)
+    assert A.pick_ifd(cond, zero, 2).tolist() == [0, 2]
+    assert A.pick_ifd(cond, zero, 4).tolist() == [0, 1, 2, 3]
+    # min-CE: transfer where the teacher's CE is lower; largest gap first, capped
+    learner, teacher = np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 1.5])
+    assert A.pick_min_ce(learner, teacher, 5).tolist() == [0, 2]
+    assert A.pick_min_ce(learner, teacher, 1).tolist() == [0]
+    r = A.pick_random(30, 6, seed=3)
+    assert len(set(r.tolist())) == 6 and r.min() >= 0 and r.max() < 30
+    assert r.tolist() == A.pick_random(30, 6, seed=3).tolist()
+
+
+def test_allocation_count_rules() -> None:
+    assert A.allocation_count(30, None, 6, 0.1) == 6  # the filter's budget
+    assert A.allocation_count(30, 4, 6, 0.1) == 4  # a configured count wins
+    assert A.allocation_count(30, None, None, 0.1) == 3  # else 10 % of P
+    assert A.allocation_count(5, 9, None, 0.1) == 5  # never more than P
+
+
+def _public(n: int) -> list[Sample]:
+    return [
+        Sample(
+            id=f"p{i}",
+            domain="market",
+            question=f"q{i}?",
+            answer=str(i),
+            answer_type="number",
+            steps=(f"s{i}",),
+        )
+        for i in range(n)
+    ]
+
+
+class _FakeTransport:
+    """Replies to SCORE and GENERATE with deterministic fake numbers, counts messages."""
+
+    def __init__(self) -> None:
+        self.tasks: list[Task] = []
+
+    def broadcast(self, round_idx, task, instructions):
+        self.tasks.append(task)
+        out = {}
+        for k, ins in instructions.items():
+            n = len(ins.ids)
+            if task == Task.SCORE:
+                assert isinstance(ins, ScoreIns) and len(ins.paths) == n
+                rng = np.random.default_rng(k)
+                out[k] = ScoreRes(list(ins.ids), rng.random(n) + 1, rng.random(n) + 1)
+            else:
+                out[k] = PathsRes(list(ins.ids), [f"path {i}" for i in ins.ids])
+        return out
+
+
+@pytest.mark.parametrize("strategy", ["all", "random", "perplexity", "ifd", "min_ce"])
+@pytest.mark.parametrize("directions", [("S", "L"), ("S",)])
+def test_each_baseline_returns_valid_ids_and_counts(
+    strategy: str, directions: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    public = _public(20)
+    server = SimpleNamespace(
+        public=public,
+        public_ids=[s.id for s in public],
+        settings=SimpleNamespace(
+            seed=0, distill=SimpleNamespace(llm_optim=SimpleNamespace(max_length=64))
+        ),
+        model=None,
+        tokenizer=None,
+        generate=lambda r, ids: {i: f"llm {i}" for i in ids},
+    )
+    rng = np.random.default_rng(9)
+    monkeypatch.setattr(
+        A,
+        "score_nll",
+        lambda m, t, prompts, paths, L: (rng.random(len(paths)) + 1, rng.random(len(paths)) + 1),
+    )
+    out = A.baseline_allocate(
+        1, strategy, server, _FakeTransport(), [0, 1], directions, 5, lambda t, r: r
+    )
+    ids = set(server.public_ids)
+    assert set(out.alloc) == {0, 1}
+    for a in out.alloc.values():
+        assert set(a.ids) == set(directions)
+        for d in directions:
+            picked = a.ids[d]
+            assert set(picked) <= ids and len(set(picked)) == len(picked)
+            if strategy == "all":
+                assert len(picked) == 20
+            elif strategy == "min_ce":
+                assert len(picked) <= 5
+            else:
+                assert len(picked) == 5
+            assert a.mode[d] == strategy
+    with pytest.raises(ValueError):
+        A.baseline_allocate(1, "lada", server, _FakeTransport(), [0], directions, 5, lambda t, r: r)
+
+
+def test_fedcot_loss_matches_a_hand_computation() -> None:
+    # row 0: token NLLs 1 2 3 4, last 2 tokens are the label; row 1: 5 6 (+pad), last 1 label
+    nll = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    n_label = torch.tensor([2, 1])
+    assert label_mask(mask, n_label).tolist() == [
+        [False, False, True, True],
+        [False, True, False, False],
+    ]
+    # L_rat = (1+2+5)/3, L_label = (3+4+6)/3; α = 0.5 -> 3.5; α = 0.25 -> 0.25·8/3 + 0.75·13/3
+    got = fedcot_loss(-nll, mask, n_label, alpha=0.5)
+    assert got.item() == pytest.approx(3.5)
+    got = fedcot_loss(-nll, mask, n_label, alpha=0.25)
+    assert got.item() == pytest.approx(0.25 * 8 / 3 + 0.75 * 13 / 3)
+    assert fedcot_reference([[1, 2, 3, 4], [5, 6]], [2, 1], 0.25) == pytest.approx(got.item())
+
+
+def test_split_rationale() -> None:
+    assert split_rationale("a 1*2=2\nb 2+3=5\nAnswer: 5") == ("a 1*2=2\nb 2+3=5", "Answer: 5")
+    assert split_rationale("no answer") == ("no answer", "")
+
+
+def test_fedavg_of_two_state_dicts() -> None:
+    a = {"w": torch.zeros(2, 2), "b": torch.ones(3)}
+    b = {"w": torch.full((2, 2), 4.0), "b": torch.full((3,), 5.0)}
+    avg = fedavg([flatten(a), flatten(b)], weights=[1, 3])  # (1·a + 3·b) / 4
+    back = unflatten(avg.names, avg.shapes, avg.flat)
+    assert torch.allclose(back["w"], torch.full((2, 2), 3.0))
+    assert torch.allclose(back["b"], torch.full((3,), 4.0))
+    equal = unflatten(*(lambda s: (s.names, s.shapes, s.flat))(fedavg([flatten(a), flatten(b)])))
+    assert torch.allclose(equal["w"], torch.full((2, 2), 2.0))
+    other = flatten({"w": torch.zeros(3, 2), "b": torch.ones(3)})
+    with pytest.raises(HeterogeneousModelsError, match="homogeneous"):
+        fedavg([flatten(a), other])
+    assert isinstance(avg, FlatState)
+
+
+def test_new_payloads_roundtrip() -> None:
+    flat = np.arange(5, dtype=np.float32)
+    for p in (
+        ScoreRes(["a", "b"], np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float32)),
+        WeightsRes(num_samples=3, names=["w"], shapes="[[5]]", flat=flat),
+        SetWeightsIns(round=1, names=["w"], shapes="[[5]]", flat=flat),
+    ):
+        back = type(p).from_record(decode(encode(p.to_record())))
+        for name, v in vars(p).items():
+            got = getattr(back, name)
+            assert np.array_equal(got, v) if isinstance(v, np.ndarray) else got == v
+
+
+def test_host_config_checks() -> None:
+    assert host_directions("fedcot") == ("S",) and host_directions("sft") == ("S", "L")
+    with pytest.raises(ValueError, match="homogeneous SLMs"):
+        check_host_config(load_config(None, ["host=fedcollm"]))
+    check_host_config(
+        load_config(None, ["host=fedcollm", "clients=[{model: slm-s}, {model: slm-s}]"])
+    )
