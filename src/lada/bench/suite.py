@@ -12,8 +12,8 @@ Methods (``plugin`` / ``allocation`` / other overrides):
   alpha=X      LaDa with filter.alpha=X (the reward's batch/sample weight α)
   lambda=X     LaDa with distill.lambda_cd=X
 
-Scenarios: hetero (slm-xs, slm-s, slm-m; the default), homo (3 × slm-s), one2one (1 client,
-slm-s), small_llm (server llm-xs, heterogeneous clients). FedCoLLM averages SLM weights, so it
+Scenarios (LLM llm-s unless said): hetero (slm-xs, slm-s, slm-m), homo (3 × slm-s), one2one
+(1 client, slm-s), small_llm (the smaller LLM llm-xs, heterogeneous clients). FedCoLLM averages SLM weights, so it
 runs only where the SLMs are homogeneous (homo, one2one); elsewhere it is listed as skipped.
 """
 
@@ -28,11 +28,13 @@ ABLATIONS = ("no_cd", "no_explore")  # "without filter" is the "all" run
 ALPHAS = (0.25, 0.75)  # besides the default 0.5 (the lada run)
 LAMBDAS = (0.5, 2.0)  # besides the default 1.0 (the lada run)
 
+_HETERO = "clients=[{model: slm-xs}, {model: slm-s}, {model: slm-m}]"
+# models are pinned here (not taken from the embedded default, which may change)
 SCENARIOS: dict[str, list[str]] = {
-    "hetero": [],
-    "homo": ["clients=[{model: slm-s}, {model: slm-s}, {model: slm-s}]"],
-    "one2one": ["clients=[{model: slm-s}]"],
-    "small_llm": ["server.model=llm-xs"],
+    "hetero": ["server.model=llm-s", _HETERO],
+    "homo": ["server.model=llm-s", "clients=[{model: slm-s}, {model: slm-s}, {model: slm-s}]"],
+    "one2one": ["server.model=llm-s", "clients=[{model: slm-s}]"],
+    "small_llm": ["server.model=llm-xs", _HETERO],
 }
 HOMOGENEOUS = {"homo", "one2one"}
 

@@ -37,11 +37,13 @@ def host_exchanges(host: str, plugin: str) -> bool:
 
 def check_host_config(cfg: Any) -> None:
     """Fail early on host/config combinations a host cannot run."""
+    from lada.config.overrides import ConfigError
+
     host_directions(cfg.host)
     if cfg.host == "fedcollm":
         models = {(c.model, c.gguf_file, repr(c.lora)) for c in cfg.clients}
         if len(models) > 1:
-            raise ValueError(
+            raise ConfigError(
                 "host fedcollm averages SLM weights (FedAvg) and needs homogeneous SLMs: "
                 f"all clients must use the same model, got {sorted(m[0] for m in models)}"
             )

@@ -107,3 +107,34 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
     )
     for k, why in rec["missed"].items():
         console.print(f"  [red]client {k} missed round {t}[/]: {why}")
+
+
+def print_final(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
+    """The last round's accuracy by client and number of reasoning steps, SLM and LLM side by
+    side: where the learnability gap shows."""
+    from rich.table import Table
+
+    groups = rec.get("groups", {})
+    steps = sorted(
+        {int(s) for side in groups.values() for g in side.values() for s in g.get("num_steps", {})}
+    )
+    if not steps:
+        return
+    table = Table(
+        title=f"round {rec['round']}: accuracy % by number of steps (SLM on its test set | LLM on it)",
+        title_justify="left",
+    )
+    table.add_column("client")
+    table.add_column("model")
+    for s in steps:
+        table.add_column(f"{s}", justify="right")
+    for k in range(len(cfg.clients)):
+        key = str(k)
+        for side, label in (("slm", rec["client_models"][key]), ("llm", cfg.server.model)):
+            g = groups.get(side, {}).get(key, {}).get("num_steps", {})
+            cells = []
+            for s in steps:
+                c, n = g.get(str(s), (0, 0))
+                cells.append(f"{100 * c / n:.0f}" if n else "-")
+            table.add_row(key if side == "slm" else "", label, *cells)
+    console.print(table)

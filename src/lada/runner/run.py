@@ -29,7 +29,7 @@ from lada.federation.client import ClientRole, ClientSettings
 from lada.federation.round import RoundReport, run_round
 from lada.federation.server import ServerRole, ServerSettings
 from lada.federation.transport import Transport
-from lada.runner.report import metrics_record, print_round
+from lada.runner.report import metrics_record, print_final, print_round
 from lada.runner.setup import RunData, load_run_data, model_loader
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
 
@@ -199,6 +199,8 @@ def drive(
         if console is not None:
             print_round(console, record, cfg)
     atomic_write_json(run_dir / "summary.json", _summary(records, cfg))
+    if console is not None and records:
+        print_final(console, records[-1], cfg)
     return records
 
 
