@@ -59,11 +59,21 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
         answer_format="number",
     )
     tok = build_tokenizer((s.prompt() + s.target() for s in samples), vocab_size=cfg.vocab_size)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tok.save_pretrained(tmp)
-    tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)
+    _publish(tmp, out)
     return out
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move a finished folder into place; if another process got there first, keep theirs."""
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not out.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
@@ -137,7 +147,7 @@ def prepare_model(
         ),
         progress=progress,
     )
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -155,8 +165,9 @@ def prepare_model(
             default=str,
         )
     )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
+    if force:
+        shutil.rmtree(out, ignore_errors=True)
+    _publish(tmp, out)
     return out
 
 
