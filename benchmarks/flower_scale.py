@@ -97,7 +97,7 @@ class RoundSampler(threading.Thread):
         self.pid, self.metrics, self.interval = pid, metrics, interval
         self.peaks: list[float] = []  # per completed round
         self._peak = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _lines(self) -> int:
         try:
@@ -106,15 +106,15 @@ class RoundSampler(threading.Thread):
             return 0
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self._peak = max(self._peak, tree_memory_mb(self.pid))
             while self._lines() > len(self.peaks):
                 self.peaks.append(self._peak)
                 self._peak = tree_memory_mb(self.pid)
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

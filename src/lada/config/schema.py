@@ -57,7 +57,7 @@ class DataConfig:
 class LocalTrainConfig:
     """The host's local step: SFT of each SLM on its private data, every round."""
 
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, epochs=1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, epochs=3))
 
 
 @dataclass
@@ -94,7 +94,7 @@ class PrepareConfig:
     llm_steps: int = 1000  # optimizer steps of LLM pretraining
     llm_lr: float = 3e-3
     slm_corpus: int = 8000  # "a little general data": short chains, general knowledge
-    slm_max_steps_per_question: int = 2  # SLM pretraining data has at most this many steps
+    slm_max_steps_per_question: int = 3  # SLM pretraining data has at most this many steps
     slm_steps: int = 400
     slm_lr: float = 3e-3
     batch_size: int = 32
