@@ -37,6 +37,7 @@ def test_real_gsm8k_config_runs_with_local_checkpoints(
     monkeypatch.chdir(ROOT)  # the config's data paths are relative to the repository root
     small = [
         "rounds=1",
+        "threads=1",
         f"server.model={local_checkpoints['llm-xs']}",
         "server.dtype=float32",
         "data.public_range=[6000, 6030]",
