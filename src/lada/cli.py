@@ -213,7 +213,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lada.config import load_config
     from lada.runner.run import run
 
-    cfg = None if args.resume else load_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"engine={args.engine}"] if args.engine else [])
+    cfg = None if args.resume else load_config(args.config, overrides)
     console = _console()
     records = run(cfg, args.out, resume=args.resume, console=console)
     summary = json.loads((Path(args.out) / "summary.json").read_text())
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--config")
     rn.add_argument("--out", required=True)
     rn.add_argument("--resume", action="store_true", help="continue the run in --out")
+    rn.add_argument("--engine", choices=["inprocess", "flower-sim"],
+                    help="shorthand for engine=…: in-process (default) or Flower simulation")
     rn.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     rn.set_defaults(func=cmd_run)
 
