@@ -28,24 +28,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = [
-    "data.split.train_per_client=24",
-    "data.split.test_per_client=8",
-    "data.split.public_size=30",
-    "prepare.llm_steps=5",
-    "prepare.slm_steps=5",
-    "prepare.llm_corpus=64",
-    "prepare.slm_corpus=32",
-    "prepare.tokenizer_corpus=400",
-    "eval.limit=8",
-    "filter.budget=6",
-    "filter.epochs=2",
-    "filter.hidden=32",
-    "distill.max_new_tokens=48",
-    "eval.max_new_tokens=48",
-    "distill.slm_optim.epochs=1",
-    "distill.llm_optim.epochs=1",
-]
+from lada.config.presets import TINY as _TINY  # noqa: E402
+
+TINY = [o for o in _TINY if not o.startswith("rounds=")]
 SLMS = ["slm-xs", "slm-s", "slm-m"]
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lada.config.presets import TINY
+
 HOSTS = ("sft", "fedcot", "fedcollm")
 BASELINES = ("all", "random", "perplexity", "ifd", "min_ce")
 MAIN_METHODS = ("alone", *BASELINES, "lada")
@@ -39,27 +41,7 @@ SCENARIOS: dict[str, list[str]] = {
 HOMOGENEOUS = {"homo", "one2one"}
 
 # The quick (CI) suite: tiny data and models, 2 rounds, 1 seed, a subset of methods.
-QUICK_OVERRIDES = [
-    "rounds=2",
-    "eval.initial=false",
-    "data.split.train_per_client=24",
-    "data.split.test_per_client=8",
-    "data.split.public_size=30",
-    "prepare.llm_steps=5",
-    "prepare.slm_steps=5",
-    "prepare.llm_corpus=64",
-    "prepare.slm_corpus=32",
-    "prepare.tokenizer_corpus=400",
-    "eval.limit=8",
-    "local.optim.max_steps=4",
-    "filter.budget=6",
-    "filter.epochs=2",
-    "filter.hidden=32",
-    "distill.max_new_tokens=48",
-    "eval.max_new_tokens=48",
-    "distill.slm_optim.epochs=1",
-    "distill.llm_optim.epochs=1",
-]
+QUICK_OVERRIDES = [*TINY, "eval.initial=false", "local.optim.max_steps=4"]
 # The full suite's sizes (ours, CPU budget): the default config with fewer rounds.
 FULL_OVERRIDES = ["rounds=3", "eval.initial=false"]
 
