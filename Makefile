@@ -6,7 +6,7 @@ export FLWR_DISABLE_UPDATE_CHECK := 1
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test test-slow lint bench
+.PHONY: setup run test test-slow test-flower lint bench
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,9 @@ test: setup
 
 test-slow: setup
 	.venv/bin/python -m pytest -m slow
+
+test-flower: setup
+	.venv/bin/python -m pytest -m slow tests/test_flower_sim.py
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks
