@@ -179,7 +179,6 @@ class ServerRole:
                 loss_after=out.loss_after[rows],
                 margin=out.margin[rows],
             )
-        self.last_num_pairs = out.num_pairs
         return result
 
     def evaluate(self, round_idx: int) -> dict[int, dict[str, Any]]:
