@@ -50,7 +50,9 @@ def test_world_depends_only_on_knowledge_seed() -> None:
 
 def test_determinism(world: World, samples: list[Sample]) -> None:
     assert _dicts(generate(world, 600, seed=7, answer_format="mc")) == _dicts(samples)
-    assert _dicts(generate(make_world(SyntheticConfig()), 600, seed=7, answer_format="mc")) == _dicts(samples)
+    assert _dicts(
+        generate(make_world(SyntheticConfig()), 600, seed=7, answer_format="mc")
+    ) == _dicts(samples)
     assert _dicts(generate(world, 600, seed=8, answer_format="mc")) != _dicts(samples)
     assert [s.id for s in samples[:2]] == ["syn-00000", "syn-00001"]
 

@@ -313,8 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--config")
     rn.add_argument("--out", required=True)
     rn.add_argument("--resume", action="store_true", help="continue the run in --out")
-    rn.add_argument("--engine", choices=["inprocess", "flower-sim"],
-                    help="shorthand for engine=…: in-process (default) or Flower simulation")
+    rn.add_argument(
+        "--engine",
+        choices=["inprocess", "flower-sim"],
+        help="shorthand for engine=…: in-process (default) or Flower simulation",
+    )
     rn.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     rn.set_defaults(func=cmd_run)
 
@@ -329,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # our own rich progress bars say what runs; hub/transformers per-file bars are noise here
+    # (set HF_HUB_DISABLE_PROGRESS_BARS=0 to see them)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     from lada.config import ConfigError
     from lada.data.errors import DataError

@@ -68,6 +68,9 @@ class DistillConfig:
     beta: float = 0.1  # β of the DPO-like loss [spec default]
     preference: Literal["role", "correctness"] = "role"  # who is preferred [spec default: role]
     skip_identical: bool = True  # drop L_CD pairs whose two paths are identical
+    # "skip" (ours): a sample whose preferred path does not reach P's gold answer gives no SFT
+    # and no L_CD term (it still gets a reward); "keep": learn every path (spec behaviour)
+    unverified: Literal["keep", "skip"] = "keep"
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
     slm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=2))

@@ -55,16 +55,31 @@ class DomainTemplate:
 
 DOMAIN_CATALOG: dict[str, DomainTemplate] = {
     "market": DomainTemplate(
-        "buys", "coins", ("plum", "fig", "lime", "kiwi", "pear", "date", "yam", "leek", "okra", "bean")
+        "buys",
+        "coins",
+        ("plum", "fig", "lime", "kiwi", "pear", "date", "yam", "leek", "okra", "bean"),
     ),
     "pharmacy": DomainTemplate(
         "takes",
         "pills",
-        ("zinc", "iron", "folate", "biotin", "iodine", "niacin", "retinol", "calcium", "boron", "copper"),
+        (
+            "zinc",
+            "iron",
+            "folate",
+            "biotin",
+            "iodine",
+            "niacin",
+            "retinol",
+            "calcium",
+            "boron",
+            "copper",
+        ),
         ("box", "boxes"),
     ),
     "workshop": DomainTemplate(
-        "runs", "parts", ("lathe", "drill", "press", "saw", "loom", "kiln", "forge", "mill", "vise", "hoist")
+        "runs",
+        "parts",
+        ("lathe", "drill", "press", "saw", "loom", "kiln", "forge", "mill", "vise", "hoist"),
     ),
     "garden": DomainTemplate(
         "plants",
@@ -73,7 +88,9 @@ DOMAIN_CATALOG: dict[str, DomainTemplate] = {
         ("bed", "beds"),
     ),
     "transit": DomainTemplate(
-        "fills", "riders", ("tram", "ferry", "cab", "metro", "coach", "barge", "jeep", "van", "bus", "tug")
+        "fills",
+        "riders",
+        ("tram", "ferry", "cab", "metro", "coach", "barge", "jeep", "van", "bus", "tug"),
     ),
     "bakery": DomainTemplate(
         "bakes",

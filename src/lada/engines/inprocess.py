@@ -7,14 +7,16 @@ after another in id order.
 
 from __future__ import annotations
 
+import logging
 import time
-import traceback
 from collections.abc import Callable
 
 from lada.config.schema import FaultSpec
 from lada.federation.client import ClientRole
 from lada.federation.protocol import INSTRUCTIONS, RESULTS, Payload, Task, decode, encode
 from lada.federation.transport import CommLog, Failure
+
+log = logging.getLogger("lada.engine")
 
 
 class InjectedFault(RuntimeError):
@@ -68,7 +70,7 @@ class InProcessEngine:
                 reply = self._clients[k].handle(task, ins)
             except Exception as e:  # a client's crash must not stop the federation
                 replies[k] = Failure("error", f"{type(e).__name__}: {e}")
-                self.last_traceback = traceback.format_exc()
+                log.warning("client %d failed %s in round %d", k, task, round_idx, exc_info=True)
                 continue
             elapsed = time.perf_counter() - t0
             limit = self.timeouts.get(k)

@@ -81,7 +81,7 @@ class ClientRole:
     def _checkpoint(self, round_idx: int) -> Path:
         return self.state_dir / f"round_{round_idx:03d}.safetensors"
 
-    def _ensure_round(self, round_idx: int) -> None:
+    def enter_round(self, round_idx: int) -> None:
         """Make the model hold round ``round_idx``'s working state.
 
         Continues in memory when this round is under way or the previous one ended here;
@@ -132,7 +132,7 @@ class ClientRole:
     def local_train(self, ins: LocalTrainIns) -> LocalTrainRes:
         from lada.train.sft import sft
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         seed = self._seed(ins.round, "local_train")
         stats = sft(
             self.model,
@@ -149,7 +149,7 @@ class ClientRole:
     def embed(self, ins: EmbedIns) -> EmbedRes:
         from lada.filter.features import mean_pooled_hidden
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         texts = [self.public[i].prompt() for i in ins.ids]
         feats = mean_pooled_hidden(self.model, self.tokenizer, texts)
         return EmbedRes(ids=list(ins.ids), features=np.asarray(feats, dtype=np.float32))
@@ -168,14 +168,14 @@ class ClientRole:
         )
 
     def generate(self, ins: GenerateIns) -> PathsRes:
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         paths = self._own_paths(list(ins.ids), ins.round) if ins.ids else []
         return PathsRes(ids=list(ins.ids), paths=paths)
 
     def distill(self, ins: DistillIns) -> DistillRes:
         from lada.train.distill import learn_from_paths
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         ids = list(ins.ids)
         if not ids:
             empty = np.zeros(0, dtype=np.float32)
@@ -211,7 +211,7 @@ class ClientRole:
         """The SLM's NLL of given paths on public ids (allocation baselines)."""
         from lada.federation.allocation import score_nll
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         cond, uncond = score_nll(
             self.model,
             self.tokenizer,
@@ -225,7 +225,7 @@ class ClientRole:
         from lada.hosts.fedavg import flatten
         from lada.utils.model_state import trainable_state
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         st = flatten(trainable_state(self.model))
         return WeightsRes(
             num_samples=len(self.train), names=st.names, shapes=st.shapes_json, flat=st.flat
@@ -236,7 +236,7 @@ class ClientRole:
 
         from lada.hosts.fedavg import unflatten
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         state = unflatten(list(ins.names), json.loads(ins.shapes), ins.flat)
         params = dict(self.model.named_parameters())
         unknown = [n for n in state if n not in params]
@@ -250,7 +250,7 @@ class ClientRole:
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
         from lada.eval.accuracy import evaluate, group_counts
 
-        self._ensure_round(ins.round)
+        self.enter_round(ins.round)
         e = self.settings.eval
         test = self.test if e.limit is None else self.test[: e.limit]
         result = evaluate(

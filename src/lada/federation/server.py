@@ -59,7 +59,6 @@ class ServerRole:
         load_model: Callable[[], tuple[Any, Any]],
         public: list[Sample],
         eval_sets: dict[int, list[Sample]],
-        num_clients: int,
         settings: ServerSettings,
     ) -> None:
         self.model, self.tokenizer = load_model()
@@ -69,7 +68,6 @@ class ServerRole:
         self.eval_sets = eval_sets
         self.settings = settings
         self.filters: dict[int, dict[str, LearnabilityFilter]] = {}
-        self.num_clients = num_clients
         self._contexts: dict[int, np.ndarray] = {}
         self._llm_feats: np.ndarray | None = None
 

@@ -45,8 +45,14 @@ def label_mask(mask: Tensor, n_label: Tensor) -> Tensor:
     return mask & (from_end <= n_label.to(mask.device).unsqueeze(1))
 
 
-def fedcot_loss(logp: Tensor, mask: Tensor, n_label: Tensor, alpha: float = 0.5) -> Tensor:
-    """α·L_rationale + (1 − α)·L_label from per-token log-probs ``logp`` [B, K] (0 off mask)."""
+def fedcot_loss(
+    logp: Tensor, mask: Tensor, n_label: Tensor, alpha: float = 0.5, weight: Tensor | None = None
+) -> Tensor:
+    """α·L_rationale + (1 − α)·L_label from per-token log-probs ``logp`` [B, K] (0 off mask).
+
+    ``weight`` [B] (0/1) leaves rows out (samples that must not be learned)."""
+    if weight is not None:
+        mask = mask & (weight.to(mask.device) > 0).unsqueeze(1)
     lab = label_mask(mask, n_label)
     rat = mask & ~lab
     nll = -logp

@@ -63,7 +63,6 @@ def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
         model_loader(cfg.server, cfg, data.world_cfg),
         data.public,
         {k: data.test[k] for k in range(len(cfg.clients))},
-        len(cfg.clients),
         ServerSettings(distill=_host_distill(cfg), eval=cfg.eval, filter=cfg.filter, seed=cfg.seed),
     )
     return server

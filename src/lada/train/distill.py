@@ -65,6 +65,19 @@ def preference_pairs(
     )
 
 
+def verified_mask(samples: Sequence[Sample], paths: Sequence[str]) -> np.ndarray:
+    """Whether each path's final answer equals its sample's gold answer; True where P carries
+    no label (nothing to verify against)."""
+    from lada.eval.extract import extract_answer
+
+    ok = np.ones(len(samples), dtype=bool)
+    for i, (s, p) in enumerate(zip(samples, paths, strict=True)):
+        if s.answer:
+            got = extract_answer(p, s.answer_type)
+            ok[i] = got is not None and got.strip() == s.answer.strip()
+    return ok
+
+
 def _score(
     model: nn.Module, tokenizer, prompts, texts, optim: OptimConfig
 ) -> dict[str, np.ndarray]:
@@ -89,11 +102,21 @@ def learn_from_paths(
     n = len(samples)
     prompts = [s.prompt() for s in samples]
     pairs = preference_pairs(samples, teacher_paths, own_paths, cfg)
-    use_cd = cfg.lambda_cd > 0 and len(pairs) > 0
     # the preferred path of each sample: the pair's choice, or the teacher's path when skipped
     preferred = list(teacher_paths)
     for j, i in enumerate(pairs.indices):
         preferred[i] = pairs.preferred[j]
+    learn = np.ones(n, dtype=bool)  # samples that enter the loss at all
+    if cfg.unverified == "skip":
+        learn = verified_mask(samples, preferred)
+        keep = [j for j, i in enumerate(pairs.indices) if learn[i]]
+        pairs = PreferencePairs(
+            [pairs.indices[j] for j in keep],
+            [pairs.preferred[j] for j in keep],
+            [pairs.rejected[j] for j in keep],
+            [pairs.teacher_preferred[j] for j in keep],
+        )
+    use_cd = cfg.lambda_cd > 0 and len(pairs) > 0
     pair_of = np.full(n, -1, dtype=np.int64)
     pair_of[pairs.indices] = np.arange(len(pairs))
     pair_prompts = [prompts[i] for i in pairs.indices]
@@ -118,6 +141,7 @@ def learn_from_paths(
         for i, (ids, _) in enumerate(enc_pref)
     ]
 
+    weight = torch.as_tensor(learn, dtype=torch.float32)
     n_label = None
     if host == "fedcot":
         from lada.hosts.fedcot import fedcot_loss, label_token_counts
@@ -132,10 +156,11 @@ def learn_from_paths(
         counts = mask.sum(dim=1).clamp(min=1)
         b = len(idx)
         nll = -seq[:b] / counts[:b]
+        w = weight[idx].to(seq.device)
         if n_label is None:
-            loss = cfg.sft_weight * (-seq[:b].sum() / counts[:b].sum())
+            loss = cfg.sft_weight * (-(w * seq[:b]).sum() / (w * counts[:b]).sum().clamp(min=1))
         else:
-            loss = fedcot_loss(logp[:b], mask[:b], n_label[idx], cfg.fedcot_alpha)
+            loss = fedcot_loss(logp[:b], mask[:b], n_label[idx], cfg.fedcot_alpha, weight=w)
         if in_pair:
             j = torch.as_tensor(pair_of[in_pair])
             pos = torch.as_tensor([idx.index(i) for i in in_pair])

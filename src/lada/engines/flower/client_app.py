@@ -260,7 +260,7 @@ def _sync_working(e: _Entry, round_idx: int) -> None:
     info = json.loads(meta.read_text())
     if info.get("tag") == e.tag:
         return
-    e.role._ensure_round(round_idx)  # the round's base state (see the report: a hook we lack)
+    e.role.enter_round(round_idx)  # the round's base state
     load_trainable(e.role.model, weights)
     e.tag = info["tag"]
 
