@@ -21,7 +21,7 @@ test-slow: setup
 	.venv/bin/python -m pytest -m slow
 
 test-flower: setup
-	.venv/bin/python -m pytest -m slow tests/test_flower_sim.py
+	.venv/bin/python -m pytest -m slow tests/test_flower_sim.py tests/test_flower_deploy.py
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks
