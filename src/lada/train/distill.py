@@ -14,8 +14,9 @@ step, feeds the filter's reward (spec §3).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
-from lada.train.batching import collate, encode_pairs, length_bucketed_batches
+from lada.train.batching import Encoded, collate, encode_pairs, length_bucketed_batches
 from lada.train.logit_distill import StudentNorm, align_teachers, topk_distill_loss
 from lada.train.logprobs import (
     logprobs_from_logits,
@@ -177,7 +178,11 @@ def learn_from_paths(
         enc_pp = encode_pairs(tokenizer, pair_prompts, pairs.preferred, optim.max_length)
         lengths = [
             len(ids)
-            + (len(enc_pp[pair_of[i]][0]) + len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
+            + (
+                len(enc_pp[pair_of[i]][0]) + len(enc_rej[pair_of[i]][0])
+                if use_cd and pair_of[i] >= 0
+                else 0
+            )
             for i, (ids, _) in enumerate(enc_gold)
         ]
         loss_fn = _logit_loss_fn(
@@ -223,8 +228,18 @@ def learn_from_paths(
 
 
 def _path_loss_fn(
-    enc_pref, enc_rej, pair_of, use_cd, pad_id, cfg, ref_pref, ref_rej, host, tokenizer, preferred
-):
+    enc_pref: list[Encoded],
+    enc_rej: list[Encoded],
+    pair_of: np.ndarray,
+    use_cd: bool,
+    pad_id: int,
+    cfg: DistillConfig,
+    ref_pref: Tensor | None,
+    ref_rej: Tensor | None,
+    host: str,
+    tokenizer: Any,
+    preferred: list[str],
+) -> Callable[[nn.Module, list[int]], tuple[Tensor, Tensor]]:
     """The path hosts' batch loss: sft_weight·NLL(preferred) (FedCoT: its mix) + λ·L_CD."""
     n_label = None
     if host == "fedcot":
@@ -258,8 +273,17 @@ def _path_loss_fn(
 
 
 def _logit_loss_fn(
-    enc_gold, enc_pp, enc_rej, pair_of, use_cd, pad_id, cfg, ref_pref, ref_rej, hook
-):
+    enc_gold: list[Encoded],
+    enc_pp: list[Encoded],
+    enc_rej: list[Encoded],
+    pair_of: np.ndarray,
+    use_cd: bool,
+    pad_id: int,
+    cfg: DistillConfig,
+    ref_pref: Tensor | None,
+    ref_rej: Tensor | None,
+    hook: LogitHook,
+) -> Callable[[nn.Module, list[int]], Tensor]:
     """The logit hosts' batch loss: lm_weight·NLL(gold) + kd_weight·KL(top-k) + λ·L_CD."""
 
     def loss_fn(m: nn.Module, idx: list[int]) -> Tensor:
