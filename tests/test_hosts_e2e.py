@@ -29,8 +29,18 @@ def _run(tmp_path: Path, overrides: list[str], extra: list[str]) -> list[dict]:
         ["host=fedcollm", "plugin=none", HOMO],
         ["host=fedcollm", "plugin=lada", HOMO],
         ["host=sft", "plugin=none"],
+        ["host=fedmkt", "plugin=none"],
+        ["host=fedmkt", "plugin=lada"],
     ],
-    ids=["fedcot-alone", "fedcot-lada", "fedcollm-alone", "fedcollm-lada", "sft-alone"],
+    ids=[
+        "fedcot-alone",
+        "fedcot-lada",
+        "fedcollm-alone",
+        "fedcollm-lada",
+        "sft-alone",
+        "fedmkt-alone",
+        "fedmkt-lada",
+    ],
 )
 def test_each_host_runs_alone_and_with_lada(
     tmp_path: Path, tiny_overrides: list[str], extra: list[str]
@@ -42,6 +52,9 @@ def test_each_host_runs_alone_and_with_lada(
     lada = "plugin=lada" in extra
     if "host=fedcollm" in extra:
         assert {"get_weights", "set_weights"} <= tasks
+    if "host=fedmkt" in extra:
+        assert {"logits", "distill_logits"} <= tasks and "distill" not in tasks
+        assert ("generate" in tasks) == lada  # FedMKT alone exchanges no paths
     if "host=fedcot" in extra:
         assert all(v.get("L", 0) == 0 for v in r1["selected"].values())
         assert "generate" not in tasks  # one-way host: the SLMs write no paths
@@ -98,7 +111,7 @@ def test_bench_quick_writes_tables_and_plots(tmp_path: Path) -> None:
     assert main(["bench", "--suite", "paper", "--quick", "--out", str(out), "--jobs", "2"]) == 0
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {r["method"] for r in rows} >= {"alone", "lada", "random", "no_cd"}
-    assert {r["host"] for r in rows} == {"sft", "fedcot", "fedcollm"}
+    assert {r["host"] for r in rows} == {"sft", "fedcot", "fedcollm", "fedmkt"}
     assert all(float(r["mb_per_round"]) > 0 for r in rows)
     md = (out / "results.md").read_text()
     assert "## Main table" in md and "## Ablation" in md

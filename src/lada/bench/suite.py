@@ -15,6 +15,8 @@ Methods (``plugin`` / ``allocation`` / other overrides):
 Scenarios (LLM llm-s unless said): hetero (slm-xs, slm-s, slm-m), homo (3 × slm-s), one2one
 (1 client, slm-s), small_llm (the smaller LLM llm-xs, heterogeneous clients). FedCoLLM averages SLM weights, so it
 runs only where the SLMs are homogeneous (homo, one2one); elsewhere it is listed as skipped.
+FedMKT compares logits and needs one tokenizer: every zoo model shares one, so it runs in every
+scenario.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 
 from lada.config.presets import TINY
 
-HOSTS = ("sft", "fedcot", "fedcollm")
+HOSTS = ("sft", "fedcot", "fedcollm", "fedmkt")
 BASELINES = ("all", "random", "perplexity", "ifd", "min_ce")
 MAIN_METHODS = ("alone", *BASELINES, "lada")
 ABLATIONS = ("no_cd", "no_explore")  # "without filter" is the "all" run
@@ -99,6 +101,7 @@ def paper_suite(quick: bool = False, seeds: int | None = None) -> tuple[list[Run
             ("sft", "hetero", ("alone", "random", "lada")),
             ("fedcot", "hetero", ("alone", "lada")),
             ("fedcollm", "homo", ("alone", "lada")),
+            ("fedmkt", "hetero", ("alone", "lada")),
         ]
         for seed in range(n_seeds):
             for host, scen, methods in plan:

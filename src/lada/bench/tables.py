@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lada.bench.suite import ALPHAS, BASELINES, LAMBDAS, RunSpec
+from lada.bench.suite import ALPHAS, BASELINES, HOSTS, LAMBDAS, RunSpec
 
 MAX_CLIENTS = 3
 COLUMNS = [
@@ -148,7 +148,7 @@ def simple_table(rows: list[dict[str, Any]], methods: list[str], title_col: str)
 def write_markdown(
     rows: list[dict[str, Any]], path: Path, title: str, command: str, skipped: list[str]
 ) -> None:
-    hosts = [h for h in ("sft", "fedcot", "fedcollm") if _group(rows, host=h)]
+    hosts = [h for h in HOSTS if _group(rows, host=h)]
     scenarios = [s for s in ("hetero", "homo", "one2one", "small_llm") if _group(rows, scenario=s)]
     seeds = sorted({r["seed"] for r in rows})
     parts = [

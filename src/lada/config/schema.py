@@ -73,6 +73,13 @@ class DistillConfig:
     unverified: Literal["keep", "skip"] = "keep"
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
+    # hosts fedmkt / fedcollm: top-k logit distillation on P's gold texts (lada.train.logit_distill)
+    top_k: int = 128  # teacher logits kept per token [FedMKT: 128]; clipped to the vocabulary
+    fedmkt_lm_weight: float = 0.9  # host fedmkt: 0.9·LM + 0.1·distill [FedMKT]
+    fedmkt_distill_weight: float = 0.1
+    fedcollm_kl_weight: float = 1.0  # host fedcollm: LM + 1.0·KL over top-k [FedCoLLM]
+    # KL's student side (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
+    kd_student: Literal["topk", "full"] = "topk"
     slm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=2))
     llm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, epochs=2))
     max_new_tokens: int = 160  # length limit of generated reasoning paths
@@ -143,7 +150,7 @@ class RunConfig:
     rounds: int = 5
     threads: int | None = 1  # torch CPU threads (tiny models run best on 1); None = torch's
     engine: Literal["inprocess", "flower-sim"] = "inprocess"
-    host: Literal["sft", "fedcot", "fedcollm"] = "sft"  # the host framework (lada.hosts)
+    host: Literal["sft", "fedcot", "fedcollm", "fedmkt"] = "sft"  # the host framework (lada.hosts)
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal["lada", "all", "random", "perplexity", "ifd", "min_ce"] = "lada"

@@ -28,6 +28,10 @@ from lada.federation.protocol import (
     GetWeightsIns,
     LocalTrainIns,
     LocalTrainRes,
+    LogitDistillIns,
+    LogitDistillRes,
+    LogitsIns,
+    LogitsRes,
     PathsRes,
     Payload,
     ScoreIns,
@@ -50,6 +54,7 @@ class ClientSettings:
     eval: EvalConfig
     seed: int = 0
     host: str = "sft"  # the host framework (lada.hosts): chooses the distillation loss
+    model_name: str = "slm"  # the SLM's name (error messages, e.g. a vocabulary mismatch)
 
 
 class ClientRole:
@@ -75,6 +80,7 @@ class ClientRole:
         self.tokenizer: Any = None
         self.ended_round: int | None = None  # the model holds this round's end state
         self.working_round: int | None = None  # the round the model is working on
+        self._vocab: str | None = None
 
     # ---- state --------------------------------------------------------------------------
 
@@ -121,6 +127,8 @@ class ClientRole:
             Task.SCORE: self.score,
             Task.GET_WEIGHTS: self.get_weights,
             Task.SET_WEIGHTS: self.set_weights,
+            Task.LOGITS: self.logits,
+            Task.DISTILL_LOGITS: self.distill_logits,
         }
         return handlers[task](ins)  # type: ignore[operator]
 
@@ -207,6 +215,86 @@ class ClientRole:
             num_pairs=out.num_pairs,
         )
 
+    # ---- FedMKT: top-k logits on public gold texts ---------------------------------------
+
+    def vocab(self) -> str:
+        """The SLM's vocabulary fingerprint (logits are comparable only under equal ones)."""
+        from lada.train.logit_distill import vocab_fingerprint
+
+        if self._vocab is None:
+            self._vocab = vocab_fingerprint(self.tokenizer)
+        return self._vocab
+
+    def logits(self, ins: LogitsIns) -> LogitsRes:
+        """The SLM's top-k logits and CE on the gold texts of public ``ids`` (FedMKT's upload;
+        sent with its vocabulary fingerprint even for no ids, so the server can check it)."""
+        from lada.train.logit_distill import compute_topk
+
+        self.enter_round(ins.round)
+        ids = list(ins.ids)
+        samples = [self.public[i] for i in ids]
+        top = compute_topk(
+            self.model,
+            self.tokenizer,
+            ids,
+            [s.prompt() for s in samples],
+            [s.target() for s in samples],
+            ins.top_k,
+            self.settings.distill.slm_optim.max_length,
+            self.settings.model_name,
+            vocab=self.vocab(),
+        )
+        return LogitsRes(
+            ids=ids,
+            model=top.model,
+            vocab=top.vocab,
+            lengths=top.lengths,
+            indices=top.indices,
+            values=top.values,
+            ce=top.ce,
+        )
+
+    def distill_logits(self, ins: LogitDistillIns) -> LogitDistillRes:
+        """FedMKT's learner step (:mod:`lada.hosts.fedmkt`): LM + distill from the LLM's top-k
+        where the LLM's CE is lower than the SLM's own (min-CE), + λ·L_CD with LaDa's paths."""
+        from lada.hosts.fedmkt import learn_from_logits
+        from lada.train.logit_distill import TopKLogits
+
+        self.enter_round(ins.round)
+        ids = list(ins.ids)
+        empty = np.zeros(0, dtype=np.float32)
+        if not ids:
+            return LogitDistillRes([], empty, empty, empty, num_pairs=0, num_distilled=0)
+        teacher = TopKLogits(
+            ids, ins.lengths, ins.indices, ins.values, ins.ce, ins.vocab, ins.model
+        )
+        paths = list(ins.teacher_paths) or None
+        d = self.settings.distill
+        own = None
+        if paths is not None and not (d.lambda_cd == 0 and d.preference == "role"):
+            own = self._own_paths(ids, ins.round)
+        seed = self._seed(ins.round, "distill")
+        out, n_kd = learn_from_logits(
+            self.model,
+            self.tokenizer,
+            [self.public[i] for i in ids],
+            {0: teacher},
+            paths,
+            own,
+            d,
+            replace(d.slm_optim, seed=seed),
+            learner=self.settings.model_name,
+            vocab=self.vocab(),
+        )
+        return LogitDistillRes(
+            ids=ids,
+            loss_before=out.loss_before.astype(np.float32),
+            loss_after=out.loss_after.astype(np.float32),
+            margin=out.margin.astype(np.float32),
+            num_pairs=out.num_pairs,
+            num_distilled=n_kd,
+        )
+
     def score(self, ins: ScoreIns) -> ScoreRes:
         """The SLM's NLL of given paths on public ids (allocation baselines)."""
         from lada.federation.allocation import score_nll
@@ -232,20 +320,11 @@ class ClientRole:
         )
 
     def set_weights(self, ins: SetWeightsIns) -> SetWeightsRes:
-        import torch
-
-        from lada.hosts.fedavg import unflatten
+        from lada.hosts.fedavg import FlatState, load_flat
 
         self.enter_round(ins.round)
-        state = unflatten(list(ins.names), json.loads(ins.shapes), ins.flat)
-        params = dict(self.model.named_parameters())
-        unknown = [n for n in state if n not in params]
-        if unknown:
-            raise ValueError(f"averaged weights do not match this SLM (unknown {unknown[:3]})")
-        with torch.no_grad():
-            for n, t in state.items():
-                params[n].copy_(t.to(params[n].device, params[n].dtype))
-        return SetWeightsRes(num_params=int(ins.flat.size))
+        state = FlatState(list(ins.names), json.loads(ins.shapes), ins.flat)
+        return SetWeightsRes(num_params=load_flat(self.model, state))
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
         from lada.eval.accuracy import evaluate, group_counts

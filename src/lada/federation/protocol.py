@@ -6,7 +6,8 @@ scalars, lists of scalars, and numpy arrays; ``to_record`` splits it into a ``co
 part (what Flower calls an ArrayRecord), so any engine can carry it unchanged.
 
 What crosses the network: public sample ids, reasoning paths on public samples, features of
-public samples, losses and metrics. Never a private sample.
+public samples, top-k logits on public samples' gold texts (FedMKT), model weights (FedCoLLM),
+losses and metrics. Never a private sample.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Task(StrEnum):
     SCORE = "score"  # learner's NLL of given paths on public ids (allocation baselines)
     GET_WEIGHTS = "get_weights"  # the SLM's trainable weights (FedCoLLM's FedAvg)
     SET_WEIGHTS = "set_weights"  # load averaged weights (FedCoLLM's FedAvg)
+    LOGITS = "logits"  # the SLM's top-k logits and CE on public gold texts (FedMKT)
+    DISTILL_LOGITS = "distill_logits"  # learn from the LLM's top-k logits (+ paths): FedMKT
 
 
 Record = dict[str, Any]
@@ -132,6 +135,34 @@ class SetWeightsIns(Payload):
     flat: np.ndarray
 
 
+@dataclass
+class LogitsIns(Payload):
+    """Compute top-k logits (``top_k`` per token) and CE on the gold texts of public ``ids``."""
+
+    TASK: ClassVar[Task] = Task.LOGITS
+    round: int
+    ids: list[str]
+    top_k: int
+
+
+@dataclass
+class LogitDistillIns(Payload):
+    """FedMKT's learner step on public ``ids``: the teacher's (the LLM's) top-k logits on their
+    gold texts (layout of :class:`lada.train.logit_distill.TopKLogits`), its CE per sample, its
+    vocabulary fingerprint and name, and with LaDa its reasoning paths (else empty)."""
+
+    TASK: ClassVar[Task] = Task.DISTILL_LOGITS
+    round: int
+    ids: list[str]
+    teacher_paths: list[str]
+    model: str
+    vocab: str
+    lengths: np.ndarray  # [n] int32: supervised tokens per sample
+    indices: np.ndarray  # [N, k] int16/int32 token ids
+    values: np.ndarray  # [N, k] float16 logits
+    ce: np.ndarray  # [n] float32: the teacher's mean token NLL of each gold target
+
+
 # ---- client -> server ------------------------------------------------------------------
 
 
@@ -189,6 +220,24 @@ class SetWeightsRes(Payload):
     num_params: int
 
 
+@dataclass
+class LogitsRes(Payload):
+    """The SLM's top-k logits on the asked ids' gold texts (see :class:`LogitDistillIns`)."""
+
+    ids: list[str]
+    model: str
+    vocab: str
+    lengths: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    ce: np.ndarray
+
+
+@dataclass
+class LogitDistillRes(DistillRes):
+    num_distilled: int  # samples distilled from the teacher's logits (min-CE picks)
+
+
 INSTRUCTIONS: dict[Task, type[Payload]] = {
     Task.LOCAL_TRAIN: LocalTrainIns,
     Task.EMBED: EmbedIns,
@@ -198,6 +247,8 @@ INSTRUCTIONS: dict[Task, type[Payload]] = {
     Task.SCORE: ScoreIns,
     Task.GET_WEIGHTS: GetWeightsIns,
     Task.SET_WEIGHTS: SetWeightsIns,
+    Task.LOGITS: LogitsIns,
+    Task.DISTILL_LOGITS: LogitDistillIns,
 }
 RESULTS: dict[Task, type[Payload]] = {
     Task.LOCAL_TRAIN: LocalTrainRes,
@@ -208,6 +259,8 @@ RESULTS: dict[Task, type[Payload]] = {
     Task.SCORE: ScoreRes,
     Task.GET_WEIGHTS: WeightsRes,
     Task.SET_WEIGHTS: SetWeightsRes,
+    Task.LOGITS: LogitsRes,
+    Task.DISTILL_LOGITS: LogitDistillRes,
 }
 
 

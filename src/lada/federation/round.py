@@ -68,6 +68,22 @@ def _ok(report: RoundReport, task: Task, replies: dict[int, Any]) -> dict[int, A
     return good
 
 
+# the names host steps (lada.hosts) use
+Phase = _Phase
+ok_replies = _ok
+
+
+@dataclass
+class HostStep:
+    """Which host's exchange runs on the picks (lada.hosts): ``with_paths`` (plugin lada) says
+    whether reasoning paths, L_CD and rewards join a logit host's step; ``averaged`` is
+    FedCoLLM's FedAvg result (:class:`lada.hosts.fedavg.FlatState`)."""
+
+    name: str = "sft"
+    with_paths: bool = True
+    averaged: Any = None
+
+
 def run_round(
     round_idx: int,
     server: ServerRole,
@@ -93,12 +109,15 @@ def run_round(
         rep.local = {k: {"mean_loss": r.mean_loss} for k, r in trained.items()}
         alive = sorted(trained)
 
+    avg = None
     if host == "fedcollm" and alive:
         from lada.hosts.round_steps import fedavg_step
 
         with _Phase(rep, "fedavg"):
-            fedavg_step(round_idx, server, transport, alive, lambda t, r: _ok(rep, t, r))
+            avg = fedavg_step(round_idx, server, transport, alive, lambda t, r: _ok(rep, t, r))
         alive = [k for k in alive if k not in rep.missed]
+        if avg is None:
+            alive = []  # nothing averaged: no server-side distillation to send back
 
     if host_exchanges(host, plugin) and alive:
         _lada_exchange(
@@ -110,6 +129,7 @@ def run_round(
             strategy=allocation if plugin == "lada" else "all",
             directions=host_directions(host),
             count=allocation_count,
+            host=HostStep(host, with_paths=plugin == "lada", averaged=avg),
         )
     # a client that failed any task sits out the rest of the round (and keeps its last state)
     alive = [k for k in alive if k not in rep.missed]
@@ -136,9 +156,13 @@ def _lada_exchange(
     strategy: str = "lada",
     directions: tuple[str, ...] = ("S", "L"),
     count: int | None = None,
+    host: HostStep | None = None,
 ) -> None:
+    host = host or HostStep()
     if strategy != "lada":
-        _baseline_exchange(round_idx, server, transport, alive, rep, strategy, directions, count)
+        _baseline_exchange(
+            round_idx, server, transport, alive, rep, strategy, directions, count, host
+        )
         return
     with _Phase(rep, "allocate"):
         server.public_features(round_idx)
@@ -154,7 +178,7 @@ def _lada_exchange(
             rep.selected[k] = a.ids
             rep.filter_mode[k] = a.mode
 
-    _transfer(round_idx, server, transport, rep, alloc, directions, rewards=True)
+    _host_transfer(round_idx, server, transport, rep, alloc, directions, True, host)
 
 
 def _baseline_exchange(
@@ -166,6 +190,7 @@ def _baseline_exchange(
     strategy: str,
     directions: tuple[str, ...],
     count: int | None,
+    host: HostStep,
 ) -> None:
     from lada.federation.allocation import allocation_count, baseline_allocate
 
@@ -185,20 +210,21 @@ def _baseline_exchange(
         for k, a in base.alloc.items():
             rep.selected[k] = a.ids
             rep.filter_mode[k] = a.mode
-    _transfer(
+    _host_transfer(
         round_idx,
         server,
         transport,
         rep,
         base.alloc,
         directions,
-        rewards=False,
+        False,
+        host,
         llm_paths=base.llm_paths,
         slm_paths=base.slm_paths,
     )
 
 
-def _transfer(
+def _host_transfer(
     round_idx: int,
     server: ServerRole,
     transport: Transport,
@@ -206,10 +232,68 @@ def _transfer(
     alloc: dict[int, Any],
     directions: tuple[str, ...],
     rewards: bool,
+    host: HostStep,
     llm_paths: dict[str, str] | None = None,
     slm_paths: dict[int, PathsRes] | None = None,
 ) -> None:
-    """Paths, both learners' steps and (LaDa filters only) rewards for given picks."""
+    """The host's public exchange on the picks: FedMKT's logits (lada.hosts.fedmkt), FedCoLLM's
+    server-side distillation (lada.hosts.fedcollm), else the path exchange."""
+    if host.name == "fedmkt":
+        from lada.hosts import fedmkt
+
+        fedmkt.transfer(
+            round_idx,
+            server,
+            transport,
+            rep,
+            alloc,
+            directions,
+            rewards,
+            host.with_paths,
+            llm_paths,
+            slm_paths,
+        )
+    elif host.name == "fedcollm":
+        from lada.hosts import fedcollm
+
+        fedcollm.transfer(
+            round_idx,
+            server,
+            transport,
+            rep,
+            alloc,
+            directions,
+            rewards,
+            host.with_paths,
+            host.averaged,
+            llm_paths,
+        )
+    else:
+        _transfer(
+            round_idx,
+            server,
+            transport,
+            rep,
+            alloc,
+            directions,
+            rewards,
+            llm_paths=llm_paths,
+            slm_paths=slm_paths,
+        )
+
+
+def exchange_paths(
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    rep: RoundReport,
+    alloc: dict[int, Any],
+    directions: tuple[str, ...],
+    llm_paths: dict[str, str] | None = None,
+    slm_paths: dict[int, PathsRes] | None = None,
+) -> tuple[dict[int, PathsRes], dict[str, str]]:
+    """Reasoning paths for the picks: SLM k's for its LLM-side picks (reused when given), the
+    LLM's for every pick. Returns (SLM paths of the clients that answered, LLM paths by id)."""
     with _Phase(rep, "paths"):
         have = dict(slm_paths or {})
         slm_paths = {}
@@ -229,7 +313,55 @@ def _transfer(
         wanted = sorted({i for a in alloc.values() for d in directions for i in a.ids[d]})
         missing = [i for i in wanted if i not in known]
         known.update(server.generate(round_idx, missing))
-        llm_paths = known
+    return slm_paths, known
+
+
+def record_learning(
+    server: ServerRole,
+    rep: RoundReport,
+    distilled: dict[int, DistillRes],
+    llm_losses: dict[int, LearnerLosses],
+    rewards: bool,
+) -> None:
+    """Both learners' losses into the report and, for LaDa's filters, rewards (spec §5.5)."""
+    with _Phase(rep, "rewards"):
+        for k, r in distilled.items():
+            losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
+            if rewards:
+                rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
+            rep.distill.setdefault(k, {}).update(
+                slm_loss_before=float(np.mean(r.loss_before)) if len(r.ids) else float("nan"),
+                slm_loss_after=float(np.mean(r.loss_after)) if len(r.ids) else float("nan"),
+                slm_pairs=r.num_pairs,
+            )
+        for k, losses in llm_losses.items():
+            if rewards:
+                rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
+            rep.distill.setdefault(k, {}).update(
+                llm_loss_before=float(np.mean(losses.loss_before))
+                if len(losses.ids)
+                else float("nan"),
+                llm_loss_after=float(np.mean(losses.loss_after))
+                if len(losses.ids)
+                else float("nan"),
+            )
+
+
+def _transfer(
+    round_idx: int,
+    server: ServerRole,
+    transport: Transport,
+    rep: RoundReport,
+    alloc: dict[int, Any],
+    directions: tuple[str, ...],
+    rewards: bool,
+    llm_paths: dict[str, str] | None = None,
+    slm_paths: dict[int, PathsRes] | None = None,
+) -> None:
+    """Paths, both learners' steps and (LaDa filters only) rewards for given picks."""
+    slm_paths, llm_paths = exchange_paths(
+        round_idx, server, transport, rep, alloc, directions, llm_paths, slm_paths
+    )
 
     with _Phase(rep, "distill_slm"):
         replies = transport.broadcast(
@@ -247,20 +379,4 @@ def _transfer(
         teach = {k: (r.ids, r.paths) for k, r in slm_paths.items()}
         llm_losses = server.learn(round_idx, teach, llm_paths) if "L" in directions else {}
 
-    with _Phase(rep, "rewards"):
-        for k, r in distilled.items():
-            losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
-            if rewards:
-                rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
-            rep.distill.setdefault(k, {}).update(
-                slm_loss_before=float(np.mean(r.loss_before)) if len(r.ids) else float("nan"),
-                slm_loss_after=float(np.mean(r.loss_after)) if len(r.ids) else float("nan"),
-                slm_pairs=r.num_pairs,
-            )
-        for k, losses in llm_losses.items():
-            if rewards:
-                rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
-            rep.distill.setdefault(k, {}).update(
-                llm_loss_before=float(np.mean(losses.loss_before)),
-                llm_loss_after=float(np.mean(losses.loss_after)),
-            )
+    record_learning(server, rep, distilled, llm_losses, rewards)

@@ -53,6 +53,20 @@ def unflatten(
     return out
 
 
+def load_flat(model: torch.nn.Module, state: FlatState) -> int:
+    """Copy a flattened state into ``model``'s parameters of the same names; returns the number
+    of values. Raises ValueError for names the model does not have."""
+    tensors = unflatten(state.names, state.shapes, state.flat)
+    params = dict(model.named_parameters())
+    unknown = [n for n in tensors if n not in params]
+    if unknown:
+        raise ValueError(f"averaged weights do not match this SLM (unknown {unknown[:3]})")
+    with torch.no_grad():
+        for n, t in tensors.items():
+            params[n].copy_(t.to(params[n].device, params[n].dtype))
+    return int(state.flat.size)
+
+
 def fedavg(states: Sequence[FlatState], weights: Sequence[float] | None = None) -> FlatState:
     """Weighted average (weights default to equal) of homogeneous flattened states."""
     if not states:

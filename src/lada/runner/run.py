@@ -63,7 +63,18 @@ def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
         model_loader(cfg.server, cfg, data.world_cfg),
         data.public,
         {k: data.test[k] for k in range(len(cfg.clients))},
-        ServerSettings(distill=_host_distill(cfg), eval=cfg.eval, filter=cfg.filter, seed=cfg.seed),
+        ServerSettings(
+            distill=_host_distill(cfg),
+            eval=cfg.eval,
+            filter=cfg.filter,
+            seed=cfg.seed,
+            model_name=cfg.server.model,
+            slm_name=cfg.clients[0].model if cfg.clients else "slm",
+        ),
+        # FedCoLLM distils the averaged (homogeneous) SLM on the server
+        load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg)
+        if cfg.host == "fedcollm" and cfg.clients
+        else None,
     )
     return server
 
@@ -82,6 +93,7 @@ def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> Clie
             eval=cfg.eval,
             seed=cfg.seed,
             host=cfg.host,
+            model_name=cfg.clients[k].model,
         ),
         state_dir,
     )

@@ -2,6 +2,11 @@
 
     L = sft_weight · NLL(y_pref | x)  +  λ · L_CD(y_pref, y_rej)
 
+Host hooks replace the first term: FedCoT's α·L_rationale + (1 − α)·L_label (``host="fedcot"``),
+and for the logit-distillation hosts (FedMKT, FedCoLLM; a :class:`LogitHook`)
+``lm_weight · NLL(gold target | x) + kd_weight · KL(teacher top-k ‖ learner)``, where the
+paths only enter L_CD and the reward (and may be absent: the host alone).
+
 The reference π_ref is the learner at the start of the step (frozen: its log-probs are scored
 once, before training). The learner's loss ℓ_i on the *teacher's* path, before and after the
 step, feeds the filter's reward (spec §3).
@@ -9,8 +14,9 @@ step, feeds the filter's reward (spec §3).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +24,14 @@ from torch import Tensor, nn
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
-from lada.train.batching import collate, encode_pairs, length_bucketed_batches
-from lada.train.logprobs import score_texts, target_token_logprobs
+from lada.train.batching import Encoded, collate, encode_pairs, length_bucketed_batches
+from lada.train.logit_distill import StudentNorm, align_teachers, topk_distill_loss
+from lada.train.logprobs import (
+    logprobs_from_logits,
+    score_texts,
+    target_logits,
+    target_token_logprobs,
+)
 from lada.train.loop import OptimConfig, TrainStats, train
 from lada.train.losses import (
     PreferencePairs,
@@ -36,6 +48,24 @@ class DistillOutcome:
     margin: np.ndarray  # [n] β-scaled contrastive margin after training (0 outside pairs)
     num_pairs: int  # pairs in L_CD (identical paths skipped)
     stats: TrainStats | None
+
+
+@dataclass
+class LogitHook:
+    """The logit-distillation hosts' term of :func:`learn_from_paths` (FedMKT, FedCoLLM):
+
+        lm_weight · NLL(gold target | x)  +  kd_weight · topk_distill_loss(teacher top-k)
+
+    per batch, the NLL averaged over the tokens of the items with ``lm[i]`` (a sample listed
+    several times, once per teacher, is trained once) and the KL over the tokens of the items
+    with a teacher top-k ``teachers[i]`` ((indices, values) on the gold target's tokens; None:
+    no distillation, e.g. FedMKT's min-CE rule said no)."""
+
+    teachers: Sequence[tuple[np.ndarray, np.ndarray] | None]
+    lm: Sequence[bool]
+    lm_weight: float
+    kd_weight: float
+    student: StudentNorm = "topk"
 
 
 def preference_pairs(
@@ -88,22 +118,33 @@ def learn_from_paths(
     model: nn.Module,
     tokenizer,
     samples: Sequence[Sample],
-    teacher_paths: Sequence[str],
-    own_paths: Sequence[str],
+    teacher_paths: Sequence[str] | None,
+    own_paths: Sequence[str] | None,
     cfg: DistillConfig,
     optim: OptimConfig,
     host: str = "sft",
+    logits: LogitHook | None = None,
 ) -> DistillOutcome:
     """Train ``model`` on L = L_host + λ·L_CD over ``samples`` (spec §4).
 
-    L_host is sft_weight·NLL(preferred) for the plain host, and FedCoT's
+    L_host is sft_weight·NLL(preferred) for the plain host, FedCoT's
     α·L_rationale + (1 − α)·L_label on the preferred path for ``host="fedcot"``
-    (α = ``cfg.fedcot_alpha``, :mod:`lada.hosts.fedcot`)."""
+    (α = ``cfg.fedcot_alpha``, :mod:`lada.hosts.fedcot`), and the :class:`LogitHook`'s
+    LM + KL on the gold texts when ``logits`` is given. Only with ``logits`` may
+    ``teacher_paths`` be None (no paths: no L_CD, and ``loss_before``/``loss_after`` are the
+    learner's mean token NLL of the gold targets instead of the teacher's paths)."""
     n = len(samples)
     prompts = [s.prompt() for s in samples]
-    pairs = preference_pairs(samples, teacher_paths, own_paths, cfg)
+    if teacher_paths is None:
+        if logits is None:
+            raise ValueError("learn_from_paths needs teacher paths unless a LogitHook is given")
+        pairs = PreferencePairs([], [], [], [])
+        scored_texts = [s.target() for s in samples]
+    else:
+        pairs = preference_pairs(samples, teacher_paths, own_paths or teacher_paths, cfg)
+        scored_texts = list(teacher_paths)
     # the preferred path of each sample: the pair's choice, or the teacher's path when skipped
-    preferred = list(teacher_paths)
+    preferred = list(scored_texts)
     for j, i in enumerate(pairs.indices):
         preferred[i] = pairs.preferred[j]
     learn = np.ones(n, dtype=bool)  # samples that enter the loss at all
@@ -121,7 +162,7 @@ def learn_from_paths(
     pair_of[pairs.indices] = np.arange(len(pairs))
     pair_prompts = [prompts[i] for i in pairs.indices]
 
-    before_teacher = _score(model, tokenizer, prompts, teacher_paths, optim)
+    before_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
     ref_pref = ref_rej = None
     if use_cd:
         ref_pref = torch.tensor(
@@ -131,16 +172,101 @@ def learn_from_paths(
             _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
         )
 
-    enc_pref = encode_pairs(tokenizer, prompts, preferred, optim.max_length)
-    enc_rej = encode_pairs(tokenizer, pair_prompts, pairs.rejected, optim.max_length)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-    lengths = [
-        len(ids) + (len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
-        for i, (ids, _) in enumerate(enc_pref)
-    ]
+    enc_rej = encode_pairs(tokenizer, pair_prompts, pairs.rejected, optim.max_length)
+    if logits is None:
+        enc_pref = encode_pairs(tokenizer, prompts, preferred, optim.max_length)
+        lengths = [
+            len(ids) + (len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
+            for i, (ids, _) in enumerate(enc_pref)
+        ]
+        loss_fn = _path_loss_fn(
+            enc_pref,
+            enc_rej,
+            pair_of,
+            use_cd,
+            pad_id,
+            cfg,
+            ref_pref,
+            ref_rej,
+            host,
+            tokenizer,
+            preferred,
+            learn,
+        )
+        active = list(range(n))
+    else:
+        enc_gold = encode_pairs(tokenizer, prompts, [s.target() for s in samples], optim.max_length)
+        enc_pp = encode_pairs(tokenizer, pair_prompts, pairs.preferred, optim.max_length)
+        lengths = [
+            len(ids)
+            + (
+                len(enc_pp[pair_of[i]][0]) + len(enc_rej[pair_of[i]][0])
+                if use_cd and pair_of[i] >= 0
+                else 0
+            )
+            for i, (ids, _) in enumerate(enc_gold)
+        ]
+        loss_fn = _logit_loss_fn(
+            enc_gold, enc_pp, enc_rej, pair_of, use_cd, pad_id, cfg, ref_pref, ref_rej, logits
+        )
+        active = [
+            i
+            for i in range(n)
+            if logits.lm[i] or logits.teachers[i] is not None or (use_cd and pair_of[i] >= 0)
+        ]
 
+    stats = None
+    if active:
+        act_len = [lengths[i] for i in active]
+        stats = train(
+            model,
+            lambda epoch: [
+                [active[j] for j in b]
+                for b in length_bucketed_batches(act_len, optim.batch_size, seed=optim.seed + epoch)
+            ],
+            loss_fn,
+            optim,
+            item_tokens=lengths,
+            num_items=n,
+        )
+
+    after_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
+    margin = np.zeros(n, dtype=np.float64)
+    if use_cd:
+        pol_pref = _score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"]
+        pol_rej = _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
+        m = contrastive_margin(
+            torch.tensor(pol_pref), torch.tensor(pol_rej), ref_pref, ref_rej, cfg.beta
+        )
+        margin[pairs.indices] = m.numpy()
+    return DistillOutcome(
+        loss_before=before_teacher["mean_nll"],
+        loss_after=after_teacher["mean_nll"],
+        margin=margin,
+        num_pairs=len(pairs) if use_cd else 0,
+        stats=stats,
+    )
+
+
+def _path_loss_fn(
+    enc_pref: list[Encoded],
+    enc_rej: list[Encoded],
+    pair_of: np.ndarray,
+    use_cd: bool,
+    pad_id: int,
+    cfg: DistillConfig,
+    ref_pref: Tensor | None,
+    ref_rej: Tensor | None,
+    host: str,
+    tokenizer: Any,
+    preferred: list[str],
+    learn: np.ndarray,
+) -> Callable[[nn.Module, list[int]], tuple[Tensor, Tensor]]:
+    """The path hosts' batch loss: sft_weight·NLL(preferred) (FedCoT: its mix) + λ·L_CD;
+    samples with ``learn[i]`` False (unverified) give no SFT term."""
     weight = torch.as_tensor(learn, dtype=torch.float32)
     n_label = None
     if host == "fedcot":
@@ -171,32 +297,55 @@ def learn_from_paths(
             loss = loss + cfg.lambda_cd * l_cd
         return loss, nll
 
-    stats = None
-    if n:
-        stats = train(
-            model,
-            lambda epoch: length_bucketed_batches(
-                lengths, optim.batch_size, seed=optim.seed + epoch
-            ),
-            loss_fn,
-            optim,
-            item_tokens=lengths,
-            num_items=n,
-        )
+    return loss_fn
 
-    after_teacher = _score(model, tokenizer, prompts, teacher_paths, optim)
-    margin = np.zeros(n, dtype=np.float64)
-    if use_cd:
-        pol_pref = _score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"]
-        pol_rej = _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
-        m = contrastive_margin(
-            torch.tensor(pol_pref), torch.tensor(pol_rej), ref_pref, ref_rej, cfg.beta
+
+def _logit_loss_fn(
+    enc_gold: list[Encoded],
+    enc_pp: list[Encoded],
+    enc_rej: list[Encoded],
+    pair_of: np.ndarray,
+    use_cd: bool,
+    pad_id: int,
+    cfg: DistillConfig,
+    ref_pref: Tensor | None,
+    ref_rej: Tensor | None,
+    hook: LogitHook,
+) -> Callable[[nn.Module, list[int]], Tensor]:
+    """The logit hosts' batch loss: lm_weight·NLL(gold) + kd_weight·KL(top-k) + λ·L_CD."""
+
+    def loss_fn(m: nn.Module, idx: list[int]) -> Tensor:
+        in_pair = [i for i in idx if pair_of[i] >= 0] if use_cd else []
+        gold = [i for i in idx if hook.lm[i] or hook.teachers[i] is not None]
+        rows = (
+            [enc_gold[i] for i in gold]
+            + [enc_pp[pair_of[i]] for i in in_pair]
+            + [enc_rej[pair_of[i]] for i in in_pair]
         )
-        margin[pairs.indices] = m.numpy()
-    return DistillOutcome(
-        loss_before=before_teacher["mean_nll"],
-        loss_after=after_teacher["mean_nll"],
-        margin=margin,
-        num_pairs=len(pairs) if use_cd else 0,
-        stats=stats,
-    )
+        out, targets, mask = target_logits(m, collate(rows, pad_id))
+        seq = logprobs_from_logits(out, targets, mask).sum(dim=1)
+        counts = mask.sum(dim=1).clamp(min=1)
+        loss = seq.sum() * 0.0
+        lm = [r for r, i in enumerate(gold) if hook.lm[i]]
+        if lm:
+            loss = loss + hook.lm_weight * (-seq[lm].sum() / counts[lm].sum())
+        kd = [r for r, i in enumerate(gold) if hook.teachers[i] is not None]
+        if kd:
+            t_idx, t_val, kd_mask = align_teachers(mask[kd], [hook.teachers[gold[r]] for r in kd])
+            kd_loss = topk_distill_loss(out[kd], t_idx, t_val, kd_mask, student=hook.student)
+            loss = loss + hook.kd_weight * kd_loss
+        if in_pair:
+            g, p = len(gold), len(in_pair)
+            j = torch.as_tensor(pair_of[in_pair])
+            dev = seq.device
+            l_cd = contrastive_distill_loss(
+                seq[g : g + p],
+                seq[g + p :],
+                ref_pref[j].to(dev),
+                ref_rej[j].to(dev),
+                beta=cfg.beta,
+            )
+            loss = loss + cfg.lambda_cd * l_cd
+        return loss
+
+    return loss_fn

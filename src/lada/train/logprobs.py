@@ -28,13 +28,14 @@ def _is_right_padded(mask: Tensor) -> bool:
     return bool((mask[:, 1:] <= mask[:, :-1]).all())
 
 
-def target_token_logprobs(
+def target_logits(
     model: PreTrainedModel, batch: dict[str, Tensor]
-) -> tuple[Tensor, Tensor]:
-    """Per-token ``log pi(y_t | x, y_<t)`` on supervised positions; returns ``(logp, mask)``.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(logits, targets, mask)`` on the supervised positions of ``batch`` (one forward pass).
 
-    Both are ``[B, K]`` (K <= T): ``logp`` is 0 where ``mask`` is False. ``batch`` holds
-    ``input_ids``, ``labels`` (unshifted, -100 = ignored) and optionally ``attention_mask``.
+    ``logits`` is ``[B, K, V]`` float32 (K <= T, the positions from the first supervised one
+    on): ``logits[b, j]`` predicts ``targets[b, j]``; ``mask`` is False off the supervised
+    tokens (where ``targets`` is -100).
     """
     labels = batch["labels"]
     attention_mask = batch.get("attention_mask")
@@ -55,9 +56,25 @@ def target_token_logprobs(
     mask = targets != IGNORE_INDEX
     if logits.dtype != torch.float32:
         logits = logits.float()
+    return logits, targets, mask
+
+
+def logprobs_from_logits(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """``[B, K]`` log-probabilities of ``targets`` under ``logits`` (0 where ``mask`` is False)."""
     picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    logp = torch.where(mask, picked - torch.logsumexp(logits, dim=-1), 0.0)
-    return logp, mask
+    return torch.where(mask, picked - torch.logsumexp(logits, dim=-1), 0.0)
+
+
+def target_token_logprobs(
+    model: PreTrainedModel, batch: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Per-token ``log pi(y_t | x, y_<t)`` on supervised positions; returns ``(logp, mask)``.
+
+    Both are ``[B, K]`` (K <= T): ``logp`` is 0 where ``mask`` is False. ``batch`` holds
+    ``input_ids``, ``labels`` (unshifted, -100 = ignored) and optionally ``attention_mask``.
+    """
+    logits, targets, mask = target_logits(model, batch)
+    return logprobs_from_logits(logits, targets, mask), mask
 
 
 def sequence_logprobs(model: PreTrainedModel, batch: dict[str, Tensor]) -> Tensor:

@@ -57,7 +57,7 @@ META = "lada"  # ConfigRecord the transport adds to each message: {"client-id", 
 WORKING_DIR = ".flower_working"
 # tasks that only read the client's model; after any other task (local_train, distill, and
 # whatever task a host adds, e.g. set_weights) the shim saves the working state
-READ_ONLY_TASKS = frozenset({"embed", "generate", "score", "get_weights", "evaluate"})
+READ_ONLY_TASKS = frozenset({"embed", "generate", "score", "get_weights", "evaluate", "logits"})
 
 
 @dataclass(frozen=True)
