@@ -140,3 +140,18 @@ def test_from_overrides_and_unknown_keys(tmp_path: Path) -> None:
         SplitConfig.from_overrides({"partition": "iid"})
     with pytest.raises(ValueError, match="unknown split setting"):
         make_split(tmp_path, bogus=1)
+
+
+def test_public_step_weights_shape_only_the_public_set(tmp_path: Path) -> None:
+    kw = dict(seed=1, train_per_client=60, test_per_client=300, public_size=600)
+    base = make_split(tmp_path / "a", **kw)
+    short = make_split(tmp_path / "b", public_step_weights=(5, 1, 0, 0, 0, 0), **kw)
+    steps = short["files"]["public.jsonl"]["stats"]["num_steps"]
+    assert set(steps) == {"1", "2"} and steps["1"] > 3 * steps["2"]
+    for rel, info in base["files"].items():  # the clients' data does not change
+        if rel != "public.jsonl":
+            assert short["files"][rel]["sha256"] == info["sha256"], rel
+    cfg = SplitConfig.from_overrides({"public_step_weights": "3,3,1,1,1,1"})
+    assert cfg.public_step_weights == (3, 3, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="public_step_weights"):
+        SplitConfig(public_step_weights=(1, 1))

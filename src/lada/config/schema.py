@@ -80,8 +80,14 @@ class DistillConfig:
     fedcollm_kl_weight: float = 1.0  # host fedcollm: LM + 1.0·KL over top-k [FedCoLLM]
     # KL's student side (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
     kd_student: Literal["topk", "full"] = "topk"
-    slm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=2))
-    llm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, epochs=2))
+    # distillation steps are short (a few to tens of optimiser steps): warm-up is a fraction of
+    # them, not the loop's fixed 20 steps, which would keep the whole step inside the warm-up
+    slm_optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-3, epochs=2, warmup_ratio=0.1)
+    )
+    llm_optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=5e-4, epochs=2, warmup_ratio=0.1)
+    )
     max_new_tokens: int = 160  # length limit of generated reasoning paths
     gen_batch_size: int = 64
 

@@ -56,9 +56,25 @@ class SplitConfig(SyntheticConfig):
     public_knowledge: Knowledge = "mixed"
     public_private_fraction: float = 0.5
     client_private_fraction: float = 0.5  # used only when client_knowledge == "mixed"
+    # the public set's own step weights (one per step count); None: those of the clients' data
+    public_step_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.public_step_weights is not None:
+            weights = tuple(float(w) for w in self.public_step_weights)
+            object.__setattr__(self, "public_step_weights", weights)
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
+        psw = self.public_step_weights
+        if psw is not None and (
+            len(psw) != self.max_steps - self.min_steps + 1 or min(psw) < 0 or sum(psw) <= 0
+        ):
+            raise ValueError(
+                "SplitConfig: public_step_weights needs one weight >= 0 per step count in "
+                f"min_steps..max_steps ({self.max_steps - self.min_steps + 1}), not all zero"
+            )
         if self.num_clients < 1:
             raise ValueError("SplitConfig: num_clients must be >= 1")
         for name in ("train_per_client", "test_per_client", "public_size"):
@@ -234,6 +250,7 @@ def make_split(
         knowledge=cfg.public_knowledge,
         private_fraction=cfg.public_private_fraction,
         id_prefix="public",
+        step_weights=cfg.public_step_weights,
     )
     for rel, samples in parts.items():
         write_jsonl(out / rel, samples)

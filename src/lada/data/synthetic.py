@@ -374,6 +374,7 @@ def generate(
     steps: tuple[int, int] | None = None,
     answer_format: Literal["mc", "number"] | None = None,
     id_prefix: str = "syn",
+    step_weights: Sequence[float] | None = None,
 ) -> list[Sample]:
     """``n`` samples, deterministic given the arguments; ids ``f"{id_prefix}-{i:05d}"``.
 
@@ -381,7 +382,8 @@ def generate(
     "private" = every question names >= 1 private entity; "general" = only general entities;
     "mixed" = exactly ``round(private_fraction * n)`` questions are private, the rest general;
     "any" = no constraint. ``steps`` (default: the config's range) is drawn per question with
-    the config's ``step_weights`` if set, else uniformly. A general question can name at most
+    ``step_weights`` (one per step count min_steps..max_steps; default: the config's) if set, else
+    uniformly. A general question can name at most
     ``n_general`` entities, so its step range is capped there.
     """
     cfg = world.config
@@ -401,12 +403,16 @@ def generate(
     if fmt not in ("mc", "number"):
         raise ValueError(f"unknown answer_format {fmt!r}")
 
-    def step_weights(top: int) -> tuple[list[int], list[float]]:
+    sw = tuple(step_weights) if step_weights is not None else cfg.step_weights
+    if sw is not None and len(sw) != cfg.max_steps - cfg.min_steps + 1:
+        raise ValueError("step_weights needs one weight per step count in min_steps..max_steps")
+
+    def step_weights_for(top: int) -> tuple[list[int], list[float]]:
         values = list(range(lo, top + 1))
-        if cfg.step_weights is None:
+        if sw is None:
             return values, [1.0] * len(values)
         weights = [
-            cfg.step_weights[v - cfg.min_steps] if cfg.min_steps <= v <= cfg.max_steps else 0.0
+            sw[v - cfg.min_steps] if cfg.min_steps <= v <= cfg.max_steps else 0.0
             for v in values
         ]
         if sum(weights) <= 0:
@@ -424,11 +430,11 @@ def generate(
     else:
         flag = {"private": True, "general": False, "any": None}[knowledge]
         flags = [flag] * n
-    all_steps = general_steps = step_weights(hi)
+    all_steps = general_steps = step_weights_for(hi)
     if False in flags:  # general questions: at most n_general distinct general entities
         if lo > cfg.n_general:
             raise ValueError(f"general questions need steps <= n_general={cfg.n_general}")
-        general_steps = step_weights(min(hi, cfg.n_general))
+        general_steps = step_weights_for(min(hi, cfg.n_general))
     samples = []
     for i, (domain, want_private) in enumerate(zip(dom_list, flags, strict=True)):
         values, weights = general_steps if want_private is False else all_steps
