@@ -412,8 +412,7 @@ def generate(
         if sw is None:
             return values, [1.0] * len(values)
         weights = [
-            sw[v - cfg.min_steps] if cfg.min_steps <= v <= cfg.max_steps else 0.0
-            for v in values
+            sw[v - cfg.min_steps] if cfg.min_steps <= v <= cfg.max_steps else 0.0 for v in values
         ]
         if sum(weights) <= 0:
             raise ValueError(f"step_weights give no weight to steps {lo}..{top}")
