@@ -59,3 +59,10 @@ def test_help_lists_commands(cmd: list[str]) -> None:
         check=True,
     ).stdout
     assert "usage: lada" in out
+
+
+def test_bench_only_names_runs_of_the_suite(tmp_path: Path) -> None:
+    from lada.bench.run import bench
+
+    with pytest.raises(ValueError, match="matches no run"):
+        bench(tmp_path / "b", quick=True, only=["nosuchhost__*"])

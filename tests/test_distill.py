@@ -72,3 +72,13 @@ def test_skip_keeps_verified_paths_and_correctness_pairs(tok) -> None:
     assert drop[:4].mean() > 0.2  # the verified paths are learned
     # the wrong paths are only learned through what they share with the right ones
     assert drop[4:].mean() < drop_keep[4:].mean() - 0.2
+
+
+def test_skip_drops_pairs_whose_rejected_path_is_also_right(tok) -> None:
+    own_right = [f"{i}*2={2 * i}\nAnswer: {2 * i}" for i in range(1, 9)]
+    model = build_model("slm-xs", tok, seed=0)
+    optim = OptimConfig(lr=1e-3, batch_size=4, epochs=1, warmup_steps=0)
+    for mode, pairs in (("keep", len(SAMPLES)), ("skip", 0)):
+        cfg = DistillConfig(unverified=mode)  # type: ignore[arg-type]
+        out = learn_from_paths(model, tok, SAMPLES, RIGHT, own_right, cfg, optim)
+        assert out.num_pairs == pairs, mode

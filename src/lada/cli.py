@@ -237,6 +237,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         jobs=args.jobs,
         log=console.print,
+        only=args.only,
     )
     console.print(
         f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
@@ -327,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
     bn.add_argument("--seeds", type=int, default=None, help="seeds per run (default 3; quick 1)")
     bn.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    bn.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="run only suite runs whose name (host__method__scenario__sN) matches; repeatable",
+    )
     bn.set_defaults(func=cmd_bench)
     return p
 

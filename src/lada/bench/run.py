@@ -22,15 +22,29 @@ def bench(
     seeds: int | None = None,
     jobs: int = 1,
     log: Any = print,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Run the suite (or, with ``only``, the runs whose names match one of these shell
+    patterns, e.g. ``sft__*__hetero__s0``), then tabulate every suite run that has results in
+    ``out``: a suite can be completed in pieces."""
+    from fnmatch import fnmatch
+
     if suite != "paper":
         raise ValueError(f"unknown suite {suite!r} (known: paper)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs, skipped = paper_suite(quick=quick, seeds=seeds)
+    todo = [s for s in specs if not only or any(fnmatch(s.name, pat) for pat in only)]
+    if only and not todo:
+        raise ValueError(
+            f"--only {only} matches no run of the suite (names: host__method__scenario__sN)"
+        )
     t0 = time.perf_counter()
-    log(f"{len(specs)} runs ({'quick' if quick else 'full'} suite), {jobs} job(s) → {out}")
-    statuses = execute(specs, out, jobs=jobs, log=log)
+    log(
+        f"{len(todo)} of {len(specs)} runs ({'quick' if quick else 'full'} suite), "
+        f"{jobs} job(s) → {out}"
+    )
+    statuses = execute(todo, out, jobs=jobs, log=log)
     runs_dir = out / "runs"
     rows = [r for s in specs if (r := result_row(s, runs_dir / s.name)) is not None]
     failed = [s for s in statuses if str(s["status"]).startswith("failed")]
@@ -50,6 +64,7 @@ def bench(
     )
     summary = {
         "runs": len(specs),
+        "executed": len(todo),
         "rows": len(rows),
         "failed": [s["name"] for s in failed],
         "plots": [str(p) for p in plots],

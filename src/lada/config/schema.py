@@ -69,7 +69,8 @@ class DistillConfig:
     preference: Literal["role", "correctness"] = "role"  # who is preferred [spec default: role]
     skip_identical: bool = True  # drop L_CD pairs whose two paths are identical
     # "skip" (ours): a sample whose preferred path does not reach P's gold answer gives no SFT
-    # and no L_CD term (it still gets a reward); "keep": learn every path (spec behaviour)
+    # and no L_CD term (it still gets a reward), and an L_CD pair is kept only when its
+    # rejected path is wrong; "keep": learn every path (spec behaviour)
     unverified: Literal["keep", "skip"] = "keep"
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
@@ -86,7 +87,7 @@ class DistillConfig:
         default_factory=lambda: OptimConfig(lr=1e-3, epochs=2, warmup_ratio=0.1)
     )
     llm_optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=5e-4, epochs=2, warmup_ratio=0.1)
+        default_factory=lambda: OptimConfig(lr=2e-4, epochs=2, warmup_ratio=0.1)
     )
     max_new_tokens: int = 160  # length limit of generated reasoning paths
     gen_batch_size: int = 64

@@ -150,7 +150,9 @@ def learn_from_paths(
     learn = np.ones(n, dtype=bool)  # samples that enter the loss at all
     if cfg.unverified == "skip":
         learn = verified_mask(samples, preferred)
-        keep = [j for j, i in enumerate(pairs.indices) if learn[i]]
+        # a pair contrasts only when the label separates it: preferred right, rejected wrong
+        rej_ok = verified_mask([samples[i] for i in pairs.indices], pairs.rejected)
+        keep = [j for j, i in enumerate(pairs.indices) if learn[i] and not rej_ok[j]]
         pairs = PreferencePairs(
             [pairs.indices[j] for j in keep],
             [pairs.preferred[j] for j in keep],
@@ -196,7 +198,7 @@ def learn_from_paths(
             preferred,
             learn,
         )
-        active = list(range(n))
+        active = [i for i in range(n) if learn[i] or pair_of[i] >= 0]  # no empty steps
     else:
         enc_gold = encode_pairs(tokenizer, prompts, [s.target() for s in samples], optim.max_length)
         enc_pp = encode_pairs(tokenizer, pair_prompts, pairs.preferred, optim.max_length)
