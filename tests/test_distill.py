@@ -82,3 +82,48 @@ def test_skip_drops_pairs_whose_rejected_path_is_also_right(tok) -> None:
         cfg = DistillConfig(unverified=mode)  # type: ignore[arg-type]
         out = learn_from_paths(model, tok, SAMPLES, RIGHT, own_right, cfg, optim)
         assert out.num_pairs == pairs, mode
+
+
+def _server(tok, replay: int):
+    from lada.config.schema import EvalConfig
+    from lada.federation.server import ServerRole, ServerSettings
+    from lada.filter.config import FilterConfig
+
+    settings = ServerSettings(
+        DistillConfig(
+            llm_replay=replay,
+            llm_optim=OptimConfig(lr=3e-3, batch_size=4, epochs=10, warmup_steps=0),
+        ),
+        EvalConfig(),
+        FilterConfig(),
+    )
+    return ServerRole(lambda: (build_model("slm-xs", tok, seed=0), tok), SAMPLES, {}, settings)
+
+
+def test_replay_picks_the_llms_own_verified_paths_outside_the_taught_ids(tok) -> None:
+    server = _server(tok, replay=2)
+    own = dict(zip([s.id for s in SAMPLES], RIGHT[:3] + WRONG[3:5] + RIGHT[5:], strict=True))
+    # p1 is taught; p2, p3 right; p4, p5 wrong; p6.. right: the first 2 right ones outside p1
+    assert server.replay_ids(own, {"p1"}) == ["p2", "p3"]
+    assert _server(tok, replay=0).replay_ids(own, set()) == []
+    assert server.replay_ids({"p4": WRONG[3]}, set()) == []
+
+
+def test_learn_rehearses_replay_paths_but_reports_only_the_taught_ones(tok) -> None:
+    own = dict(zip([s.id for s in SAMPLES], RIGHT, strict=True))
+    teacher = {0: (["p1", "p2"], RIGHT[:2])}
+    after = {}
+    for replay in (0, 6):
+        server = _server(tok, replay)
+        losses = server.learn(1, teacher, own)
+        assert list(losses) == [0] and losses[0].ids == ["p1", "p2"]  # no reward for replay
+        after[replay] = server.model(**_enc(tok, SAMPLES[7], RIGHT[7])).loss.item()
+    # p8 is among the 6 replayed paths (p3..p8): its own path was trained on
+    assert after[6] < after[0] - 0.5, after
+
+
+def _enc(tok, sample: Sample, path: str) -> dict:
+    import torch
+
+    ids = tok(sample.prompt() + path, return_tensors="pt")["input_ids"]
+    return {"input_ids": ids, "labels": ids.clone()}

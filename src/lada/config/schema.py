@@ -72,6 +72,10 @@ class DistillConfig:
     # and no L_CD term (it still gets a reward), and an L_CD pair is kept only when its
     # rejected path is wrong; "keep": learn every path (spec behaviour)
     unverified: Literal["keep", "skip"] = "keep"
+    # rehearsal (ours): the LLM's distillation step also trains on up to this many of its own
+    # paths of the round (those it wrote for the SLM-side picks) that reach P's gold answer, so
+    # that learning short client paths does not wash out its multi-step skill; 0 = off (spec)
+    llm_replay: int = 0
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
     # hosts fedmkt / fedcollm: top-k logit distillation on P's gold texts (lada.train.logit_distill)

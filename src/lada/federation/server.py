@@ -165,6 +165,8 @@ class ServerRole:
         ]
         if not items:
             return {}
+        taught = {pid for _, pid, _ in items}
+        items += [(-1, pid, own_paths[pid]) for pid in self.replay_ids(own_paths, taught)]
         seed = derive_seed(self.settings.seed, "server", round_idx, "distill")
         seed_everything(seed)
         out = learn_from_paths(
@@ -186,6 +188,21 @@ class ServerRole:
                 margin=out.margin[rows],
             )
         return result
+
+    def replay_ids(self, own_paths: dict[str, str], exclude: set[str]) -> list[str]:
+        """Rehearsal (``distill.llm_replay``, ours): public ids outside ``exclude`` whose path in
+        ``own_paths`` (the LLM's own, this round) reaches P's gold answer, at most
+        ``llm_replay`` of them in P's order. Their pairs are identical (teacher = own path), so
+        they add SFT on the LLM's own verified reasoning and no L_CD term or reward."""
+        from lada.train.distill import verified_mask
+
+        n = self.settings.distill.llm_replay
+        ids = [pid for pid in self.public_ids if pid in own_paths and pid not in exclude]
+        if n <= 0 or not ids:
+            return []
+        ok = verified_mask([self.by_id[i] for i in ids], [own_paths[i] for i in ids])
+        labelled = [bool(self.by_id[i].answer) for i in ids]
+        return [i for i, good, lab in zip(ids, ok, labelled, strict=True) if good and lab][:n]
 
     # ---- logit distillation (FedMKT, FedCoLLM) -------------------------------------------
 
