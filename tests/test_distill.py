@@ -123,7 +123,6 @@ def test_learn_rehearses_replay_paths_but_reports_only_the_taught_ones(tok) -> N
 
 
 def _enc(tok, sample: Sample, path: str) -> dict:
-    import torch
 
     ids = tok(sample.prompt() + path, return_tensors="pt")["input_ids"]
     return {"input_ids": ids, "labels": ids.clone()}
