@@ -228,7 +228,7 @@ def test_learner_step_takes_each_sample_from_its_min_ce_teacher(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(fedmkt, "learn_from_paths", spy)
-    cfg = DistillConfig(lambda_cd=1.0)
+    cfg = DistillConfig(lambda_cd=1.0, unverified="keep")  # the paths here are arbitrary
     optim = OptimConfig(lr=1e-3, epochs=1, batch_size=4, warmup_steps=0, max_length=64)
     items = [*s3, s3[0]]  # sample 0 twice (two teachers' paths): trained by LM and KD once
     paths = ["plum 1+1=2\nAnswer: 2", "Answer: 9", "pear\nAnswer: 4", "Answer: 7"]

@@ -45,7 +45,7 @@ HOMOGENEOUS = {"homo", "one2one"}
 # The quick (CI) suite: tiny data and models, 2 rounds, 1 seed, a subset of methods.
 QUICK_OVERRIDES = [*TINY, "eval.initial=false", "local.optim.max_steps=4"]
 # The full suite's sizes (ours, CPU budget): the default config with fewer rounds.
-FULL_OVERRIDES = ["rounds=3", "eval.initial=false"]
+FULL_OVERRIDES = ["rounds=3", "eval.initial=false", "threads=1"]
 
 
 @dataclass(frozen=True)

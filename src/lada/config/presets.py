@@ -4,6 +4,7 @@ from __future__ import annotations
 
 TINY: list[str] = [
     "rounds=2",
+    "threads=1",
     "data.split.train_per_client=24",
     "data.split.test_per_client=8",
     "data.split.public_size=30",
