@@ -191,3 +191,21 @@ def test_host_config_checks() -> None:
     check_host_config(
         load_config(None, ["host=fedcollm", "clients=[{model: slm-s}, {model: slm-s}]"])
     )
+
+
+def test_full_plan_every_host_alone_and_with_lada_baselines_on_the_plain_host() -> None:
+    from lada.bench.suite import BASELINES, paper_suite
+
+    runs, skipped = paper_suite(seeds=1)
+    names = {r.name for r in runs}
+    for host, scen in [("sft", "hetero"), ("fedcot", "small_llm"), ("fedcollm", "homo")]:
+        assert {f"{host}__alone__{scen}__s0", f"{host}__lada__{scen}__s0"} <= names
+    assert {f"sft__{b}__hetero__s0" for b in BASELINES} <= names
+    assert not any(r.method in BASELINES for r in runs if (r.host, r.scenario) != ("sft", "hetero"))
+    assert "fedcollm__lada__hetero__s0" not in names  # FedAvg needs homogeneous SLMs
+    assert len(runs) == 2 * (4 + 4 + 2 + 4) + len(BASELINES) + 2 + 4 and any(
+        "--grid" in s for s in skipped
+    )
+    grid, _ = paper_suite(seeds=1, grid=True)
+    assert len(grid) == 7 * (4 + 4 + 2 + 4) + 2 + 4
+    assert len(paper_suite(seeds=3)[0]) == 3 * len(runs)

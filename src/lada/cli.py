@@ -238,6 +238,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         log=console.print,
         only=args.only,
+        grid=args.grid,
     )
     console.print(
         f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
@@ -333,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="GLOB",
         help="run only suite runs whose name (host__method__scenario__sN) matches; repeatable",
+    )
+    bn.add_argument(
+        "--grid",
+        action="store_true",
+        help="every allocation baseline with every host and scenario (default: with the plain "
+        "host in hetero only, so that 3 seeds fit in 2 hours on 2 cores)",
     )
     bn.set_defaults(func=cmd_bench)
     return p

@@ -23,6 +23,7 @@ def bench(
     jobs: int = 1,
     log: Any = print,
     only: list[str] | None = None,
+    grid: bool = False,
 ) -> dict[str, Any]:
     """Run the suite (or, with ``only``, the runs whose names match one of these shell
     patterns, e.g. ``sft__*__hetero__s0``), then tabulate every suite run that has results in
@@ -33,7 +34,7 @@ def bench(
         raise ValueError(f"unknown suite {suite!r} (known: paper)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs, skipped = paper_suite(quick=quick, seeds=seeds)
+    specs, skipped = paper_suite(quick=quick, seeds=seeds, grid=grid)
     todo = [s for s in specs if not only or any(fnmatch(s.name, pat) for pat in only)]
     if only and not todo:
         raise ValueError(
