@@ -11,6 +11,7 @@ import pytest
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
+from lada.federation.protocol import Task
 from lada.models import build_model, build_tokenizer
 from lada.train.distill import learn_from_paths, verified_mask
 from lada.train.loop import OptimConfig
@@ -126,3 +127,35 @@ def _enc(tok, sample: Sample, path: str) -> dict:
 
     ids = tok(sample.prompt() + path, return_tensors="pt")["input_ids"]
     return {"input_ids": ids, "labels": ids.clone()}
+
+
+def _client(tok, tmp_path, replay: int, train: list[Sample]):
+    from lada.config.schema import EvalConfig, LocalTrainConfig
+    from lada.federation.client import ClientRole, ClientSettings
+
+    settings = ClientSettings(
+        LocalTrainConfig(),
+        DistillConfig(
+            slm_replay=replay,
+            lambda_cd=0.0,
+            slm_optim=OptimConfig(lr=3e-3, batch_size=4, epochs=10, warmup_steps=0),
+        ),
+        EvalConfig(),
+    )
+    load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
+    return ClientRole(0, load, train, [], SAMPLES, settings, tmp_path / f"c{replay}")
+
+
+def test_client_rehearses_private_samples_in_its_distillation_step(tok, tmp_path) -> None:
+    from lada.federation.protocol import DistillIns
+
+    private = SAMPLES[4:]  # stand-ins for the client's private training samples
+    after = {}
+    for replay in (0, 4):
+        client = _client(tok, tmp_path, replay, private)
+        assert len(client.rehearsal(1)) == replay
+        assert client.rehearsal(1) == client.rehearsal(1)  # deterministic per round
+        res = client.handle(Task.DISTILL, DistillIns(1, ["p1", "p2"], RIGHT[:2]))
+        assert res.ids == ["p1", "p2"] and len(res.loss_after) == 2  # only the picks report
+        after[replay] = client.model(**_enc(tok, SAMPLES[7], RIGHT[7])).loss.item()
+    assert after[4] < after[0] - 0.5, after  # p8 (private) was rehearsed

@@ -78,6 +78,11 @@ class DistillConfig:
     # that learning short client paths does not wash out its multi-step skill; 0 = off (spec)
     # (the embedded default's 128, lr 1e-3 and 15 epochs: docs/results.md, session 3)
     llm_replay: int = 128
+    # the client's side of the same (ours): SLM k's distillation step also trains (SFT on the
+    # gold path, no L_CD, no reward) on this many of its private training samples, drawn anew
+    # each round, i.e. L_host on private data joins λ·L_CD in one step (spec §5.4 "L_host +
+    # λ·L_CD") instead of the public paths overwriting what the local step taught; 0 = off
+    slm_replay: int = 200
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
     # hosts fedmkt / fedcollm: top-k logit distillation on P's gold texts (lada.train.logit_distill)

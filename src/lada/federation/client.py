@@ -8,6 +8,7 @@ asked to work on a round whose predecessor it does not hold in memory (resume, r
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,25 +196,36 @@ class ClientRole:
             own = list(ins.teacher_paths)  # no L_CD: the learner's own paths are not needed
         else:
             own = self._own_paths(ids, ins.round)
-        samples = [self.public[i] for i in ids]
+        rehearse = self.rehearsal(ins.round)
+        gold = [s.target() for s in rehearse]
         seed = self._seed(ins.round, "distill")
         out = learn_from_paths(
             self.model,
             self.tokenizer,
-            samples,
-            list(ins.teacher_paths),
-            own,
+            [self.public[i] for i in ids] + rehearse,
+            list(ins.teacher_paths) + gold,
+            own + gold,  # identical pairs: rehearsal adds SFT only
             self.settings.distill,
             replace(self.settings.distill.slm_optim, seed=seed),
             host=self.settings.host,
         )
+        n = len(ids)  # only the public picks are reported (and rewarded)
         return DistillRes(
             ids=ids,
-            loss_before=out.loss_before.astype(np.float32),
-            loss_after=out.loss_after.astype(np.float32),
-            margin=out.margin.astype(np.float32),
+            loss_before=out.loss_before[:n].astype(np.float32),
+            loss_after=out.loss_after[:n].astype(np.float32),
+            margin=out.margin[:n].astype(np.float32),
             num_pairs=out.num_pairs,
         )
+
+    def rehearsal(self, round_idx: int) -> list[Sample]:
+        """``distill.slm_replay`` (ours) private training samples for this round's distillation
+        step, a fresh deterministic draw per round; they never leave the client."""
+        n = min(self.settings.distill.slm_replay, len(self.train))
+        if n <= 0:
+            return []
+        rng = random.Random(derive_seed(self.settings.seed, "client", self.cid, round_idx, "reh"))
+        return rng.sample(self.train, n)
 
     # ---- FedMKT: top-k logits on public gold texts ---------------------------------------
 
