@@ -159,3 +159,29 @@ def test_client_rehearses_private_samples_in_its_distillation_step(tok, tmp_path
         assert res.ids == ["p1", "p2"] and len(res.loss_after) == 2  # only the picks report
         after[replay] = client.model(**_enc(tok, SAMPLES[7], RIGHT[7])).loss.item()
     assert after[4] < after[0] - 0.5, after  # p8 (private) was rehearsed
+
+
+def test_memory_keeps_verified_slm_paths_rehearses_them_and_survives_a_reload(
+    tok, tmp_path
+) -> None:
+    server = _server(tok, replay=0)
+    server.settings.distill.llm_memory = 4
+    own = dict(zip([s.id for s in SAMPLES], OWN, strict=True))  # the LLM's own: all wrong
+    server.learn(1, {0: (["p1", "p2"], [RIGHT[0], WRONG[1]])}, own)
+    assert server.memory == {"p1": RIGHT[0]}  # only the verified SLM path is remembered
+    server.learn(2, {1: (["p3"], [RIGHT[2]])}, own)
+    assert list(server.memory) == ["p1", "p3"]
+    server.save(tmp_path / "ckpt")
+    fresh = _server(tok, replay=0)
+    fresh.load(tmp_path / "ckpt")
+    assert fresh.memory == server.memory
+    # round 3 teaches p4 only; p1 and p3 are rehearsed: the loss on p1's path keeps falling
+    before = server.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
+    losses = server.learn(3, {0: (["p4"], [RIGHT[3]])}, own)
+    assert losses[0].ids == ["p4"]
+    after = server.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
+    no_mem = _server(tok, replay=0)
+    no_mem.load(tmp_path / "ckpt")  # same weights, memory off
+    no_mem.learn(3, {0: (["p4"], [RIGHT[3]])}, own)
+    after_no_mem = no_mem.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
+    assert after < before and after < after_no_mem - 0.1, (before, after, after_no_mem)

@@ -83,6 +83,10 @@ class DistillConfig:
     # each round, i.e. L_host on private data joins λ·L_CD in one step (spec §5.4 "L_host +
     # λ·L_CD") instead of the public paths overwriting what the local step taught; 0 = off
     slm_replay: int = 200
+    # memory (ours): the LLM's distillation step also rehearses up to this many SLM paths of
+    # earlier rounds that reached P's gold answer (most recent first), so that what it learnt
+    # from the SLMs in one round is not forgotten by the next; 0 = off
+    llm_memory: int = 0
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
     # hosts fedmkt / fedcollm: top-k logit distillation on P's gold texts (lada.train.logit_distill)

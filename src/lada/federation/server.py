@@ -8,6 +8,7 @@ they need come back from the clients in ``DistillRes`` (metrics, never private t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from lada.data.sample import Sample
 from lada.filter.bandit import LearnabilityFilter
 from lada.filter.config import FilterConfig
 from lada.filter.features import pair_context
+from lada.utils.files import atomic_write_text
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
 
@@ -77,6 +79,9 @@ class ServerRole:
         self.settings = settings
         self.filters: dict[int, dict[str, LearnabilityFilter]] = {}
         self._contexts: dict[int, np.ndarray] = {}
+        # distill.llm_memory (ours): verified SLM paths of earlier rounds, public id -> path,
+        # oldest first; public text the server has received anyway, saved with its state
+        self.memory: dict[str, str] = {}
         self._llm_feats: np.ndarray | None = None
 
     # ---- filters ------------------------------------------------------------------------
@@ -155,32 +160,49 @@ class ServerRole:
         teacher: dict[int, tuple[list[str], list[str]]],
         own_paths: dict[str, str],
     ) -> dict[int, LearnerLosses]:
-        """The LLM learns from the SLMs' paths over the union of LLM-side picks (spec §5.4)."""
-        from lada.train.distill import learn_from_paths
+        """The LLM learns from the SLMs' paths over the union of LLM-side picks (spec §5.4),
+        plus (ours, off when 0) its own verified paths of the round (``distill.llm_replay``)
+        and verified SLM paths of earlier rounds (``distill.llm_memory``): SFT only, no L_CD,
+        no reward."""
+        from lada.train.distill import learn_from_paths, verified_mask
 
+        # (client, public id, teacher path, the LLM's own path); client -1: rehearsal
         items = [
-            (k, pid, path)
+            (k, pid, path, own_paths[pid])
             for k, (ids, paths) in sorted(teacher.items())
             for pid, path in zip(ids, paths, strict=True)
         ]
         if not items:
             return {}
-        taught = {pid for _, pid, _ in items}
-        items += [(-1, pid, own_paths[pid]) for pid in self.replay_ids(own_paths, taught)]
+        taught = {pid for _, pid, _, _ in items}
+        items += [
+            (-1, pid, own_paths[pid], own_paths[pid]) for pid in self.replay_ids(own_paths, taught)
+        ]
+        recalled = [pid for pid in reversed(self.memory) if pid not in taught]
+        recalled = recalled[: self.settings.distill.llm_memory]
+        items += [(-1, pid, self.memory[pid], self.memory[pid]) for pid in recalled]
         seed = derive_seed(self.settings.seed, "server", round_idx, "distill")
         seed_everything(seed)
+        samples = [self.by_id[pid] for _, pid, _, _ in items]
         out = learn_from_paths(
             self.model,
             self.tokenizer,
-            [self.by_id[pid] for _, pid, _ in items],
-            [path for _, _, path in items],
-            [own_paths[pid] for _, pid, _ in items],
+            samples,
+            [path for _, _, path, _ in items],
+            [own for _, _, _, own in items],
             self.settings.distill,
             replace(self.settings.distill.llm_optim, seed=seed),
         )
+        if self.settings.distill.llm_memory > 0:
+            new = [j for j, it in enumerate(items) if it[0] >= 0]
+            ok = verified_mask([samples[j] for j in new], [items[j][2] for j in new])
+            for j, good in zip(new, ok, strict=True):
+                if good and samples[j].answer:
+                    self.memory.pop(items[j][1], None)  # most recent last
+                    self.memory[items[j][1]] = items[j][2]
         result: dict[int, LearnerLosses] = {}
         for k in teacher:
-            rows = [j for j, (kk, _, _) in enumerate(items) if kk == k]
+            rows = [j for j, it in enumerate(items) if it[0] == k]
             result[k] = LearnerLosses(
                 ids=[items[j][1] for j in rows],
                 loss_before=out.loss_before[rows],
@@ -335,9 +357,12 @@ class ServerRole:
             },
             directory / "filters.pt",
         )
+        atomic_write_text(directory / "memory.json", json.dumps(list(self.memory.items())))
 
     def load(self, directory: Path) -> None:
         load_trainable(self.model, directory / "llm.safetensors")
+        mem = directory / "memory.json"
+        self.memory = dict(json.loads(mem.read_text())) if mem.exists() else {}
         states = torch.load(directory / "filters.pt", weights_only=False)
         self.filters = {}
         for k, per in states.items():
