@@ -209,3 +209,24 @@ def test_full_plan_every_host_alone_and_with_lada_baselines_on_the_plain_host() 
     grid, _ = paper_suite(seeds=1, grid=True)
     assert len(grid) == 7 * (4 + 4 + 2 + 4) + 2 + 4
     assert len(paper_suite(seeds=3)[0]) == 3 * len(runs)
+
+
+def test_bench_refuses_runs_made_with_other_settings(tmp_path) -> None:
+    import yaml
+
+    from lada.bench.execute import execute, stale_runs
+    from lada.bench.suite import paper_suite
+    from lada.config import to_dict
+
+    spec = paper_suite(quick=True)[0][0]
+    run_dir = tmp_path / "runs" / spec.name
+    run_dir.mkdir(parents=True)
+    cfg = to_dict(load_config(None, list(spec.overrides)))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert stale_runs([spec], tmp_path / "runs") == []
+    cfg["distill"]["lambda_cd"] = 0.25
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (stale,) = stale_runs([spec], tmp_path / "runs")
+    assert "distill.lambda_cd (0.25 -> 1.0)" in stale
+    with pytest.raises(ValueError, match="other settings"):
+        execute([spec], tmp_path)

@@ -213,6 +213,10 @@ def test_train_loop_records_last_per_sample_losses_and_restores_mode():
     assert stats.sample_losses[2] != pytest.approx(last)  # recorded before the last update
     stats2 = train(net, [[0, 1]], lambda m, idx: m(x[idx]).pow(2).mean(), OptimConfig(max_steps=4))
     assert stats2.steps == 4 and stats2.sample_losses == {}
+    capped = OptimConfig(epochs=3, steps_cap=4)  # at most 4 of the 3 x 2 steps
+    assert train(net, [[0, 1], [2, 3]], lambda m, idx: m(x[idx]).pow(2).mean(), capped).steps == 4
+    roomy = OptimConfig(epochs=3, steps_cap=100)  # a cap above the epochs' steps changes nothing
+    assert train(net, [[0, 1], [2, 3]], lambda m, idx: m(x[idx]).pow(2).mean(), roomy).steps == 6
 
 
 def test_train_loop_is_seeded(tok):

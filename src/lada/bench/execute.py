@@ -32,6 +32,39 @@ def run_state(run_dir: Path) -> str:
     return "partial"
 
 
+def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
+    """Runs whose saved config differs from what the plan asks now, as "name: key (saved -> now)".
+
+    The bench skips finished runs and resumes partial ones by directory, so a run made under other
+    settings (an older plan, other overrides) would otherwise be reused silently.
+    """
+    import yaml
+
+    from lada.config import load_config, to_dict
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+
+    stale = []
+    for spec in specs:
+        cfg_file = runs_dir / spec.name / "config.yaml"
+        if not cfg_file.exists():
+            continue
+        saved = flat(yaml.safe_load(cfg_file.read_text()))
+        now = flat(to_dict(load_config(None, list(spec.overrides))))
+        diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        if diff:
+            k = diff[0]
+            more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
+            stale.append(f"{spec.name}: {k} ({saved.get(k)!r} -> {now.get(k)!r}){more}")
+    return stale
+
+
 def execute_one(spec: RunSpec, run_dir: str) -> dict[str, Any]:
     """Run (or resume) one spec in this process; returns {name, status, seconds, error}."""
     import torch
@@ -78,6 +111,12 @@ def execute(
 ) -> list[dict[str, Any]]:
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    stale = stale_runs(specs, runs_dir)
+    if stale:
+        raise ValueError(
+            f"{runs_dir}: {len(stale)} run(s) were made with other settings than the plan's now "
+            f"(use a new --out, or delete them to re-run): " + "; ".join(stale[:5])
+        )
     todo = [s for s in specs if run_state(runs_dir / s.name) != "done"]
     results = [
         {"name": s.name, "status": "skipped (done)", "seconds": 0.0} for s in specs if s not in todo

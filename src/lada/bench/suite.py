@@ -48,7 +48,9 @@ HOMOGENEOUS = {"homo", "one2one"}
 QUICK_OVERRIDES = [*TINY, "eval.initial=false", "local.optim.max_steps=4"]
 # The full suite's sizes (ours, CPU budget: 3 seeds in <= 2 hours on 2 cores, docs/results.md):
 # the embedded default with half the private training data and half of P (the filters' cap
-# kept at 10 % of P), 3 rounds, no round-0 evaluation, one torch thread per job.
+# kept at 10 % of P), 3 rounds, no round-0 evaluation, one torch thread per job, and the same
+# budget of LLM updates per round for every method (at most 100 optimiser steps: LaDa's LLM side
+# needs about that many, while hosts that distil on all of P would take 2-3x longer).
 FULL_OVERRIDES = [
     "rounds=3",
     "eval.initial=false",
@@ -56,6 +58,7 @@ FULL_OVERRIDES = [
     "data.split.train_per_client=500",
     "data.split.public_size=500",
     "filter.budget=50",
+    "distill.llm_optim.steps_cap=100",
 ]
 
 

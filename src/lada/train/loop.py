@@ -50,6 +50,7 @@ class OptimConfig:
     batch_size: int = 32
     epochs: int = 1
     max_steps: int | None = None  # when set, overrides epochs (cycling through epochs if needed)
+    steps_cap: int | None = None  # ours: at most this many steps (epochs still apply under it)
     seed: int = 0
     max_length: int = 320  # tokens per example (prompt + target + eos)
 
@@ -146,6 +147,7 @@ def _train(
 ) -> TrainStats:
     first = _epoch_batches(batches, 0)
     total = cfg.max_steps if cfg.max_steps is not None else len(first) * cfg.epochs
+    total = min(total, cfg.steps_cap) if cfg.steps_cap is not None else total
     total = total if len(first) > 0 else 0
     tokens_of = None if item_tokens is None else np.asarray(item_tokens, dtype=np.int64)
     opt = make_optimizer(model, cfg) if total > 0 else None
