@@ -230,3 +230,23 @@ def test_bench_refuses_runs_made_with_other_settings(tmp_path) -> None:
     assert "distill.lambda_cd (0.25 -> 1.0)" in stale
     with pytest.raises(ValueError, match="other settings"):
         execute([spec], tmp_path)
+
+
+def test_main_table_shows_the_gap_to_the_host_alone_and_one_scenario_of_bytes() -> None:
+    from lada.bench.tables import main_table
+
+    def row(method: str, scenario: str, seed: int, slm: float, llm: float, mb: float) -> dict:
+        return dict(host="fedcollm", method=method, scenario=scenario, seed=seed,
+                    slm_acc_mean=slm, llm_acc_mean=llm, mb_per_round=mb)  # fmt: skip
+
+    rows = [
+        row("alone", "homo", 0, 0.10, 0.20, 4.0),
+        row("alone", "homo", 1, 0.20, 0.20, 4.0),
+        row("lada", "homo", 0, 0.30, 0.10, 1.0),
+        row("alone", "one2one", 0, 0.10, 0.10, 1.5),
+    ]
+    table = main_table(rows, ["fedcollm"], ["hetero", "homo", "one2one"])
+    alone, lada, delta = table.splitlines()[2:]
+    assert "| 15.0 ± 7.1 | 20.0 ± 0.0 |" in alone and alone.endswith("| 4.000 ± 0.000 (homo) |")
+    assert delta == "| fedcollm | Δ LaDa − alone | – | – | +15.0 | -10.0 | – | – | |"
+    assert "1.000 (homo)" in lada

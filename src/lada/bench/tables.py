@@ -109,22 +109,43 @@ METHOD_LABEL = {
 }
 
 
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [float(r[key]) for r in rows if r[key] not in ("", None)]
+    return float(np.mean(vals)) if vals else None
+
+
 def main_table(rows: list[dict[str, Any]], hosts: list[str], scenarios: list[str]) -> str:
+    """Hosts x methods by scenario, with a "Δ LaDa − alone" row per host (difference of the
+    means, in points). MB/round is the first scenario (in ``scenarios`` order) a host ran, named
+    in the cell when it is not the first column's."""
     head = "| host | method | " + " | ".join(f"{s} SLM % | {s} LLM %" for s in scenarios)
     lines = [head + " | MB/round |", "|" + "---|" * (3 + 2 * len(scenarios))]
     for host in hosts:
         hrows = _group(rows, host=host)
-        for m in _method_order({r["method"] for r in hrows if r["method"] in METHOD_LABEL}):
+        mb_scen = next((s for s in scenarios if _group(hrows, scenario=s)), None)
+        methods = _method_order({r["method"] for r in hrows if r["method"] in METHOD_LABEL})
+        for m in methods:
             if m in ("no_cd", "no_explore"):
                 continue
             cells = []
             for s in scenarios:
                 g = _group(hrows, method=m, scenario=s)
                 cells += [_ms([r["slm_acc_mean"] for r in g]), _ms([r["llm_acc_mean"] for r in g])]
-            mb = _ms([r["mb_per_round"] for r in _group(hrows, method=m)], scale=1.0, digits=3)
+            g_mb = _group(hrows, method=m, scenario=mb_scen)
+            mb = _ms([r["mb_per_round"] for r in g_mb], scale=1.0, digits=3)
+            if mb != "–" and mb_scen != scenarios[0]:
+                mb += f" ({mb_scen})"
             lines.append(
                 f"| {host} | {METHOD_LABEL.get(m, m)} | " + " | ".join(cells) + f" | {mb} |"
             )
+        if "alone" in methods and "lada" in methods:
+            cells = []
+            for s in scenarios:
+                for key in ("slm_acc_mean", "llm_acc_mean"):
+                    a = _mean(_group(hrows, method="alone", scenario=s), key)
+                    b = _mean(_group(hrows, method="lada", scenario=s), key)
+                    cells.append("–" if a is None or b is None else f"{100 * (b - a):+.1f}")
+            lines.append(f"| {host} | Δ LaDa − alone | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
 
 
