@@ -427,3 +427,33 @@ def test_fedcollm_distils_the_average_on_the_server(
     # both learners got paths (for λ·L_CD and the rewards) exactly with LaDa
     assert [c["paths"] for c in calls] == [plugin == "lada"] * 2
     assert {c["lambda"] for c in calls} == {1.0 if plugin == "lada" else 0.0}
+
+
+def test_host_transfer_all_keeps_fedmkt_on_all_of_P_and_adds_the_path_step(
+    tmp_path: Path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = _run(tmp_path / "alone", tiny_overrides, ["host=fedmkt", "plugin=none"])
+    calls = _spy_learner(monkeypatch)
+    rec = _run(
+        tmp_path / "all", tiny_overrides, ["host=fedmkt", "plugin=lada", "host_transfer=all"]
+    )
+    by_task = rec["bytes"]["by_task"]
+    # FedMKT's own exchange is the host alone's, byte for byte: logits of all of P both ways
+    for task, way in (("logits", "up"), ("distill_logits", "down")):
+        assert by_task[task][way] == alone["bytes"]["by_task"][task][way]
+    # and LaDa's path step runs on the picks after it, with rewards for the filters
+    assert by_task["generate"]["up"] > 0 and by_task["distill"]["down"] > 0
+    assert all(sel["S"] < 30 and sel["L"] < 30 for sel in rec["selected"].values())
+    assert all(set(r) == {"S", "L"} for r in rec["mean_reward"].values())
+    # the logit learner steps (FedMKT's) saw no paths: L_CD is only in the path step
+    assert calls and not any(c["paths"] for c in calls)
+
+
+def test_host_transfer_all_is_refused_for_path_hosts(tiny_overrides: list[str]) -> None:
+    from lada.config.overrides import ConfigError
+    from lada.hosts import check_host_config
+
+    for host in ("sft", "fedcot"):
+        cfg = load_config(None, tiny_overrides + [f"host={host}", "host_transfer=all"])
+        with pytest.raises(ConfigError, match=f"host {host}'s public transfer is the path step"):
+            check_host_config(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -207,7 +208,11 @@ def test_full_plan_every_host_alone_and_with_lada_baselines_on_the_plain_host() 
         "--grid" in s for s in skipped
     )
     grid, _ = paper_suite(seeds=1, grid=True)
-    assert len(grid) == 7 * (4 + 4 + 2 + 4) + 2 + 4
+    # and LaDa keeping the logit hosts' own transfer on all of P (fedcollm 2 + fedmkt 4 scenarios)
+    assert len(grid) == 7 * (4 + 4 + 2 + 4) + (2 + 4) + 2 + 4
+    keep = [s for s in grid if s.method == "lada_keep"]
+    assert {s.host for s in keep} == {"fedcollm", "fedmkt"}
+    assert all("host_transfer=all" in s.overrides for s in keep)
     assert len(paper_suite(seeds=3)[0]) == 3 * len(runs)
 
 
@@ -224,6 +229,13 @@ def test_bench_refuses_runs_made_with_other_settings(tmp_path) -> None:
     cfg = to_dict(load_config(None, list(spec.overrides)))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert stale_runs([spec], tmp_path / "runs") == []
+    # a field added to the code after the run was made: stale only when the plan moves it
+    del cfg["host_transfer"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert stale_runs([spec], tmp_path / "runs") == []
+    moved = replace(spec, overrides=(*spec.overrides, "host_transfer=all"))
+    (stale,) = stale_runs([moved], tmp_path / "runs")
+    assert "host_transfer (None -> 'all')" in stale
     cfg["distill"]["lambda_cd"] = 0.25
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     (stale,) = stale_runs([spec], tmp_path / "runs")

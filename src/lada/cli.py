@@ -338,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument(
         "--grid",
         action="store_true",
-        help="every allocation baseline with every host and scenario (default: with the plain "
-        "host in hetero only, so that 3 seeds fit in 2 hours on 2 cores)",
+        help="every allocation baseline with every host and scenario, and LaDa keeping the logit "
+        "hosts' transfer on all of P (lada_keep) (default: baselines with the plain host in "
+        "hetero only, so that 3 seeds fit in 2 hours on 2 cores)",
     )
     bn.set_defaults(func=cmd_bench)
     return p

@@ -36,11 +36,13 @@ def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
     """Runs whose saved config differs from what the plan asks now, as "name: key (saved -> now)".
 
     The bench skips finished runs and resumes partial ones by directory, so a run made under other
-    settings (an older plan, other overrides) would otherwise be reused silently.
+    settings (an older plan, other overrides) would otherwise be reused silently. A key missing
+    from the saved config is a field added to the code after the run was made: it counts only
+    when the plan sets it to something other than its default.
     """
     import yaml
 
-    from lada.config import load_config, to_dict
+    from lada.config import RunConfig, load_config, to_dict
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(d, dict):
@@ -50,6 +52,7 @@ def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
             out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
 
+    default = flat(to_dict(RunConfig()))
     stale = []
     for spec in specs:
         cfg_file = runs_dir / spec.name / "config.yaml"
@@ -57,7 +60,11 @@ def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
             continue
         saved = flat(yaml.safe_load(cfg_file.read_text()))
         now = flat(to_dict(load_config(None, list(spec.overrides))))
-        diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        diff = [
+            k
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k) and (k in saved or now.get(k) != default.get(k))
+        ]
         if diff:
             k = diff[0]
             more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""

@@ -7,6 +7,8 @@ Methods (``plugin`` / ``allocation`` / other overrides):
                plugin=lada with the filter replaced by that allocation baseline
                ("all" is also the "without filter" ablation)
   lada         plugin=lada, allocation=lada
+  lada_keep    LaDa with host_transfer=all (ours, logit hosts): the host's own transfer stays on
+               all of P and LaDa's path step runs on the picks after it (``grid`` plan only)
   no_cd        LaDa without the contrastive loss (distill.lambda_cd=0)
   no_explore   LaDa without exploration (filter.use_explore=false: ExploitNet only)
   alpha=X      LaDa with filter.alpha=X (the reward's batch/sample weight α)
@@ -26,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lada.config.presets import TINY
+from lada.hosts import LOGIT_HOSTS
 
 HOSTS = ("sft", "fedcot", "fedcollm", "fedmkt")
 BASELINES = ("all", "random", "perplexity", "ifd", "min_ce")
@@ -84,6 +87,8 @@ def method_overrides(method: str) -> list[str]:
         return ["plugin=lada", f"allocation={method}"]
     if method == "lada":
         return ["plugin=lada", "allocation=lada"]
+    if method == "lada_keep":
+        return ["plugin=lada", "allocation=lada", "host_transfer=all"]
     if method == "no_cd":
         return ["plugin=lada", "allocation=lada", "distill.lambda_cd=0"]
     if method == "no_explore":
@@ -112,7 +117,8 @@ def paper_suite(
     The full plan (ours, sized so that 3 seeds fit in 2 hours on 2 cores; docs/results.md):
     every host alone and with LaDa in every scenario it supports, the allocation baselines on
     the plain host in the heterogeneous scenario, and the ablations and α/λ sensitivity there.
-    ``grid``: every baseline with every host in every scenario (104 runs per seed)."""
+    ``grid``: every baseline with every host in every scenario, and ``lada_keep`` with the logit
+    hosts (110 runs per seed)."""
     base = QUICK_OVERRIDES if quick else FULL_OVERRIDES
     n_seeds = seeds if seeds is not None else (1 if quick else 3)
     runs: list[RunSpec] = []
@@ -138,6 +144,8 @@ def paper_suite(
                     continue
                 full = grid or (host, scen) == ("sft", "hetero")
                 methods = MAIN_METHODS if full else ("alone", "lada")
+                if grid and host in LOGIT_HOSTS:
+                    methods = (*methods, "lada_keep")
                 runs += [_spec(host, m, scen, seed, "main", base) for m in methods]
         runs += [_spec("sft", m, "hetero", seed, "ablation", base) for m in ABLATIONS]
         runs += [_spec("sft", f"alpha={a}", "hetero", seed, "sensitivity", base) for a in ALPHAS]

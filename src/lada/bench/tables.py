@@ -91,7 +91,7 @@ def _group(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
 
 
 def _method_order(methods: set[str]) -> list[str]:
-    order = ["alone", *BASELINES, "lada", "no_cd", "no_explore"]
+    order = ["alone", *BASELINES, "lada", "lada_keep", "no_cd", "no_explore"]
     order += [f"alpha={a}" for a in ALPHAS] + [f"lambda={x}" for x in LAMBDAS]
     return [m for m in order if m in methods] + sorted(methods - set(order))
 
@@ -104,6 +104,7 @@ METHOD_LABEL = {
     "ifd": "IFD",
     "min_ce": "min-CE (FedMKT)",
     "lada": "**LaDa**",
+    "lada_keep": "LaDa, host keeps all of P (ours)",
     "no_cd": "LaDa w/o contrastive loss",
     "no_explore": "LaDa w/o exploration",
 }
@@ -138,14 +139,16 @@ def main_table(rows: list[dict[str, Any]], hosts: list[str], scenarios: list[str
             lines.append(
                 f"| {host} | {METHOD_LABEL.get(m, m)} | " + " | ".join(cells) + f" | {mb} |"
             )
-        if "alone" in methods and "lada" in methods:
+        for m, label in (("lada", "Δ LaDa − alone"), ("lada_keep", "Δ LaDa (keeps all) − alone")):
+            if "alone" not in methods or m not in methods:
+                continue
             cells = []
             for s in scenarios:
                 for key in ("slm_acc_mean", "llm_acc_mean"):
                     a = _mean(_group(hrows, method="alone", scenario=s), key)
-                    b = _mean(_group(hrows, method="lada", scenario=s), key)
+                    b = _mean(_group(hrows, method=m, scenario=s), key)
                     cells.append("–" if a is None or b is None else f"{100 * (b - a):+.1f}")
-            lines.append(f"| {host} | Δ LaDa − alone | " + " | ".join(cells) + " | |")
+            lines.append(f"| {host} | {label} | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
 
 

@@ -180,6 +180,11 @@ class RunConfig:
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal["lada", "all", "random", "perplexity", "ifd", "min_ce"] = "lada"
     allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
+    # ours, logit hosts (fedmkt, fedcollm) with plugin lada: "picks" restricts the host's own
+    # public transfer to the allocation's picks (spec §6, plug-in point 1); "all" keeps the host's
+    # transfer on all of P, exactly as the host alone, and runs LaDa's path step (paths, path
+    # loss + λ·L_CD, rewards) on the picks after it
+    host_transfer: Literal["picks", "all"] = "picks"
     server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm-xs"))
     clients: list[ClientConfig] = field(
         default_factory=lambda: [

@@ -55,7 +55,9 @@ class _Phase:
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self.report.seconds[self.name] = time.perf_counter() - self.t0
+        # a phase may run twice in a round (host_transfer=all): its times add up
+        spent = time.perf_counter() - self.t0
+        self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + spent
 
 
 def _ok(report: RoundReport, task: Task, replies: dict[int, Any]) -> dict[int, Any]:
@@ -92,10 +94,13 @@ def run_round(
     host: str = "sft",
     allocation: str = "lada",
     allocation_count: int | None = None,
+    host_transfer: str = "picks",
 ) -> RoundReport:
     """One round. ``host`` (lada.hosts) chooses the host's own steps and transfer directions;
     ``allocation`` (lada.federation.allocation) the picks when ``plugin`` is "lada"; the host
-    alone (plugin "none") transfers all of P in its directions."""
+    alone (plugin "none") transfers all of P in its directions. ``host_transfer="all"`` (a
+    logit host with plugin "lada"): the host's own transfer on all of P, as alone, then LaDa's
+    path step on the picks."""
     from lada.hosts import host_directions, host_exchanges
 
     rep = RoundReport(round=round_idx)
@@ -119,6 +124,22 @@ def run_round(
         if avg is None:
             alive = []  # nothing averaged: no server-side distillation to send back
 
+    step = HostStep(host, with_paths=plugin == "lada", averaged=avg)
+    if plugin == "lada" and host_transfer == "all" and alive:
+        # the host's own transfer first, on all of P and without paths, exactly as alone
+        _lada_exchange(
+            round_idx,
+            server,
+            transport,
+            alive,
+            rep,
+            strategy="all",
+            directions=host_directions(host),
+            count=allocation_count,
+            host=HostStep(host, with_paths=False, averaged=avg),
+        )
+        alive = [k for k in alive if k not in rep.missed]
+        step = HostStep("paths")  # then LaDa's path step on the picks
     if host_exchanges(host, plugin) and alive:
         _lada_exchange(
             round_idx,
@@ -129,7 +150,7 @@ def run_round(
             strategy=allocation if plugin == "lada" else "all",
             directions=host_directions(host),
             count=allocation_count,
-            host=HostStep(host, with_paths=plugin == "lada", averaged=avg),
+            host=step,
         )
     # a client that failed any task sits out the rest of the round (and keeps its last state)
     alive = [k for k in alive if k not in rep.missed]

@@ -18,7 +18,9 @@ LaDa enters a host only through the spec's three plug-in points, chosen by ``plu
 (``allocation``: the LaDa filter or a baseline), (2) λ·L_CD is added to the learner's loss,
 (3) after the step, rewards update the filters. With ``plugin: none`` the host transfers all
 of P in each of its directions with λ = 0 and no filter (the logit hosts then exchange no
-paths at all).
+paths at all). ``host_transfer: all`` (ours, logit hosts only) departs from point (1): the
+host's logit transfer stays on all of P, as alone, and LaDa's path step runs on the picks
+after it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def check_host_config(cfg: Any) -> None:
     from lada.config.overrides import ConfigError
 
     host_directions(cfg.host)
+    if getattr(cfg, "host_transfer", "picks") == "all" and cfg.host not in LOGIT_HOSTS:
+        raise ConfigError(
+            f"host_transfer=all keeps a logit host's own transfer on all of P beside LaDa's "
+            f"path step; host {cfg.host}'s public transfer is the path step itself (use "
+            f"host_transfer=picks, or allocation=all for all of P); logit hosts: "
+            f"{', '.join(LOGIT_HOSTS)}"
+        )
     if cfg.host in LOGIT_HOSTS:
         check_shared_vocabulary(cfg)
     if cfg.host == "fedcollm":

@@ -202,6 +202,7 @@ def drive(
                 host=cfg.host,
                 allocation=cfg.allocation,
                 allocation_count=cfg.allocation_count,
+                host_transfer=cfg.host_transfer,
             )
         report.seconds["total"] = time.perf_counter() - t0
         record = metrics_record(report, transport.comm, cfg, domains)
