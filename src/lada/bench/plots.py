@@ -30,6 +30,8 @@ def accuracy_plots(specs: list[RunSpec], runs_dir: Path, out: Path) -> list[Path
     """One figure per (host, scenario): mean SLM and LLM accuracy per round, one line per
     method (averaged over seeds)."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     written: list[Path] = []
     groups: dict[tuple[str, str], list[RunSpec]] = {}
     for s in specs:
@@ -57,6 +59,7 @@ def accuracy_plots(specs: list[RunSpec], runs_dir: Path, out: Path) -> list[Path
             continue
         for ax, who in zip(axes, ("SLMs (mean)", "LLM (mean)"), strict=True):
             ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
             ax.set_ylabel("accuracy %")
             ax.set_title(f"{host}, {scen}: {who}")
             ax.grid(alpha=0.3)
