@@ -101,7 +101,7 @@ def run_round(
     alone (plugin "none") transfers all of P in its directions. ``host_transfer="all"`` (a
     logit host with plugin "lada"): the host's own transfer on all of P, as alone, then LaDa's
     path step on the picks."""
-    from lada.hosts import host_directions, host_exchanges
+    from lada.hosts import LOGIT_HOSTS, host_directions, host_exchanges
 
     rep = RoundReport(round=round_idx)
     alive = transport.clients()
@@ -124,36 +124,38 @@ def run_round(
         if avg is None:
             alive = []  # nothing averaged: no server-side distillation to send back
 
-    step = HostStep(host, with_paths=plugin == "lada", averaged=avg)
-    if plugin == "lada" and host_transfer == "all" and alive:
-        # the host's own transfer first, on all of P and without paths, exactly as alone
+    # the public exchange: (allocation, host step) pairs run in turn
+    steps: list[tuple[str, HostStep]] = []
+    if plugin == "lada" and host_transfer == "all":
+        if host not in LOGIT_HOSTS:
+            raise ValueError(
+                f"host_transfer='all' needs a logit host ({LOGIT_HOSTS}), not {host!r}"
+            )
+        # the host's own transfer on all of P without paths, exactly as alone; then LaDa's path
+        # step on the picks
+        steps = [
+            ("all", HostStep(host, with_paths=False, averaged=avg)),
+            (allocation, HostStep("paths")),
+        ]
+    elif host_exchanges(host, plugin):
+        lada = plugin == "lada"
+        steps = [(allocation if lada else "all", HostStep(host, with_paths=lada, averaged=avg))]
+    for strategy, step in steps:
+        if not alive:
+            break
         _lada_exchange(
             round_idx,
             server,
             transport,
             alive,
             rep,
-            strategy="all",
-            directions=host_directions(host),
-            count=allocation_count,
-            host=HostStep(host, with_paths=False, averaged=avg),
-        )
-        alive = [k for k in alive if k not in rep.missed]
-        step = HostStep("paths")  # then LaDa's path step on the picks
-    if host_exchanges(host, plugin) and alive:
-        _lada_exchange(
-            round_idx,
-            server,
-            transport,
-            alive,
-            rep,
-            strategy=allocation if plugin == "lada" else "all",
+            strategy=strategy,
             directions=host_directions(host),
             count=allocation_count,
             host=step,
         )
-    # a client that failed any task sits out the rest of the round (and keeps its last state)
-    alive = [k for k in alive if k not in rep.missed]
+        # a client that failed any task sits out the rest of the round (keeps its last state)
+        alive = [k for k in alive if k not in rep.missed]
 
     with _Phase(rep, "evaluate"):
         replies = transport.broadcast(
