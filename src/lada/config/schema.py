@@ -46,6 +46,8 @@ class DataConfig:
     dir: str | None = None  # reuse a split made by `lada data make` instead of generating one
     public_file: str | None = None  # files data: the public set P
     public_range: list[int] | None = None  # [start, stop): the slice of public_file used as P
+    # a client's train slice, its test slice and P must share no sample (by id); true accepts it
+    allow_overlap: bool = False
     format: Literal["lada", "gsm8k", "mc"] = "lada"  # files data: loader
     fields: dict[str, Any] = field(default_factory=dict)  # files data: loader field options
     public_limit: int | None = None  # keep only the first N public samples

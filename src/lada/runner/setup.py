@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lada.config.schema import ModelConfig, RunConfig
 from lada.data.sample import Sample
+from lada.data.slices import SliceError, check_client_slices, cut, limit
+from lada.utils.files import atomic_write_json
 
 
 @dataclass
@@ -17,6 +19,7 @@ class RunData:
     public: list[Sample]
     domains: list[list[str]]  # per client
     world_cfg: Any = None  # SyntheticConfig of the synthetic world (None for file data)
+    used: list[dict[str, Any]] = field(default_factory=list)  # per role: file, range, count, sha256
 
 
 def split_settings(cfg: RunConfig) -> dict[str, Any]:
@@ -38,51 +41,102 @@ def world_config(cfg: RunConfig) -> Any:
     return SplitConfig.from_overrides(split_settings(cfg)).synthetic()
 
 
-def load_run_data(cfg: RunConfig, run_dir: Path) -> RunData:
+def load_file_data(cfg: RunConfig, only_client: int | None = None) -> RunData:
+    """File data: each client's train/test slices and P, cut by their ranges, checked
+    disjoint per client, then shortened by the ``*_limit`` settings. With ``only_client`` the
+    other clients' lists stay empty (a Flower SuperNode loads its own data only)."""
+    from lada.data.loaders import load_dataset
+
     d = cfg.data
-    if d.kind == "synthetic":
-        from lada.data.split import load_split, make_split
+    if not d.public_file:
+        raise ValueError("data.kind=files needs data.public_file")
+    files: dict[str, list[Sample]] = {}
 
-        split_dir = Path(d.dir) if d.dir else run_dir / "data"
-        if not (split_dir / "manifest.json").exists():
-            if d.dir:
-                raise FileNotFoundError(
-                    f"data.dir={d.dir}: no manifest.json (make it with `lada data make`)"
-                )
-            make_split(split_dir, seed=cfg.seed, **split_settings(cfg))
-        split = load_split(split_dir)
-        if len(split.clients) != len(cfg.clients):
-            raise ValueError(
-                f"{split_dir}: {len(split.clients)} clients in the split, {len(cfg.clients)} configured"
+    def load(path: str) -> list[Sample]:
+        if path not in files:
+            files[path] = list(load_dataset(path, d.format, **d.fields))
+        return files[path]
+
+    public = cut("public", "data.public_range", d.public_file, load(d.public_file), d.public_range)
+    n = len(cfg.clients)
+    data = RunData([[] for _ in range(n)], [[] for _ in range(n)], [], [[] for _ in range(n)])
+    for k, c in enumerate(cfg.clients):
+        if only_client is not None and k != only_client:
+            continue
+        if not c.train_file or not c.test_file:
+            raise ValueError(f"clients.{k}: data.kind=files needs train_file and test_file")
+        train = cut(
+            f"client_{k}/train",
+            f"clients.{k}.train_range",
+            c.train_file,
+            load(c.train_file),
+            c.train_range,
+        )
+        test = cut(
+            f"client_{k}/test",
+            f"clients.{k}.test_range",
+            c.test_file,
+            load(c.test_file),
+            c.test_range,
+        )
+        check_client_slices(train, test, public, allow_overlap=d.allow_overlap)
+        data.train[k] = limit(train, d.train_limit).samples
+        data.test[k] = limit(test, d.test_limit).samples
+        data.domains[k] = sorted({s.domain for s in data.train[k]})
+        data.used += [train.record(), test.record()]
+    data.public = limit(public, d.public_limit).samples
+    data.used.insert(0, public.record())
+    return data
+
+
+def load_run_data(cfg: RunConfig, run_dir: Path, record: bool = True) -> RunData:
+    """The run's data; with ``record`` what was used goes to ``run_dir/data_used.json``."""
+    d = cfg.data
+    data = load_file_data(cfg) if d.kind == "files" else load_synthetic_data(cfg, run_dir)
+    if record:
+        atomic_write_json(run_dir / "data_used.json", {"kind": d.kind, "slices": data.used})
+    return data
+
+
+def load_synthetic_data(cfg: RunConfig, run_dir: Path) -> RunData:
+    """The synthetic split (made in ``run_dir/data`` unless ``data.dir`` names one), limited."""
+    from lada.data.split import load_split, make_split
+
+    d = cfg.data
+    if any(c.train_range or c.test_range for c in cfg.clients) or d.public_range:
+        raise SliceError(
+            "train_range / test_range / public_range apply to data.kind=files only "
+            "(synthetic splits are sized with data.split)"
+        )
+    split_dir = Path(d.dir) if d.dir else run_dir / "data"
+    if not (split_dir / "manifest.json").exists():
+        if d.dir:
+            raise FileNotFoundError(
+                f"data.dir={d.dir}: no manifest.json (make it with `lada data make`)"
             )
-        data = RunData(
-            train=[c.train for c in split.clients],
-            test=[c.test for c in split.clients],
-            public=split.public,
-            domains=[list(c.domains) for c in split.clients],
-            world_cfg=split.world().config,
+        make_split(split_dir, seed=cfg.seed, **split_settings(cfg))
+    split = load_split(split_dir)
+    if len(split.clients) != len(cfg.clients):
+        raise ValueError(
+            f"{split_dir}: {len(split.clients)} clients in the split, {len(cfg.clients)} configured"
         )
-    else:
-        from lada.data.loaders import load_dataset
-
-        if not d.public_file:
-            raise ValueError("data.kind=files needs data.public_file")
-        train, test, domains = [], [], []
-        for k, c in enumerate(cfg.clients):
-            if not c.train_file or not c.test_file:
-                raise ValueError(f"clients.{k}: data.kind=files needs train_file and test_file")
-            train.append(list(load_dataset(c.train_file, d.format, **d.fields)))
-            test.append(list(load_dataset(c.test_file, d.format, **d.fields)))
-            domains.append(sorted({s.domain for s in train[-1]}))
-        data = RunData(
-            train, test, list(load_dataset(d.public_file, d.format, **d.fields)), domains
+    public = limit(cut("public", "data.split", split_dir, split.public, None), d.public_limit)
+    data = RunData(
+        train=[],
+        test=[],
+        public=public.samples,
+        domains=[list(c.domains) for c in split.clients],
+        world_cfg=split.world().config,
+        used=[public.record()],
+    )
+    for k, c in enumerate(split.clients):
+        train = limit(
+            cut(f"client_{k}/train", "data.split", split_dir, c.train, None), d.train_limit
         )
-    if d.train_limit is not None:
-        data.train = [t[: d.train_limit] for t in data.train]
-    if d.test_limit is not None:
-        data.test = [t[: d.test_limit] for t in data.test]
-    if d.public_limit is not None:
-        data.public = data.public[: d.public_limit]
+        test = limit(cut(f"client_{k}/test", "data.split", split_dir, c.test, None), d.test_limit)
+        data.train.append(train.samples)
+        data.test.append(test.samples)
+        data.used += [train.record(), test.record()]
     return data
 
 

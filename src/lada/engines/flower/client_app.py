@@ -134,6 +134,7 @@ def client_fingerprint(cfg: Any, k: int) -> str:
             "kind": cfg.data.kind,
             "split": cfg.data.split,
             "limits": [cfg.data.train_limit, cfg.data.test_limit, cfg.data.public_limit],
+            "ranges": [c.train_range, c.test_range, cfg.data.public_range],
         },
         "client": {
             "model": c.model,
@@ -149,7 +150,7 @@ def client_fingerprint(cfg: Any, k: int) -> str:
 
 def load_client_data(cfg: Any, k: int, run_dir: Path | None) -> Any:
     """Client k's data only (its private train/test sets and P), as a RunData."""
-    from lada.runner.setup import RunData, load_run_data
+    from lada.runner.setup import load_file_data, load_run_data
 
     d = cfg.data
     if d.kind == "synthetic":
@@ -158,27 +159,11 @@ def load_client_data(cfg: Any, k: int, run_dir: Path | None) -> Any:
                 "synthetic data on a SuperNode needs data.dir in the config or data-dir in "
                 "--node-config (the split made by `lada data make`)"
             )
-        return load_run_data(cfg, run_dir if run_dir is not None else Path.cwd())
-    from lada.data.loaders import load_dataset
-
+        return load_run_data(cfg, run_dir if run_dir is not None else Path.cwd(), record=False)
     c = cfg.clients[k]
     if not (c.train_file and c.test_file and d.public_file):
         raise ValueError(f"client {k}: files data needs train-file, test-file and public-file")
-    n = len(cfg.clients)
-    train: list[list[Any]] = [[] for _ in range(n)]
-    test: list[list[Any]] = [[] for _ in range(n)]
-    domains: list[list[str]] = [[] for _ in range(n)]
-    train[k] = list(load_dataset(c.train_file, d.format, **d.fields))
-    test[k] = list(load_dataset(c.test_file, d.format, **d.fields))
-    domains[k] = sorted({s.domain for s in train[k]})
-    public = list(load_dataset(d.public_file, d.format, **d.fields))
-    if d.train_limit is not None:
-        train[k] = train[k][: d.train_limit]
-    if d.test_limit is not None:
-        test[k] = test[k][: d.test_limit]
-    if d.public_limit is not None:
-        public = public[: d.public_limit]
-    return RunData(train, test, public, domains)
+    return load_file_data(cfg, only_client=k)
 
 
 @dataclass
