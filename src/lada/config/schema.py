@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lada.filter.config import FilterConfig
-from lada.models.loading import LoraSettings
-from lada.train.loop import OptimConfig
+from lada.models.lora_config import LoraSettings
+from lada.train.optim_config import OptimConfig
 
 
 @dataclass

@@ -1,28 +1,34 @@
-"""Model learnability-aware data filter (spec §3): EE-Net bandit, rewards, cold start, contexts."""
+"""Model learnability-aware data filter (spec §3): EE-Net bandit, rewards, cold start, contexts.
 
-from lada.filter.bandit import LearnabilityFilter, select_by_score
-from lada.filter.coldstart import kmeans_representatives
-from lada.filter.config import FilterConfig
-from lada.filter.rewards import (
-    RewardTracker,
-    aggregate_rewards,
-    batch_exp_loss,
-    batch_reward,
-    loss_drop_signal,
-    mixed_reward,
-    sigmoid,
-)
+Names are imported lazily (PEP 562), so that ``lada.filter.config`` loads without torch (the
+CLI validates configs before any heavy import).
+"""
 
-__all__ = [
-    "FilterConfig",
-    "LearnabilityFilter",
-    "RewardTracker",
-    "aggregate_rewards",
-    "batch_exp_loss",
-    "batch_reward",
-    "kmeans_representatives",
-    "loss_drop_signal",
-    "mixed_reward",
-    "select_by_score",
-    "sigmoid",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FilterConfig": "lada.filter.config",
+    "LearnabilityFilter": "lada.filter.bandit",
+    "select_by_score": "lada.filter.bandit",
+    "kmeans_representatives": "lada.filter.coldstart",
+    "RewardTracker": "lada.filter.rewards",
+    "aggregate_rewards": "lada.filter.rewards",
+    "batch_exp_loss": "lada.filter.rewards",
+    "batch_reward": "lada.filter.rewards",
+    "loss_drop_signal": "lada.filter.rewards",
+    "mixed_reward": "lada.filter.rewards",
+    "sigmoid": "lada.filter.rewards",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lada.filter' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,29 +1,36 @@
-"""Models: a local digit-aware tokenizer, a zoo of tiny causal LMs and loading helpers."""
+"""Models: a local digit-aware tokenizer, a zoo of tiny causal LMs and loading helpers.
 
-from lada.models.loading import (
-    LoraSettings,
-    apply_lora,
-    convert_gguf_to_hf,
-    ensure_pad_token,
-    load_causal_lm,
-    resolve_device,
-    resolve_dtype,
-)
-from lada.models.tokenizer import build_tokenizer
-from lada.models.zoo import ZOO, ModelSpec, build_model, count_params, get_spec
+Names are imported lazily (PEP 562), so that ``lada.models.zoo`` / ``lada.models.lora_config``
+load without torch (the CLI validates configs before any heavy import).
+"""
 
-__all__ = [
-    "ZOO",
-    "LoraSettings",
-    "ModelSpec",
-    "apply_lora",
-    "build_model",
-    "build_tokenizer",
-    "convert_gguf_to_hf",
-    "count_params",
-    "ensure_pad_token",
-    "get_spec",
-    "load_causal_lm",
-    "resolve_device",
-    "resolve_dtype",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "LoraSettings": "lada.models.lora_config",
+    "apply_lora": "lada.models.loading",
+    "convert_gguf_to_hf": "lada.models.loading",
+    "ensure_pad_token": "lada.models.loading",
+    "load_causal_lm": "lada.models.loading",
+    "resolve_device": "lada.models.loading",
+    "resolve_dtype": "lada.models.loading",
+    "build_tokenizer": "lada.models.tokenizer",
+    "ZOO": "lada.models.zoo",
+    "ModelSpec": "lada.models.zoo",
+    "build_model": "lada.models.zoo",
+    "count_params": "lada.models.zoo",
+    "get_spec": "lada.models.zoo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lada.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)

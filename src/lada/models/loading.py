@@ -8,7 +8,6 @@ Padding side is *not* set here: LaDa's batching code builds padded tensors itsel
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,19 +18,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lada.models.lora_config import LoraSettings as LoraSettings  # re-export (lived here)
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoraSettings:
-    """LoRA adapter settings (peft ``LoraConfig``: ``r``, ``lora_alpha``, ``lora_dropout``)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -12,17 +12,11 @@ Models are plain ``transformers`` models: ``save_pretrained`` / ``AutoModelForCa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    LlamaConfig,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Qwen2Config,
-)
+if TYPE_CHECKING:  # torch/transformers load lazily: the zoo's names are read by config checks
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 Family = Literal["llama", "qwen2"]
 
@@ -63,6 +57,8 @@ def get_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
 
 def make_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
     """The ``transformers`` config for ``spec`` with the tokenizer's vocabulary and special ids."""
+    from transformers import LlamaConfig, Qwen2Config
+
     cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[spec.family]
     return cls(
         vocab_size=len(tokenizer),
@@ -86,6 +82,9 @@ def build_model(
 
     The global torch RNG state is left untouched.
     """
+    import torch
+    from transformers import AutoModelForCausalLM
+
     config = make_config(get_spec(spec), tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -16,7 +16,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -30,29 +29,11 @@ from rich.progress import (
 )
 from torch import Tensor, nn
 
+from lada.train.optim_config import OptimConfig
+
 Batches = Sequence[Sequence[int]]
 LossOutput = Tensor | tuple[Tensor, Tensor | None]
 LossFn = Callable[[nn.Module, list[int]], LossOutput]
-
-
-@dataclass
-class OptimConfig:
-    """Optimiser, schedule and batching settings shared by every training step."""
-
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 20
-    warmup_ratio: float | None = None  # when set, overrides warmup_steps (fraction of all steps)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = 0.1  # final lr = min_lr_ratio * lr
-    grad_clip: float | None = 1.0
-    batch_size: int = 32
-    epochs: int = 1
-    max_steps: int | None = None  # when set, overrides epochs (cycling through epochs if needed)
-    steps_cap: int | None = None  # ours: at most this many steps (epochs still apply under it)
-    seed: int = 0
-    max_length: int = 320  # tokens per example (prompt + target + eos)
 
 
 @dataclass

@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 
-import numpy as np
-import torch
-
 
 def derive_seed(base: int, *keys: object) -> int:
     """A 31-bit seed that depends only on ``base`` and ``keys`` (stable across processes)."""
@@ -16,6 +13,9 @@ def derive_seed(base: int, *keys: object) -> int:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
