@@ -36,8 +36,8 @@ def test_dotted_overrides_and_types() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("rounds=two", "config key 'RunConfig.rounds': expected an integer"),
-        ("filter.alhpa=0.3", "RunConfig.filter.alhpa': unknown key"),
+        ("rounds=two", "config key 'rounds': expected an integer"),
+        ("filter.alhpa=0.3", "'filter.alhpa': unknown key; did you mean 'filter.alpha'"),
         ("distill.preference=votes", "is not one of"),
         ("rounds", "expected key=value"),
     ],
@@ -58,7 +58,7 @@ def test_partial_yaml_merges_onto_defaults(tmp_path: Path) -> None:
         load_config(bad)
     typo = tmp_path / "typo.yaml"
     typo.write_text("distill:\n  betta: 0.5\n")
-    with pytest.raises(ConfigError, match=r"typo.yaml: config key 'RunConfig.distill.betta'"):
+    with pytest.raises(ConfigError, match=r"typo.yaml: config key 'distill.betta': unknown key; did you mean 'distill.beta'"):
         load_config(typo)
 
 

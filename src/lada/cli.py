@@ -1,4 +1,8 @@
-"""`lada …` commands. Thin: parse arguments, call the library, print."""
+"""`lada …` commands. Thin: parse arguments, call the library, print.
+
+Configs are checked before anything heavy is imported (torch, transformers): a mistake in a
+config or on the command line is reported in well under a second and leaves no run directory.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False)
+    # piped output keeps whole names (rich would fold tables to 80 columns)
+    return Console(stderr=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _kv(items: list[str]) -> dict[str, str]:
@@ -41,6 +46,11 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     given = {k: getattr(settings, k) for k in _kv(args.settings)}
+    if (Path(args.out) / "manifest.json").exists() and not args.force:
+        raise FileExistsError(
+            f"{args.out} already holds a split (manifest.json); use --force to overwrite it, "
+            "or another --out"
+        )
     manifest = make_split(args.out, seed=args.seed, **given)
     counts = {k: v["num_samples"] for k, v in manifest["files"].items()}
     print(json.dumps({"out": str(args.out), "seed": args.seed, "counts": counts}, indent=2))
@@ -128,6 +138,13 @@ def _load_samples(path: str, fmt: str, fields: list[str]) -> list[Any]:
 
 
 def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
+    from lada.export import load_run_checkpoint, parse_run_checkpoint
+
+    found = parse_run_checkpoint(name)
+    if found is not None:  # a run's checkpoint: its base model with the round's weights
+        if lora:
+            raise SystemExit("error: --lora trains new adapters; give a model, not a checkpoint")
+        return load_run_checkpoint(*found)
     from lada.config import load_config
     from lada.models.loading import LoraSettings, load_causal_lm
     from lada.models.prepare import is_zoo_name, prepare_model
@@ -209,20 +226,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ---- run ---------------------------------------------------------------------------------
 
 
+def _existing_run(run_dir: Path) -> bool:
+    return (run_dir / "state.json").exists() or (run_dir / "metrics.jsonl").exists()
+
+
+def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
+    """The recorded config of the run in --out; refuses --config/overrides that change it."""
+    from lada.config import ConfigError, load_config, to_dict
+    from lada.config.validate import changed_keys
+
+    out = Path(args.out)
+    recorded = out / "config.yaml"
+    if not recorded.exists():
+        raise ConfigError(f"{out}: nothing to resume (no config.yaml); drop --resume to start")
+    cfg = load_config(recorded)
+    if args.config or overrides:
+        wanted = load_config(args.config or recorded, overrides)
+        changes = changed_keys(to_dict(cfg), to_dict(wanted))
+        if changes:
+            listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in changes)
+            raise ConfigError(
+                f"--resume continues the run recorded in {recorded}; these would change it: "
+                f"{listed}. Drop them, or start a new run with another --out"
+            )
+    return cfg
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from lada.config import load_config
+    from lada.config.validate import validate
+
+    out = Path(args.out)
+    overrides = list(args.overrides) + ([f"engine={args.engine}"] if args.engine else [])
+    if args.resume:
+        cfg = _resume_config(args, overrides)
+    else:
+        cfg = load_config(args.config, overrides)
+        if _existing_run(out):
+            raise FileExistsError(f"{out} already holds a run: use --resume, or another --out")
+    validate(cfg)  # models resolve and files exist: before any model loads or folder is made
+    from lada.runner.runlog import TeeConsole
+
+    console = TeeConsole(_console(), out / "log.txt")
+    import traceback
+
     from lada.runner.run import run
 
-    overrides = list(args.overrides) + ([f"engine={args.engine}"] if args.engine else [])
-    cfg = None if args.resume else load_config(args.config, overrides)
-    console = _console()
-    records = run(cfg, args.out, resume=args.resume, console=console)
-    summary = json.loads((Path(args.out) / "summary.json").read_text())
-    console.print(f"[bold]done[/]: {len(records)} rounds recorded in {args.out}/metrics.jsonl")
-    if summary["missed"]:
-        for k, misses in summary["missed"].items():
-            rounds = ", ".join(str(m["round"]) for m in misses)
-            console.print(f"[red]client {k} missed round(s) {rounds}[/]")
+    try:
+        records = run(None if args.resume else cfg, out, resume=args.resume, console=console)
+    except BaseException:
+        console.write_error(traceback.format_exc())
+        raise
+    summary = json.loads((out / "summary.json").read_text())
+    console.print(f"[bold]done[/]: {len(records)} rounds recorded in {out}/metrics.jsonl")
+    for k, misses in summary["missed"].items():
+        rounds = ", ".join(str(m["round"]) for m in misses)
+        console.print(f"[red]client {k} missed round(s) {rounds}[/]")
+    lost = [r["round"] for r in records if r.get("missed") and len(r["missed"]) >= len(cfg.clients)]
+    if lost:
+        console.print(
+            f"[red]error: every client missed round(s) {', '.join(map(str, lost))}: "
+            f"see the reasons above and {out}/log.txt[/]"
+        )
+        return 1
     return 0
 
 
@@ -249,38 +315,113 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from lada.runner.show import show
+
+    show(Path(args.run_dir), _console(), plots=None if args.no_plots else args.plots or "")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lada.export import export
+
+    info = export(
+        Path(args.run_dir),
+        args.round,
+        None if args.server else args.client,
+        Path(args.out),
+        merge=args.merge,
+    )
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+EXAMPLES = """\
+examples:
+  lada run --out runs/demo                         the embedded default (5 rounds, tiny models)
+  lada run --out runs/t rounds=2 filter.budget=50  dotted key=value overrides
+  lada run --config configs/default.yaml --out runs/c
+  lada run --resume --out runs/demo                continue a stopped run
+  lada show runs/demo                              tables, base -> final changes, PNG curves
+  lada export runs/demo --round 5 --client 0 --out models/c0   a from_pretrained folder
+  lada eval --model runs/demo/clients/client_0/round_005.safetensors --data test.jsonl
+  lada data make --out data/split --seed 1         the synthetic federated split
+  lada models prepare                              pretrain the zoo models once (cached)
+
+docs: README.md, docs/run-dir.md (what a run writes), docs/method.md
+"""
+
+FORMATS = ["gsm8k", "mc", "lada"]
+FORMAT_HELP = (
+    "file format: lada (our JSONL: question, rationale, answer, ...; docs/run-dir.md), "
+    "gsm8k (question + answer with '#### N'), mc (multiple choice) (default: %(default)s)"
+)
+FIELD_HELP = "loader field option, repeatable, e.g. question_field=q (mc format)"
+
+
+def _version() -> str:
+    from lada import __version__
+
+    return f"lada {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lada", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="lada",
+        description="LaDa: federated reasoning distillation between one LLM and several SLMs, "
+        "with a learnability-aware data filter.",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="make or inspect datasets").add_subparsers(
-        dest="sub", required=True
+        dest="sub", required=True, metavar="SUBCOMMAND"
     )
     mk = data.add_parser(
-        "make", help="write the synthetic federated split as JSONL + manifest.json"
+        "make",
+        help="write the synthetic federated split as JSONL + manifest.json",
+        epilog="example: lada data make --out data/split --seed 1 num_clients=5",
+        formatter_class=fmt,
     )
-    mk.add_argument("--out", required=True, type=Path)
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("settings", nargs="*", metavar="key=value", help="SplitConfig settings")
+    mk.add_argument("--out", required=True, type=Path, help="folder to write the split into")
+    mk.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
+    mk.add_argument("--force", action="store_true", help="overwrite a split already in --out")
+    mk.add_argument(
+        "settings", nargs="*", metavar="key=value", help="SplitConfig settings, e.g. num_clients=5"
+    )
     mk.set_defaults(func=cmd_data_make)
-    st = data.add_parser("stats", help="print a dataset's statistics as one JSON object")
-    st.add_argument("path")
-    st.add_argument("--format", choices=["gsm8k", "mc", "lada"], default="lada")
-    st.add_argument(
-        "--field",
-        action="append",
-        default=[],
-        metavar="key=value",
-        help="loader field option, e.g. question_field=q (mc format)",
+    st = data.add_parser(
+        "stats",
+        help="print a dataset's statistics as one JSON object",
+        epilog="example: lada data stats gsm8k/test.jsonl --format gsm8k",
+        formatter_class=fmt,
     )
-    st.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    st.add_argument("path", help="a JSONL file")
+    st.add_argument("--format", choices=FORMATS, default="lada", help=FORMAT_HELP)
+    st.add_argument("--field", action="append", default=[], metavar="key=value", help=FIELD_HELP)
+    st.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a bad line stops with its file:line (raise) or is skipped and counted (skip)",
+    )
     st.set_defaults(func=cmd_data_stats)
 
-    models = sub.add_parser("models", help="model zoo").add_subparsers(dest="sub", required=True)
-    pr = models.add_parser("prepare", help="pretrain (once, cached) the zoo models a config uses")
-    pr.add_argument("--config")
+    models = sub.add_parser("models", help="model zoo").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND"
+    )
+    pr = models.add_parser(
+        "prepare",
+        help="pretrain (once, cached in $LADA_CACHE) the zoo models a config uses",
+        epilog="example: lada models prepare --eval 200",
+        formatter_class=fmt,
+    )
+    pr.add_argument("--config", help="a run config YAML (default: the embedded default)")
     pr.add_argument("--models", nargs="*", help="zoo names (default: those in the config)")
-    pr.add_argument("--force", action="store_true")
+    pr.add_argument("--force", action="store_true", help="pretrain again even if cached")
     pr.add_argument(
         "--eval",
         type=int,
@@ -288,33 +429,66 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="then evaluate each model on N held-out general samples by steps",
     )
-    pr.add_argument("overrides", nargs="*", metavar="key=value")
+    pr.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     pr.set_defaults(func=cmd_models_prepare)
 
-    tr = sub.add_parser("train", help="SFT one model on a dataset (question -> rationale + answer)")
-    tr.add_argument("--model", required=True, help="zoo name, local path or hub id")
-    tr.add_argument("--data", required=True)
-    tr.add_argument("--format", choices=["gsm8k", "mc", "lada"], default="lada")
-    tr.add_argument("--field", action="append", default=[], metavar="key=value")
-    tr.add_argument("--eval-data")
-    tr.add_argument("--lora", action="store_true")
-    tr.add_argument("--out", required=True)
+    tr = sub.add_parser(
+        "train",
+        help="SFT one model on a dataset (question -> rationale + answer)",
+        epilog="example: lada train --model slm-s --data train.jsonl --out models/s lr=1e-3",
+        formatter_class=fmt,
+    )
+    tr.add_argument("--model", required=True, help="zoo name, local folder or hub id")
+    tr.add_argument("--data", required=True, help="training JSONL file")
+    tr.add_argument("--format", choices=FORMATS, default="lada", help=FORMAT_HELP)
+    tr.add_argument("--field", action="append", default=[], metavar="key=value", help=FIELD_HELP)
+    tr.add_argument("--eval-data", help="evaluate on this JSONL file after training")
+    tr.add_argument("--lora", action="store_true", help="train LoRA adapters, not all weights")
+    tr.add_argument("--out", required=True, help="folder for the trained model (save_pretrained)")
     tr.add_argument("overrides", nargs="*", metavar="key=value", help="OptimConfig fields")
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="accuracy of a model on a dataset, by domain and steps")
-    ev.add_argument("--model", required=True)
-    ev.add_argument("--data", required=True)
-    ev.add_argument("--format", choices=["gsm8k", "mc", "lada"], default="lada")
-    ev.add_argument("--field", action="append", default=[], metavar="key=value")
-    ev.add_argument("--limit", type=int)
-    ev.add_argument("--out")
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of a model on a dataset, by domain and steps",
+        epilog="examples:\n"
+        "  lada eval --model slm-s --data test.jsonl\n"
+        "  lada eval --model RUN/clients/client_0/round_005.safetensors --data test.jsonl\n"
+        "  lada eval --model RUN/checkpoints/round_005 --data test.jsonl --limit 100",
+        formatter_class=fmt,
+    )
+    ev.add_argument(
+        "--model",
+        required=True,
+        help="zoo name, local folder, hub id, or a run's checkpoint "
+        "(RUN/clients/client_K/round_NNN.safetensors, RUN/checkpoints/round_NNN)",
+    )
+    ev.add_argument("--data", required=True, help="test JSONL file")
+    ev.add_argument("--format", choices=FORMATS, default="lada", help=FORMAT_HELP)
+    ev.add_argument("--field", action="append", default=[], metavar="key=value", help=FIELD_HELP)
+    ev.add_argument("--limit", type=int, help="evaluate on the first N samples only")
+    ev.add_argument("--out", help="folder for eval.json and eval_records.jsonl")
     ev.set_defaults(func=cmd_eval)
 
-    rn = sub.add_parser("run", help="run LaDa rounds (the embedded default without --config)")
-    rn.add_argument("--config")
-    rn.add_argument("--out", required=True)
-    rn.add_argument("--resume", action="store_true", help="continue the run in --out")
+    rn = sub.add_parser(
+        "run",
+        help="run LaDa rounds (the embedded default without --config)",
+        epilog="examples:\n"
+        "  lada run --out runs/demo\n"
+        "  lada run --out runs/t rounds=2 clients.0.model=slm-m filter.budget=50\n"
+        "  lada run --resume --out runs/demo\n"
+        "keys: configs/default.yaml lists every key with its default; what the run writes: "
+        "docs/run-dir.md",
+        formatter_class=fmt,
+    )
+    rn.add_argument("--config", help="a run config YAML (default: the embedded default)")
+    rn.add_argument("--out", required=True, help="the run directory (must not hold a run)")
+    rn.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out as recorded in its config.yaml (overrides that would "
+        "change it are refused)",
+    )
     rn.add_argument(
         "--engine",
         choices=["inprocess", "flower-sim"],
@@ -323,9 +497,48 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     rn.set_defaults(func=cmd_run)
 
-    bn = sub.add_parser("bench", help="hosts × methods × scenarios × seeds: tables and plots")
-    bn.add_argument("--suite", default="paper", choices=["paper"])
-    bn.add_argument("--out", required=True)
+    sh = sub.add_parser(
+        "show",
+        help="a finished (or running) run: per-round table, base -> final changes, PNG curves",
+        epilog="example: lada show runs/demo   (plots in runs/demo/plots/)",
+        formatter_class=fmt,
+    )
+    sh.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (lada run --out)")
+    sh.add_argument("--plots", help="folder for the PNGs (default: RUN_DIR/plots)")
+    sh.add_argument("--no-plots", action="store_true", help="print the tables only")
+    sh.set_defaults(func=cmd_show)
+
+    ex = sub.add_parser(
+        "export",
+        help="a run's model at a round as a from_pretrained folder (with its tokenizer)",
+        epilog="examples:\n"
+        "  lada export runs/demo --round 5 --client 0 --out models/c0\n"
+        "  lada export runs/demo --round 5 --server --out models/llm\n"
+        "then: AutoModelForCausalLM.from_pretrained('models/c0') (LoRA runs: "
+        "PeftModel.from_pretrained, or --merge for a plain model)",
+        formatter_class=fmt,
+    )
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (lada run --out)")
+    ex.add_argument(
+        "--round", type=int, required=True, help="round whose model to export (0: the base)"
+    )
+    who = ex.add_mutually_exclusive_group(required=True)
+    who.add_argument("--client", type=int, metavar="K", help="client K's SLM")
+    who.add_argument("--server", action="store_true", help="the server's LLM")
+    ex.add_argument("--out", required=True, help="folder to write (must not exist, or be empty)")
+    ex.add_argument(
+        "--merge", action="store_true", help="LoRA runs: merge the adapters into a plain model"
+    )
+    ex.set_defaults(func=cmd_export)
+
+    bn = sub.add_parser(
+        "bench",
+        help="hosts × methods × scenarios × seeds: tables and plots",
+        epilog="example: lada bench --quick --out runs/bench-quick",
+        formatter_class=fmt,
+    )
+    bn.add_argument("--suite", default="paper", choices=["paper"], help="the run plan")
+    bn.add_argument("--out", required=True, help="folder for runs, tables and plots")
     bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
     bn.add_argument("--seeds", type=int, default=None, help="seeds per run (default 3; quick 1)")
     bn.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")

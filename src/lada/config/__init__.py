@@ -26,13 +26,22 @@ from lada.config.schema import (
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """The embedded default (``RunConfig()``), or a YAML file, then dotted overrides."""
+    """The embedded default (``RunConfig()``), or a YAML file, then dotted overrides.
+
+    Every field is type- and range-checked, and fields are checked against each other
+    (:mod:`lada.config.validate`); whether models and files exist is checked by
+    :func:`lada.config.validate.check_resources` (``validate(cfg)``), not here."""
+    from lada.config.validate import check_fields, validate
+
     data = to_dict(RunConfig())
     if path is not None:
         data = merge(data, load_yaml(path))
     if overrides:
         data = apply_overrides(data, list(overrides))
-    return build(RunConfig, data, "", str(path) if path else None)
+    source = str(path) if path else None
+    cfg = build(RunConfig, data, "", source, check=check_fields)
+    validate(cfg, resources=False, source=source)
+    return cfg
 
 
 __all__ = [

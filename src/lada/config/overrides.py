@@ -31,7 +31,11 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict/list structure (in place, also returned)."""
+    """Set dotted keys in a nested dict/list structure (in place, also returned).
+
+    A list index may name an existing item or the next one (``clients.3`` of 3 clients appends
+    a fourth); an index further out is refused, so that ``clients.5.model=…`` cannot silently
+    create clients with default settings."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value")
@@ -43,13 +47,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         last = parts[-1]
         value = parse_value(raw)
         if isinstance(node, list):
-            idx = _index(last, parts)
-            while len(node) <= idx:
+            idx = _list_slot(node, last, parts)
+            if idx == len(node):
                 node.append({})
             node[idx] = value
         else:
             node[last] = value
     return data
+
+
+def _list_slot(node: list[Any], part: str, parts: list[str]) -> int:
+    """The index ``part`` of list ``node``: an existing item or the next one (appended)."""
+    idx = _index(part, parts)
+    if idx < 0 or idx > len(node):
+        where = ".".join(parts[:-1]) or "list"
+        raise ConfigError(
+            f"override {'.'.join(parts)!r}: {where} has {len(node)} item(s) "
+            f"(indices 0..{len(node) - 1}); index {idx} would "
+            + ("count from the end" if idx < 0 else f"add {idx - len(node) + 1} with defaults")
+            + f"; use an index up to {len(node)} (the next one appends one item)"
+        )
+    return idx
 
 
 def _index(part: str, parts: list[str]) -> int:
@@ -61,8 +79,8 @@ def _index(part: str, parts: list[str]) -> int:
 
 def _child(node: Any, part: str, path: list[str], create: bool) -> Any:
     if isinstance(node, list):
-        idx = _index(part, path)
-        while len(node) <= idx:
+        idx = _list_slot(node, part, path)
+        if idx == len(node):
             node.append({})
         return node[idx]
     if not isinstance(node, dict):
@@ -83,9 +101,29 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def build(cls: type[T], data: Any, path: str = "", source: str | None = None) -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
-    return _convert(cls, data, path or cls.__name__, source)
+# a check of one dataclass's converted field values: (type, {field: value}, dotted path) -> the
+# problems found, one line each (lada.config.validate.check_fields is the one used by configs)
+FieldCheck = typing.Callable[[type, dict[str, Any], str], list[str]]
+
+
+def build(
+    cls: type[T],
+    data: Any,
+    path: str | None = None,
+    source: str | None = None,
+    check: FieldCheck | None = None,
+) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError.
+
+    Every problem is reported at once (one line each), with the closest known key for a typo.
+    ``path`` prefixes the dotted keys in messages (default: the class name; ``""``: none).
+    ``check`` (optional) is run on each dataclass's converted values before it is built, so that
+    out-of-range values are reported by key instead of failing in ``__post_init__``."""
+    return _convert(cls, data, cls.__name__ if path is None else path, source, check)
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 def _fail(path: str, source: str | None, msg: str) -> ConfigError:
@@ -93,7 +131,23 @@ def _fail(path: str, source: str | None, msg: str) -> ConfigError:
     return ConfigError(f"{where}config key '{path}': {msg}")
 
 
-def _convert(tp: Any, value: Any, path: str, source: str | None) -> Any:
+def closest(name: str, known: typing.Iterable[str]) -> str | None:
+    """The known name closest to ``name`` (difflib), if any is close enough."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _unknown_key(path: str, key: str, names: set[str], source: str | None) -> ConfigError:
+    near = closest(key, names)
+    hint = f"did you mean '{_join(path, near)}'?" if near else f"known: {', '.join(sorted(names))}"
+    return _fail(_join(path, key), source, f"unknown key; {hint}")
+
+
+def _convert(
+    tp: Any, value: Any, path: str, source: str | None, check: FieldCheck | None = None
+) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -101,18 +155,21 @@ def _convert(tp: Any, value: Any, path: str, source: str | None) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own (more telling) error
+            return _convert(options[0], value, path, source, check)
+        for arg in options:
             try:
-                return _convert(arg, value, path, source)
-            except ConfigError as e:
-                errors.append(str(e))
+                return _convert(arg, value, path, source, check)
+            except ConfigError:
+                continue
         raise _fail(path, source, f"{value!r} matches none of {tp}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise _fail(path, source, f"{value!r} is not one of {list(get_args(tp))}")
+            choices = [str(c) for c in get_args(tp)]
+            near = closest(str(value), choices)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise _fail(path, source, f"{value!r} is not one of {list(get_args(tp))}{hint}")
         return value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -123,23 +180,44 @@ def _convert(tp: Any, value: Any, path: str, source: str | None) -> Any:
             raise _fail(path, source, f"expected a mapping, got {value!r}")
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp) if f.init}
-        unknown = sorted(set(value) - names)
-        if unknown:
-            raise _fail(f"{path}.{unknown[0]}", source, f"unknown key (known: {sorted(names)})")
-        kwargs = {k: _convert(hints[k], v, f"{path}.{k}", source) for k, v in value.items()}
-        return tp(**kwargs)
+        problems = [str(_unknown_key(path, k, names, source)) for k in value if k not in names]
+        kwargs = {}
+        for k, v in value.items():
+            if k not in names:
+                continue
+            try:
+                kwargs[k] = _convert(hints[k], v, _join(path, k), source, check)
+            except ConfigError as e:
+                problems.append(str(e))
+        if check is not None:  # on the fields that converted (the others are reported)
+            where = f"{source}: " if source else ""
+            problems += [f"{where}{line}" for line in check(tp, kwargs, path)]
+        if problems:
+            raise ConfigError("\n".join(problems))
+        try:
+            return tp(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise _fail(path or tp.__name__, source, str(e)) from None
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise _fail(path, source, f"expected a list, got {value!r}")
         args = get_args(tp)
         item_tp = args[0] if args else Any
-        items = [_convert(item_tp, v, f"{path}.{i}", source) for i, v in enumerate(value)]
+        items = []
+        problems = []
+        for i, v in enumerate(value):
+            try:
+                items.append(_convert(item_tp, v, _join(path, i), source, check))
+            except ConfigError as e:
+                problems.append(str(e))
+        if problems:
+            raise ConfigError("\n".join(problems))
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise _fail(path, source, f"expected a mapping, got {value!r}")
         _, vt = get_args(tp) or (Any, Any)
-        return {k: _convert(vt, v, f"{path}.{k}", source) for k, v in value.items()}
+        return {k: _convert(vt, v, _join(path, k), source, check) for k, v in value.items()}
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:

@@ -149,6 +149,10 @@ def run(
 ) -> list[dict[str, Any]]:
     """Run (or resume) a federation on the configured engine; returns all rounds' metrics."""
     run_dir = Path(run_dir)
+    if cfg is not None:  # models and files: before the run directory is made
+        from lada.config.validate import validate
+
+        validate(cfg)
     cfg, last = prepare_run_dir(run_dir, cfg, resume)
     from lada.hosts import check_host_config
 
