@@ -1,4 +1,6 @@
-"""Round metrics: the JSON record of metrics.jsonl and the compact table printed per round."""
+"""Round metrics: the JSON record of metrics.jsonl, the run's summary.json, and the compact
+table printed per round. Accuracies are fractions (0..1) in every file and percent (labelled
+%) in every table and plot. Schema: docs/run-dir.md."""
 
 from __future__ import annotations
 
@@ -69,7 +71,10 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
 
     t = rec["round"]
     table = Table(
-        title=f"round {t}" + (" (before training)" if t == 0 else ""), title_justify="left"
+        title=f"round {t}"
+        + (" (before training)" if t == 0 else "")
+        + f"; LLM: {cfg.server.model}; sel/reward S: LLM -> SLM picks, L: SLM -> LLM picks",
+        title_justify="left",
     )
     for col in (
         "client",
@@ -82,7 +87,10 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         "reward S",
         "reward L",
     ):
-        table.add_column(col, justify="right" if col not in ("model", "domain") else "left")
+        if col in ("model", "domain"):  # whole names: fold, never clip
+            table.add_column(col, justify="left", overflow="fold", min_width=len(col))
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for k in range(len(cfg.clients)):
         key = str(k)
         sel = rec["selected"].get(key, {})
@@ -138,3 +146,47 @@ def print_final(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
                 cells.append(f"{100 * c / n:.0f}" if n else "-")
             table.add_row(key if side == "slm" else "", label, *cells)
     console.print(table)
+
+
+def _accuracies(rec: dict[str, Any] | None) -> dict[str, Any]:
+    keys = ("slm_accuracy", "slm_accuracy_mean", "llm_accuracy", "llm_accuracy_mean")
+    return {k: (rec or {}).get(k) for k in keys}
+
+
+def _change(base: Any, final: Any) -> Any:
+    """final − base, key by key (None where either side is missing)."""
+    if isinstance(base, dict) and isinstance(final, dict):
+        return {k: _change(base.get(k), final.get(k)) for k in sorted(set(base) | set(final))}
+    if base is None or final is None:
+        return None
+    return final - base
+
+
+def run_summary(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
+    """summary.json: base (round 0) and final accuracies and their change, who missed which
+    round, wall time and bytes (docs/run-dir.md)."""
+    missed: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        for k, why in r.get("missed", {}).items():
+            missed.setdefault(k, []).append({"round": r["round"], "reason": why})
+    final = records[-1] if records else {}
+    base = next((r for r in records if r["round"] == 0), None)
+    n = len(cfg.clients)
+    return {
+        "rounds": cfg.rounds,
+        "completed_rounds": final.get("round", 0),
+        "unit": "accuracy: fraction of test samples answered correctly (0..1)",
+        "models": {
+            "server": cfg.server.model,
+            "clients": {str(k): c.model for k, c in enumerate(cfg.clients)},
+        },
+        "base": _accuracies(base),
+        "final": _accuracies(final),
+        "change": _change(_accuracies(base), _accuracies(final)) if base else None,
+        "missed": missed,
+        "rounds_every_client_missed": [
+            r["round"] for r in records if n and len(r.get("missed", {})) >= n
+        ],
+        "seconds_total": sum(r.get("seconds", {}).get("total", 0.0) for r in records),
+        "bytes_total": sum(r["bytes"]["up"] + r["bytes"]["down"] for r in records),
+    }

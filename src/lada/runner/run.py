@@ -8,7 +8,11 @@ RUN_DIR/
   checkpoints/round_NNN/   the server's LLM and filter states at the end of round NNN
   clients/client_K/        each client's own state (its SLM), saved by the client
   state.json               {"last_complete_round": N}: written last, atomically
-  summary.json             final metrics and which client missed which round
+  summary.json             base/final accuracies and change, missed rounds, wall time
+  log.txt                  what the run printed (`lada run`)
+  plots/                   PNG curves (`lada show`)
+
+Every file's fields: docs/run-dir.md.
 
 A round is complete once state.json names it; a run killed at any moment loses at most the
 round in progress, and ``--resume`` continues deterministically from the last complete one.
@@ -29,7 +33,7 @@ from lada.federation.client import ClientRole, ClientSettings
 from lada.federation.round import RoundReport, run_round
 from lada.federation.server import ServerRole, ServerSettings
 from lada.federation.transport import Transport
-from lada.runner.report import metrics_record, print_final, print_round
+from lada.runner.report import metrics_record, print_final, print_round, run_summary
 from lada.runner.setup import RunData, load_run_data, model_loader
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
 
@@ -214,7 +218,7 @@ def drive(
         records.append(record)
         if console is not None:
             print_round(console, record, cfg)
-    atomic_write_json(run_dir / "summary.json", _summary(records, cfg))
+    atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
     if console is not None and records:
         print_final(console, records[-1], cfg)
     return records
@@ -266,23 +270,3 @@ def _commit_round(
         for old in ckpts.glob("round_*"):
             if old.name != f"round_{t:03d}":
                 shutil.rmtree(old, ignore_errors=True)
-
-
-def _summary(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
-    missed: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        for k, why in r.get("missed", {}).items():
-            missed.setdefault(k, []).append({"round": r["round"], "reason": why})
-    final = records[-1] if records else {}
-    return {
-        "rounds": cfg.rounds,
-        "completed_rounds": final.get("round", 0),
-        "final": {
-            "slm_accuracy": final.get("slm_accuracy"),
-            "slm_accuracy_mean": final.get("slm_accuracy_mean"),
-            "llm_accuracy": final.get("llm_accuracy"),
-            "llm_accuracy_mean": final.get("llm_accuracy_mean"),
-        },
-        "missed": missed,
-        "bytes_total": sum(r["bytes"]["up"] + r["bytes"]["down"] for r in records),
-    }
