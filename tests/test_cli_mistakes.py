@@ -142,3 +142,19 @@ def test_version_and_help_on_every_flag(tmp_path: Path) -> None:
     ]
     assert not missing, missing
     assert len(list(walk(build_parser()))) > 40  # the walk does reach the subcommands
+
+
+def test_run_exits_non_zero_when_every_client_misses_a_round(
+    tmp_path: Path, tiny_overrides: list[str], capsys
+) -> None:
+    from lada.cli import main
+
+    faults = ", ".join(f"{{client: {k}, round: 1, task: local_train}}" for k in range(3))
+    argv = ["run", "--out", str(tmp_path / "r"), *tiny_overrides, "rounds=1", "eval.initial=false"]
+    assert main([*argv, f"faults=[{faults}]"]) == 1
+    out = capsys.readouterr().out
+    assert "every client missed round(s) 1" in out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["rounds_every_client_missed"] == [1]
+    log = (tmp_path / "r" / "log.txt").read_text()
+    assert "round 1" in log and "every client missed" in log  # log.txt has what was printed

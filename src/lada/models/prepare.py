@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -125,6 +126,14 @@ def prepare_model(
     out = checkpoint_dir(name, cfg, world_cfg)
     if (out / "config.json").exists() and not force:
         return out
+    if not force:  # say so: a node meant to find prepared models would otherwise silently train
+        print(
+            f"lada: zoo model {name!r} is not in the model cache {cache_root()} ($LADA_CACHE): "
+            "pretraining it now. If this machine should use models prepared before, export "
+            "LADA_CACHE=<that folder> in this shell and start again.",
+            file=sys.stderr,
+            flush=True,
+        )
     wc = _world_cfg(world_cfg)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir(cfg, wc))
     seed = derive_seed(cfg.seed, "prepare", name)
