@@ -181,8 +181,16 @@ def load_gsm8k(path: PathLike, *, on_error: OnError = "raise") -> LoadResult:
     stem = Path(path).stem
 
     def build(index: int, line: int, record: dict[str, Any]) -> Sample:
+        from lada.data.guess import format_hint
+
         question = _get(record, "question").strip()
-        steps, answer = _gsm8k_solution(_get(record, "answer"))
+        try:
+            steps, answer = _gsm8k_solution(_get(record, "answer"))
+        except DataError as e:
+            hint = format_hint(record, "gsm8k")
+            if hint:
+                raise DataError(f"{e.message}; {hint}", field=e.field) from None
+            raise
         return Sample(
             id=f"gsm8k-{stem}-{index:05d}",
             domain="gsm8k",
@@ -380,6 +388,11 @@ def load_mc_jsonl(
 
 
 def _validate_lada(record: dict[str, Any]) -> Sample:
+    from lada.data.guess import format_hint
+
+    hint = format_hint(record, "lada")
+    if hint:
+        raise DataError(f"missing; {hint}", field="answer_type")
     for key in ("id", "domain", "question", "answer"):
         _get(record, key)
     answer_type = record.get("answer_type")
