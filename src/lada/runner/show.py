@@ -228,7 +228,8 @@ def plot_run(cfg: dict[str, Any], records: list[dict[str, Any]], out: Path) -> l
                 if xs:
                     drew = True
                     who = f"LLM -> SLM {k}" if d == "S" else f"SLM {k} -> LLM"
-                    ax.plot(xs, ys, ls=style, marker="o", label=f"F_{k}^{d}: {who}")
+                    label = f"$F_{{{k}}}^{{{d}}}$: {who}"  # one colour per client
+                    ax.plot(xs, ys, ls=style, marker="o", color=f"C{int(k) % 10}", label=label)
         if not drew:
             ax.text(0.5, 0.5, "no filter in this run", ha="center", transform=ax.transAxes)
             ax.plot(rounds, [0] * len(rounds), alpha=0)
@@ -241,7 +242,10 @@ def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
     None = none). Returns the PNG paths."""
     cfg, records = read_run(run_dir)
     server = cfg.get("server", {}).get("model", "?")
-    console.print(f"[bold]{run_dir}[/]: {len(records)} round(s) recorded of {cfg.get('rounds')}")
+    console.print(
+        f"[bold]{run_dir}[/]: rounds {records[0]['round']}..{records[-1]['round']} recorded "
+        f"(configured: {cfg.get('rounds')}, round 0 = the base models)"
+    )
     console.print(
         f"  host {cfg.get('host')}, plugin {cfg.get('plugin')}, allocation "
         f"{cfg.get('allocation')}, engine {cfg.get('engine')}"
