@@ -158,3 +158,15 @@ def test_run_exits_non_zero_when_every_client_misses_a_round(
     assert summary["rounds_every_client_missed"] == [1]
     log = (tmp_path / "r" / "log.txt").read_text()
     assert "round 1" in log and "every client missed" in log  # log.txt has what was printed
+
+
+def test_eval_and_train_check_the_model_before_loading(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    row = {"id": "a", "domain": "d", "question": "q", "answer": "1", "answer_type": "number"}
+    data.write_text(json.dumps(row) + "\n")
+    for cmd in (["eval"], ["train", "--out", "m"]):
+        res = lada(*cmd, "--model", "slm-xxs", "--data", str(data), cwd=tmp_path)
+        assert res.returncode != 0
+        assert "option '--model' = 'slm-xxs'" in res.stderr and "'slm-xs'" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

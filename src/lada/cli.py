@@ -145,7 +145,12 @@ def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
         if lora:
             raise SystemExit("error: --lora trains new adapters; give a model, not a checkpoint")
         return load_run_checkpoint(*found)
-    from lada.config import load_config
+    from lada.config import ConfigError, load_config
+    from lada.config.validate import model_problem
+
+    problem = model_problem("--model", name)
+    if problem:  # before torch/transformers load
+        raise ConfigError(problem)
     from lada.models.loading import LoraSettings, load_causal_lm
     from lada.models.prepare import is_zoo_name, prepare_model
     from lada.runner.setup import world_config

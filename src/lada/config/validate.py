@@ -209,8 +209,9 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
 
 
 def problem(key: str, value: Any, message: str) -> str:
-    """One line: ``config key 'KEY' = VALUE: message``."""
-    return f"config key '{key}' = {value!r}: {message}"
+    """One line: ``config key 'KEY' = VALUE: message`` (``option '--x'`` for a CLI flag)."""
+    kind = "option" if key.startswith("--") else "config key"
+    return f"{kind} '{key}' = {value!r}: {message}"
 
 
 def _join(path: str, key: object) -> str:
