@@ -185,3 +185,22 @@ def test_memory_keeps_verified_slm_paths_rehearses_them_and_survives_a_reload(
     no_mem.learn(3, {0: (["p4"], [RIGHT[3]])}, own)
     after_no_mem = no_mem.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
     assert after < before and after < after_no_mem - 0.1, (before, after, after_no_mem)
+
+
+@pytest.mark.parametrize("norm", ["sum", "mean"])
+def test_cd_norm_sets_the_scale_of_the_reported_margin(tok, norm: str) -> None:
+    """distill.cd_norm: the same step's margin is per path ("sum") or per token ("mean"); with
+    "mean" it is about the sum's divided by the paths' length (tokens)."""
+    model = build_model("slm-xs", tok, seed=0)
+    optim = OptimConfig(lr=3e-3, batch_size=4, epochs=2, warmup_steps=0, weight_decay=0.0)
+    cfg = DistillConfig(unverified="keep", cd_norm=norm)  # type: ignore[arg-type]
+    out = learn_from_paths(model, tok, SAMPLES, RIGHT, OWN, cfg, optim)
+    assert out.num_pairs == len(SAMPLES)
+    assert np.all(np.isfinite(out.margin)) and np.mean(out.margin) > 0  # the teacher gained
+    if norm == "mean":
+        ref = build_model("slm-xs", tok, seed=0)
+        long = learn_from_paths(
+            ref, tok, SAMPLES, RIGHT, OWN, DistillConfig(unverified="keep"), optim
+        )
+        n_tokens = len(tok(RIGHT[0])["input_ids"])
+        assert np.mean(out.margin) < np.mean(long.margin) / (n_tokens / 3)

@@ -106,6 +106,33 @@ def test_run_writes_metrics_and_run_dir(tiny_run: tuple[Path, list[dict]]) -> No
     assert summary["missed"] == {} and summary["completed_rounds"] == 2
 
 
+def test_run_saves_per_question_results_and_per_pick_losses(
+    tiny_run: tuple[Path, list[dict]],
+) -> None:
+    """questions/ and learning/ (lada.runner.details): what the bench's paired CIs and filter
+    lift read. The bits agree with the accuracies; the losses cover each learner's picks."""
+    out, records = tiny_run
+    for rec in records:
+        q = json.loads((out / "questions" / f"round_{rec['round']:03d}.json").read_text())
+        for side in ("slm", "llm"):
+            for k, acc in rec[f"{side}_accuracy"].items():
+                bits = q[side][k]
+                assert len(bits) == 8 and set(bits) <= {"0", "1"}
+                assert bits.count("1") / len(bits) == pytest.approx(acc)
+        assert set(q["ids_sha1"]) == {"0", "1", "2"} and all(
+            len(h) == 40 for h in q["ids_sha1"].values()
+        )
+    assert not (out / "learning" / "round_000.json").exists()  # nothing learnt before round 1
+    learn = json.loads((out / "learning" / "round_001.json").read_text())
+    sel = json.loads((out / "selections" / "round_001.json").read_text())
+    for k in "012":
+        for d in ("S", "L"):
+            got = learn[k][d]
+            assert sorted(got["ids"]) == sorted(sel[k][d])
+            n = len(got["ids"])
+            assert len(got["loss_before"]) == len(got["loss_after"]) == len(got["margin"]) == n
+
+
 def test_existing_run_dir_is_not_overwritten(tiny_run: tuple[Path, list[dict]]) -> None:
     from lada.runner.run import RunDirError
 

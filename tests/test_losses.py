@@ -177,3 +177,32 @@ def test_choose_preference_errors() -> None:
         choose_preference(["a"], ["b"], ["A"], ["B"], ["A", "B"], mode="correctness")
     with pytest.raises(ValueError):
         choose_preference(["a"], ["b"], mode="votes")  # type: ignore[arg-type]
+
+
+def test_path_logprob_sum_is_the_spec_and_mean_divides_by_tokens() -> None:
+    from lada.train.losses import path_logprob
+
+    total, n = torch.tensor([-12.0, -3.0, -5.0]), torch.tensor([6, 1, 0])
+    torch.testing.assert_close(path_logprob(total, n, "sum"), total)
+    # the per-token mean; an empty path counts as one token (no division by zero)
+    torch.testing.assert_close(path_logprob(total, n, "mean"), torch.tensor([-2.0, -3.0, -5.0]))
+    with pytest.raises(ValueError, match="cd_norm"):
+        path_logprob(total, n, "max")  # type: ignore[arg-type]
+
+
+def test_mean_norm_shrinks_a_long_pairs_margin_by_its_length() -> None:
+    """The scale issue of L_CD: with "sum" a pair of 50-token paths whose per-token log-probs
+    each moved by 0.1 has a 50x larger margin than with "mean"."""
+    from lada.train.losses import path_logprob
+
+    n = torch.tensor([50])
+    pol_p, ref_p = torch.tensor([-50 * 1.0]), torch.tensor([-50 * 1.1])
+    pol_r, ref_r = torch.tensor([-50 * 1.1]), torch.tensor([-50 * 1.0])
+    margins = {
+        norm: contrastive_margin(
+            *(path_logprob(x, n, norm) for x in (pol_p, pol_r, ref_p, ref_r)), beta=0.1
+        ).item()
+        for norm in ("sum", "mean")
+    }
+    assert margins["mean"] == pytest.approx(0.1 * 0.2, rel=1e-5)
+    assert margins["sum"] == pytest.approx(50 * margins["mean"], rel=1e-5)

@@ -70,6 +70,9 @@ class DistillConfig:
     beta: float = 0.1  # β of the DPO-like loss [spec default]
     preference: Literal["role", "correctness"] = "role"  # who is preferred [spec default: role]
     skip_identical: bool = True  # drop L_CD pairs whose two paths are identical
+    # log pi(y|x) in L_CD's margin: "sum" over the path's tokens [spec], or "mean" per token
+    # (ours: the SFT term's scale; lada.train.losses.path_logprob)
+    cd_norm: Literal["sum", "mean"] = "sum"
     # "skip" (ours): a sample whose preferred path does not reach P's gold answer gives no SFT
     # and no L_CD term (it still gets a reward), and an L_CD pair is kept only when its
     # rejected path is wrong; "keep": learn every path (spec behaviour). Default skip: with keep

@@ -101,6 +101,19 @@ def group_counts(
     }
 
 
+def correctness_bits(records: Iterable[Record]) -> str:
+    """Per-question correctness in record order as a string of "1"/"0" (ours: what the bench's
+    paired confidence intervals resample; a metric, not a sample, so it may leave a client)."""
+    return "".join("1" if r["correct"] else "0" for r in records)
+
+
+def ids_fingerprint(ids: Iterable[str]) -> str:
+    """SHA-1 of the ids in order: two runs' per-question results pair up only when it is equal."""
+    import hashlib
+
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+
+
 def render_table(rows: Sequence[Record], title: str = "") -> Table:
     """A rich table of ``accuracy_table`` rows (accuracy shown in %)."""
     table = Table(title=title or None)

@@ -339,7 +339,7 @@ class ClientRole:
         return SetWeightsRes(num_params=load_flat(self.model, state))
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
-        from lada.eval.accuracy import evaluate, group_counts
+        from lada.eval.accuracy import correctness_bits, evaluate, group_counts
 
         self.enter_round(ins.round)
         e = self.settings.eval
@@ -357,4 +357,5 @@ class ClientRole:
             num_samples=len(test),
             accuracy=float(result.accuracy),
             groups=json.dumps(group_counts(result.records)),
+            correct=correctness_bits(result.records),
         )

@@ -198,6 +198,8 @@ class EvaluateRes(Payload):
     num_samples: int
     accuracy: float
     groups: str = field(default="[]")  # JSON list of {domain, num_steps, n, correct}
+    # per-question correctness in test-set order, "1"/"0" per question (bench CIs, ours)
+    correct: str = ""
 
 
 @dataclass

@@ -45,6 +45,8 @@ class RoundReport:
     distill: dict[int, dict[str, float]] = field(default_factory=dict)
     slm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)
     llm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # per learner (client k, direction "S"/"L"): the picks' losses, for the bench's filter lift
+    learning: dict[int, dict[str, dict[str, list]]] = field(default_factory=dict)
 
 
 class _Phase:
@@ -163,7 +165,7 @@ def run_round(
         )
         evals: dict[int, EvaluateRes] = _ok(rep, Task.EVALUATE, replies)
         rep.slm_eval = {
-            k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups}
+            k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups, "correct": r.correct}
             for k, r in evals.items()
         }
         rep.llm_eval = server.evaluate(round_idx)
@@ -339,6 +341,16 @@ def exchange_paths(
     return slm_paths, known
 
 
+def _pick_losses(losses: LearnerLosses) -> dict[str, list]:
+    """A learner's losses on its picks as JSON-able lists (RoundReport.learning)."""
+    return {
+        "ids": list(losses.ids),
+        "loss_before": [float(x) for x in losses.loss_before],
+        "loss_after": [float(x) for x in losses.loss_after],
+        "margin": [float(x) for x in losses.margin],
+    }
+
+
 def record_learning(
     server: ServerRole,
     rep: RoundReport,
@@ -350,6 +362,7 @@ def record_learning(
     with _Phase(rep, "rewards"):
         for k, r in distilled.items():
             losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
+            rep.learning.setdefault(k, {})["S"] = _pick_losses(losses)
             if rewards:
                 rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)
             rep.distill.setdefault(k, {}).update(
@@ -358,6 +371,7 @@ def record_learning(
                 slm_pairs=r.num_pairs,
             )
         for k, losses in llm_losses.items():
+            rep.learning.setdefault(k, {})["L"] = _pick_losses(losses)
             if rewards:
                 rep.rewards.setdefault(k, {})["L"] = server.reward(k, "L", losses)
             rep.distill.setdefault(k, {}).update(

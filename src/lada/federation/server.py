@@ -323,7 +323,7 @@ class ServerRole:
     def evaluate(self, round_idx: int) -> dict[int, dict[str, Any]]:
         """The LLM on every client's test set (the benchmark's evaluation data, held by the
         experimenter; it is not received through the protocol)."""
-        from lada.eval.accuracy import evaluate, group_counts
+        from lada.eval.accuracy import correctness_bits, evaluate, group_counts, ids_fingerprint
 
         e = self.settings.eval
         out: dict[int, dict[str, Any]] = {}
@@ -341,6 +341,8 @@ class ServerRole:
                 "accuracy": float(res.accuracy),
                 "n": len(test),
                 "groups": group_counts(res.records),
+                "correct": correctness_bits(res.records),
+                "ids_sha1": ids_fingerprint(s.id for s in test),
                 "seconds": time.perf_counter() - t0,
             }
         return out

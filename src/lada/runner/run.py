@@ -5,6 +5,8 @@ RUN_DIR/
   data/                    the generated split (synthetic data)
   metrics.jsonl            one JSON object per round (round 0: before training)
   selections/round_NNN.json  public ids each filter picked, per client and direction
+  questions/round_NNN.json   per-question correctness of every SLM and of the LLM (bench CIs)
+  learning/round_NNN.json    each learner's per-pick losses before/after its step (filter lift)
   checkpoints/round_NNN/   the server's LLM and filter states at the end of round NNN
   clients/client_K/        each client's own state (its SLM), saved by the client
   state.json               {"last_complete_round": N}: written last, atomically
@@ -33,6 +35,7 @@ from lada.federation.client import ClientRole, ClientSettings
 from lada.federation.round import RoundReport, run_round
 from lada.federation.server import ServerRole, ServerSettings
 from lada.federation.transport import Transport
+from lada.runner.details import write_round_details
 from lada.runner.report import metrics_record, print_final, print_round, run_summary
 from lada.runner.setup import RunData, load_run_data, model_loader
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
@@ -234,7 +237,7 @@ def _initial_evaluation(server: ServerRole, engine) -> RoundReport:
     replies = engine.broadcast(0, Task.EVALUATE, {k: EvaluateIns(0) for k in engine.clients()})
     evals = _ok(rep, Task.EVALUATE, replies)
     rep.slm_eval = {
-        k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups}
+        k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups, "correct": r.correct}
         for k, r in evals.items()
     }
     rep.llm_eval = server.evaluate(0)
@@ -261,6 +264,7 @@ def _commit_round(
             run_dir / "selections" / f"round_{t:03d}.json",
             {str(k): v for k, v in report.selected.items()},
         )
+    write_round_details(run_dir, t, report)
     metrics = run_dir / "metrics.jsonl"
     with metrics.open("a") as f:
         f.write(json.dumps(record) + "\n")

@@ -38,6 +38,7 @@ from lada.train.losses import (
     choose_preference,
     contrastive_distill_loss,
     contrastive_margin,
+    path_logprob,
 )
 
 
@@ -114,6 +115,16 @@ def _score(
     return score_texts(model, tokenizer, prompts, texts, batch_size=64, max_length=optim.max_length)
 
 
+def _path_logprobs(
+    model: nn.Module, tokenizer, prompts, texts, optim: OptimConfig, cfg: DistillConfig
+) -> Tensor:
+    """log pi(text | prompt) as L_CD's margin uses it (``cfg.cd_norm``), without gradients."""
+    sc = _score(model, tokenizer, prompts, texts, optim)
+    return path_logprob(
+        torch.tensor(sc["logprob_sum"]), torch.tensor(sc["num_tokens"]), cfg.cd_norm
+    )
+
+
 def learn_from_paths(
     model: nn.Module,
     tokenizer,
@@ -167,12 +178,8 @@ def learn_from_paths(
     before_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
     ref_pref = ref_rej = None
     if use_cd:
-        ref_pref = torch.tensor(
-            _score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"]
-        )
-        ref_rej = torch.tensor(
-            _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
-        )
+        ref_pref = _path_logprobs(model, tokenizer, pair_prompts, pairs.preferred, optim, cfg)
+        ref_rej = _path_logprobs(model, tokenizer, pair_prompts, pairs.rejected, optim, cfg)
 
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -238,11 +245,9 @@ def learn_from_paths(
     after_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
     margin = np.zeros(n, dtype=np.float64)
     if use_cd:
-        pol_pref = _score(model, tokenizer, pair_prompts, pairs.preferred, optim)["logprob_sum"]
-        pol_rej = _score(model, tokenizer, pair_prompts, pairs.rejected, optim)["logprob_sum"]
-        m = contrastive_margin(
-            torch.tensor(pol_pref), torch.tensor(pol_rej), ref_pref, ref_rej, cfg.beta
-        )
+        pol_pref = _path_logprobs(model, tokenizer, pair_prompts, pairs.preferred, optim, cfg)
+        pol_rej = _path_logprobs(model, tokenizer, pair_prompts, pairs.rejected, optim, cfg)
+        m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, cfg.beta)
         margin[pairs.indices] = m.numpy()
     return DistillOutcome(
         loss_before=before_teacher["mean_nll"],
@@ -294,7 +299,11 @@ def _path_loss_fn(
             pos = torch.as_tensor([idx.index(i) for i in in_pair])
             dev = seq.device
             l_cd = contrastive_distill_loss(
-                seq[pos], seq[b:], ref_pref[j].to(dev), ref_rej[j].to(dev), beta=cfg.beta
+                path_logprob(seq[pos], counts[pos], cfg.cd_norm),
+                path_logprob(seq[b:], counts[b:], cfg.cd_norm),
+                ref_pref[j].to(dev),
+                ref_rej[j].to(dev),
+                beta=cfg.beta,
             )
             loss = loss + cfg.lambda_cd * l_cd
         return loss, nll
@@ -341,8 +350,8 @@ def _logit_loss_fn(
             j = torch.as_tensor(pair_of[in_pair])
             dev = seq.device
             l_cd = contrastive_distill_loss(
-                seq[g : g + p],
-                seq[g + p :],
+                path_logprob(seq[g : g + p], counts[g : g + p], cfg.cd_norm),
+                path_logprob(seq[g + p :], counts[g + p :], cfg.cd_norm),
                 ref_pref[j].to(dev),
                 ref_rej[j].to(dev),
                 beta=cfg.beta,

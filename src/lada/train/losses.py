@@ -7,6 +7,9 @@ scores text with its own tokenizer, so no token alignment is needed.
     margin_i = beta*[(log pi(y_pref|x) - log pi_ref(y_pref|x)) - (log pi(y_rej|x) - log pi_ref(y_rej|x))]
     L_CD     = -log sigma(margin_i)
     L        = L_host + lambda*L_CD
+
+``distill.cd_norm="mean"`` (ours; :func:`path_logprob`) puts the per-token mean log pi in the
+margin instead of the sum: the scale of the token-mean SFT term.
 """
 
 from __future__ import annotations
@@ -20,6 +23,23 @@ from torch import Tensor
 
 Reduction = Literal["mean", "sum", "none"]
 PreferenceMode = Literal["role", "correctness"]
+CdNorm = Literal["sum", "mean"]
+
+
+def path_logprob(logprob_sum: Tensor, num_tokens: Tensor, norm: CdNorm = "sum") -> Tensor:
+    """The log pi(y|x) that enters L_CD's margin (``distill.cd_norm``).
+
+    ``"sum"`` (spec): the sequence log-probability sum_t log pi(y_t | x, y_<t). ``"mean"``
+    (ours): the same divided by the path's number of target tokens, i.e. the per-token mean,
+    the scale of the SFT term (a token mean): with "sum" one pair of ~50-token paths weighs
+    about 50x more per token in L_host + λ·L_CD than with "mean". ``num_tokens`` is clamped to
+    at least 1.
+    """
+    if norm == "sum":
+        return logprob_sum
+    if norm == "mean":
+        return logprob_sum / num_tokens.clamp(min=1).to(logprob_sum.dtype)
+    raise ValueError(f"unknown distill.cd_norm {norm!r} (known: sum, mean)")
 
 
 def contrastive_margin(
