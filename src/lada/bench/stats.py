@@ -1,0 +1,238 @@
+"""Paired confidence intervals, verdicts and filter lift for the bench (ours).
+
+Every comparison is a difference of two methods run with the same seeds (same data, same
+models, same test questions), read back from each run's ``questions/`` and ``learning/``
+(:mod:`lada.runner.details`).
+
+Accuracy Δ (method A − method B, e.g. LaDa − host alone) on the last round:
+
+    d_{s,k,q} = correct_A(s, k, q) − correct_B(s, k, q)     seed s, client k, question q
+    Δ         = mean_s mean_k mean_q d_{s,k,q}
+
+(the mean over clients of each client's accuracy difference, as the tables' "SLM" and "LLM"
+columns). Its 95 % interval is a two-level percentile bootstrap (:func:`seed_question_bootstrap`):
+draw the seeds with replacement, then, within every drawn seed and client, the questions with
+replacement; the seed level carries the seed-to-seed spread (training noise, data draw), the
+question level the finite test sets. Verdict (:func:`verdict`): "win" when the interval lies
+above 0, "loss" when below, "tie" when it holds 0.
+
+Filter lift of learner (k, direction) in round t: the mean realised reward of LaDa's picks minus
+that of random allocation's picks, same seed. The realised reward of a pick is spec §3's
+r_i = α·σ(r_batch) + (1 − α)·σ(g_i) (lada.filter.rewards; α and the sample signal from the run's
+config), computed here from the learner's saved losses for both methods alike: the B chain of
+r_batch runs over that method's own picks of this learner, round after round
+(:func:`realised_rewards`). Its interval draws seeds, then each method's picks within a seed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Verdict = Literal["win", "tie", "loss"]
+N_BOOT = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its percentile interval, over ``n_seeds`` seeds."""
+
+    mean: float
+    lo: float
+    hi: float
+    n_seeds: int
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict(self.lo, self.hi)
+
+    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
+        """ "+1.2 [−0.3, +2.6]" (scaled, e.g. to points)."""
+        m, lo, hi = (scale * x for x in (self.mean, self.lo, self.hi))
+        return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def verdict(lo: float, hi: float) -> Verdict:
+    """ "win" if the interval lies above 0, "loss" if below, else "tie"."""
+    if lo > 0:
+        return "win"
+    if hi < 0:
+        return "loss"
+    return "tie"
+
+
+# a seed's statistic: sum_g weight_g * mean(values_g) over its groups g
+SeedGroups = Sequence[tuple[float, np.ndarray]]
+
+
+def _seed_stat(groups: SeedGroups) -> float:
+    return float(sum(w * np.mean(x) for w, x in groups))
+
+
+def seed_question_bootstrap(
+    per_seed: Sequence[SeedGroups],
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    rng_seed: int = 0,
+) -> Estimate:
+    """Two-level percentile bootstrap of mean_s sum_g w_g·mean(x_{s,g}).
+
+    ``per_seed[s]`` lists seed s's groups as (weight, values): the clients of a paired accuracy
+    difference (weight 1/K, values the per-question differences), or the two methods of a
+    filter lift (+1: LaDa's picks' rewards, −1: random's). Each replicate draws S seeds with
+    replacement and, for every drawn slot, resamples every group's values with replacement
+    (independently per slot, so a seed drawn twice gets two question resamples). A group with no
+    values is an error: it has no mean.
+    """
+    if not per_seed:
+        raise ValueError("seed_question_bootstrap needs at least one seed")
+    for s, groups in enumerate(per_seed):
+        if not groups or any(len(x) == 0 for _, x in groups):
+            raise ValueError(f"seed #{s}: every group needs at least one value")
+    rng = np.random.default_rng(rng_seed)
+    n_seeds = len(per_seed)
+    # boot[j, s, b]: seed s's statistic on its b-th resample for slot j
+    boot = np.zeros((n_seeds, n_seeds, n_boot))
+    for j in range(n_seeds):
+        for s, groups in enumerate(per_seed):
+            for w, x in groups:
+                x = np.asarray(x, dtype=np.float64)
+                idx = rng.integers(0, x.size, size=(n_boot, x.size))
+                boot[j, s] += w * x[idx].mean(axis=1)
+    slots = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # which seed fills slot j
+    reps = boot[np.arange(n_seeds)[None, :], slots, np.arange(n_boot)[:, None]].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(reps, [tail, 1.0 - tail])
+    point = float(np.mean([_seed_stat(g) for g in per_seed]))
+    return Estimate(point, float(lo), float(hi), n_seeds)
+
+
+# ---- reading runs ---------------------------------------------------------------------------
+
+
+def last_round(run_dir: Path) -> int | None:
+    """The last complete round of a run (state.json), None if none."""
+    p = run_dir / "state.json"
+    if not p.exists():
+        return None
+    return int(json.loads(p.read_text())["last_complete_round"])
+
+
+def question_bits(run_dir: Path, round_idx: int) -> dict[str, dict[str, np.ndarray | str]]:
+    """questions/round_NNN.json as {"slm"|"llm": {k: 0/1 array}, "ids_sha1": {k: sha1}}."""
+    p = run_dir / "questions" / f"round_{round_idx:03d}.json"
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: no per-question results (a run made before they were saved; re-run it)"
+        )
+    raw = json.loads(p.read_text())
+    out: dict[str, dict] = {"ids_sha1": dict(raw.get("ids_sha1", {}))}
+    for side in ("slm", "llm"):
+        out[side] = {
+            k: np.frombuffer(bits.encode(), dtype=np.uint8) - ord("0")
+            for k, bits in raw[side].items()
+        }
+    return out
+
+
+def paired_delta(
+    runs_a: Sequence[Path], runs_b: Sequence[Path], side: Literal["slm", "llm"]
+) -> Estimate | None:
+    """Δ accuracy (A − B) on the last round with its CI; ``runs_a[i]`` and ``runs_b[i]`` are the
+    same seed's runs. Seeds where either run has not finished the same last round are left
+    out; None when no seed is left. Raises when a pair was evaluated on different questions."""
+    per_seed = []
+    for a, b in zip(runs_a, runs_b, strict=True):
+        ta, tb = last_round(a), last_round(b)
+        if ta is None or ta != tb or ta < 1:
+            continue
+        qa, qb = question_bits(a, ta), question_bits(b, tb)
+        groups = []
+        clients = sorted(set(qa[side]) & set(qb[side]), key=int)
+        for k in clients:
+            ha, hb = qa["ids_sha1"].get(k), qb["ids_sha1"].get(k)
+            xa, xb = qa[side][k], qb[side][k]
+            if ha != hb or xa.shape != xb.shape:
+                raise ValueError(
+                    f"{a.name} and {b.name}: client {k} was evaluated on different test "
+                    "questions; they cannot be paired"
+                )
+            if xa.size:
+                groups.append(xa.astype(np.float64) - xb.astype(np.float64))
+        if groups:
+            per_seed.append([(1.0 / len(groups), d) for d in groups])
+    if not per_seed:
+        return None
+    return seed_question_bootstrap(per_seed)
+
+
+def _run_filter_settings(run_dir: Path) -> tuple[float, str]:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    f = cfg.get("filter", {}) or {}
+    return float(f.get("alpha", 0.5)), str(f.get("sample_signal", "loss_drop"))
+
+
+def realised_rewards(run_dir: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
+    """{(client k, direction): {round: r_i of that learner's picks}} from learning/, spec §3's
+    reward (lada.filter.rewards.RewardTracker: α and signal from the run's config), chained
+    over the rounds in order. Rounds where the learner had no picks are absent."""
+    from lada.filter.rewards import RewardTracker
+
+    alpha, signal = _run_filter_settings(run_dir)
+    trackers: dict[tuple[str, str], RewardTracker] = {}
+    out: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    for p in sorted((run_dir / "learning").glob("round_*.json")):
+        t = int(p.stem.split("_")[1])
+        for k, per in json.loads(p.read_text()).items():
+            for d, losses in per.items():
+                if not losses["ids"]:
+                    continue
+                tr = trackers.setdefault((k, d), RewardTracker(alpha, signal))  # type: ignore[arg-type]
+                r = tr.step(losses["loss_after"], losses["loss_before"], losses["margin"])
+                out.setdefault((k, d), {})[t] = r
+    return out
+
+
+def filter_lift(
+    runs_lada: Sequence[Path], runs_random: Sequence[Path]
+) -> dict[tuple[str, str], dict[int | str, Estimate]]:
+    """{(k, direction): {round: Estimate, "all": Estimate}}: LaDa's picks' mean realised reward
+    minus random allocation's, same seeds (``runs_lada[i]`` and ``runs_random[i]`` share a
+    seed); "all" is, per seed, the mean over rounds of the per-round lift (over the seeds that
+    have every round of this learner)."""
+    # per[learner][round][seed] = (LaDa's rewards, random's rewards)
+    per: dict[tuple[str, str], dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
+    for i, (a, b) in enumerate(zip(runs_lada, runs_random, strict=True)):
+        if not (a / "learning").exists() or not (b / "learning").exists():
+            continue
+        ra, rb = realised_rewards(a), realised_rewards(b)
+        for learner in set(ra) & set(rb):
+            for t in set(ra[learner]) & set(rb[learner]):
+                per.setdefault(learner, {}).setdefault(t, {})[i] = (ra[learner][t], rb[learner][t])
+    out: dict[tuple[str, str], dict[int | str, Estimate]] = {}
+    for learner in sorted(per):
+        by_round = per[learner]
+        res: dict[int | str, Estimate] = {}
+        for t in sorted(by_round):
+            pairs = [by_round[t][i] for i in sorted(by_round[t])]
+            res[t] = seed_question_bootstrap([[(1.0, a), (-1.0, b)] for a, b in pairs])
+        rounds = sorted(by_round)
+        seeds = sorted(set.intersection(*(set(by_round[t]) for t in rounds)))
+        if seeds:
+            w = 1.0 / len(rounds)
+            res["all"] = seed_question_bootstrap(
+                [
+                    [g for t in rounds for g in ((w, by_round[t][i][0]), (-w, by_round[t][i][1]))]
+                    for i in seeds
+                ]
+            )
+        out[learner] = res
+    return out
