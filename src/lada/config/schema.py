@@ -22,8 +22,12 @@ class ModelConfig:
     model: str = "slm-s"
     gguf_file: str | None = None  # load weights from this GGUF file inside ``model`` (a folder)
     lora: LoraSettings | None = None  # train LoRA adapters instead of all weights
+    # auto | fp32 | bf16 | fp16 (lada.models.precision): auto = bf16 on a bf16 GPU, fp32 weights
+    # + bf16 autocast on a CPU with native bf16 for models >= 20 M params, else fp32 (ours);
+    # bf16 on CPU = fp32 weights + bf16 autocast. Default fp32: the zoo models measure faster so
     dtype: str = "float32"
     device: str = "auto"  # "auto" = cuda when available, else cpu
+    chat_template: Literal["auto", "off"] = "auto"  # auto: use the tokenizer's when it has one
 
 
 @dataclass

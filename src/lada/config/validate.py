@@ -89,7 +89,7 @@ def betas(v: Any) -> str | None:
     return None
 
 
-DTYPES = ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "half")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "half")
 
 
 def dtype(v: Any) -> str | None:
@@ -345,9 +345,10 @@ def _in_hub_cache(repo_id: str, filename: str) -> bool:
 def model_problem(key: str, name: str, gguf_file: str | None = None) -> str | None:
     """Why ``name`` (a role's ``model``) cannot be loaded, or None: a zoo name, a local folder
     with a config (or the GGUF file), or a hub id (when offline: one in the local hub cache)."""
+    from lada.models.fetch import parse_real_name
     from lada.models.zoo import ZOO
 
-    if name in ZOO:
+    if name in ZOO or parse_real_name(name) is not None:  # real names: fetched on first use
         return None
     zoo_hint = closest(name, ZOO)
     also = f"did you mean the zoo model '{zoo_hint}'? " if zoo_hint else ""

@@ -51,6 +51,7 @@ def evaluate(
     batch_size: int = 64,
     max_new_tokens: int = 160,
     group_keys: Sequence[str] = ("domain", "num_steps"),
+    desc: str = "evaluate",
 ) -> EvalResult:
     """Greedy-decode every sample's prompt and score the final answers."""
     texts = generate_paths(
@@ -59,6 +60,7 @@ def evaluate(
         [s.prompt() for s in samples],
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        desc=desc,
     )
     records = score_paths(samples, texts)
     accuracy = sum(r["correct"] for r in records) / len(records) if records else float("nan")

@@ -1,66 +1,23 @@
-"""Batched greedy generation of reasoning paths (KV cache, left padding, length-sorted batches).
+"""The one generator for evaluation and path generation: batched greedy decoding.
 
-Prompts are encoded exactly as in training (:func:`lada.train.batching.encode_prompts`) and
-left-padded by hand, so the tokenizer's ``padding_side`` is never touched.
+Prompts are encoded exactly as in training (:func:`lada.train.batching.encode_prompts`, chat
+template included when the model uses one) and left-padded by hand, so the tokenizer's
+``padding_side`` is never touched. :func:`greedy_decode` is our own loop rather than
+``model.generate`` (measured faster: benchmarks/real_model_speed.py); its output equals
+greedy ``generate``'s token for token (tests/test_generate.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from transformers import (
-    GenerationConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lada.data.sample import ANSWER_PREFIX
+from lada.models.precision import autocast_for
 from lada.train.batching import encode_prompts, left_pad
-
-
-class AnswerLineStop(StoppingCriteria):
-    """Stop a row once its continuation holds an ``Answer: X`` line ended by a newline.
-
-    Works on decoded token pieces, one new token per call, so its cost is a few string
-    operations per row and step. (EOS is handled by ``generate`` itself.)
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_width: int, batch: int) -> None:
-        self.tokenizer = tokenizer
-        self.start = prompt_width
-        self.seen = prompt_width
-        self.tails = [""] * batch
-        self.after = [None] * batch  # text after "Answer:" once seen
-        self.pieces: dict[int, str] = {}
-
-    def _piece(self, token_id: int) -> str:
-        if token_id not in self.pieces:
-            self.pieces[token_id] = self.tokenizer.decode([token_id], skip_special_tokens=True)
-        return self.pieces[token_id]
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
-    ) -> torch.BoolTensor:
-        new = input_ids[:, self.seen :].tolist()
-        self.seen = input_ids.shape[1]
-        done = []
-        for row, ids in enumerate(new):
-            text = "".join(self._piece(t) for t in ids)
-            after = self.after[row]
-            if after is None:
-                tail = self.tails[row] + text
-                pos = tail.rfind(ANSWER_PREFIX)
-                if pos >= 0:
-                    after = self.after[row] = tail[pos + len(ANSWER_PREFIX) :]
-                else:
-                    self.tails[row] = tail[-len(ANSWER_PREFIX) :]
-            else:
-                after = self.after[row] = after + text
-            done.append(after is not None and "\n" in after.lstrip())
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+from lada.utils.progress import progress_bar
 
 
 @torch.no_grad()
@@ -72,49 +29,220 @@ def generate_paths(
     max_new_tokens: int = 160,
     batch_size: int = 64,
     stop_at_answer: bool = True,
+    desc: str = "generate",
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (in input order), special tokens stripped.
 
     With ``stop_at_answer`` a row stops after its first complete ``Answer: X`` line (the
-    continuation then ends with that line, without the newline).
+    continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
+    (LaDa's own decode loop: length-sorted batches, KV cache, finished rows dropped, the model's
+    autocast dtype), with a progress bar labelled ``desc``.
     """
     if not prompts:
         return []
     encoded = encode_prompts(tokenizer, prompts)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    gen_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=pad_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
+    stop = _AnswerStops(tokenizer) if stop_at_answer else None
+    with progress_bar(desc, total=len(prompts)) as bar:
+        ids = greedy_decode(
+            model,
+            encoded,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            eos_ids=_eos_ids(model, tokenizer),
+            pad_id=_pad_id(tokenizer),
+            stop=stop,
+            on_done=bar.advance,
+        )
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return [_cut_after_answer(t) if stop_at_answer else t for t in texts]
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    gen = getattr(model, "generation_config", None)
+    extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+    ids.update([extra] if isinstance(extra, int) else list(extra or []))
+    return ids
+
+
+class _AnswerStops:
+    """Per-row ``Answer: X`` + newline detection on decoded token pieces (cached per id)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self.pieces: dict[int, str] = {}
+        self.tails: dict[int, str] = {}
+        self.after: dict[int, str] = {}
+
+    def _piece(self, token_id: int) -> str:
+        if token_id not in self.pieces:
+            self.pieces[token_id] = self.tokenizer.decode([token_id], skip_special_tokens=True)
+        return self.pieces[token_id]
+
+    def feed(self, row: int, token_ids: Sequence[int]) -> bool:
+        """Add ``row``'s new tokens; True once its answer line is complete."""
+        text = "".join(self._piece(t) for t in token_ids)
+        if row not in self.after:
+            tail = self.tails.get(row, "") + text
+            pos = tail.rfind(ANSWER_PREFIX)
+            if pos < 0:
+                self.tails[row] = tail[-len(ANSWER_PREFIX) :]
+                return False
+            self.after[row] = tail[pos + len(ANSWER_PREFIX) :]
+        else:
+            self.after[row] += text
+        return "\n" in self.after[row].lstrip()
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: PreTrainedModel,
+    encoded: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    eos_ids: set[int],
+    pad_id: int,
+    stop: _AnswerStops | None = None,
+    on_done: Callable[[int], object] | None = None,
+    check_every: int | None = None,
+) -> list[list[int]]:
+    """Greedy new token ids for every prompt (input order), EOS excluded.
+
+    Prompts are sorted by length (longest first) and cut into batches (little left padding);
+    each batch is prefilled once and decoded with a KV cache, one token per step, computing
+    logits for the last position only. A row that is done (EOS, its answer line, or
+    ``max_new_tokens``) leaves the batch: its cache rows are dropped, so long stragglers do not
+    carry the whole batch. Finished rows are checked every ``check_every`` steps (default: 1
+    on CPU, 8 on GPU: the check is the loop's only host synchronisation; tokens produced past a
+    row's end are cut off, so the output does not depend on it).
+    """
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
-    out: list[str] = [""] * len(prompts)
+    if check_every is None:
+        check_every = 1 if device.type == "cpu" else 8
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    out: list[list[int]] = [[] for _ in encoded]
+    cache_kw = _cache_keyword(model)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = {
-                k: v.to(device) for k, v in left_pad([encoded[i] for i in idx], pad_id).items()
-            }
-            width = batch["input_ids"].shape[1]
-            stopping = StoppingCriteriaList()
-            if stop_at_answer:
-                stopping.append(AnswerLineStop(tokenizer, width, len(idx)))
-            generated = model.generate(
-                **batch, generation_config=gen_config, stopping_criteria=stopping
-            )
-            texts = tokenizer.batch_decode(generated[:, width:].tolist(), skip_special_tokens=True)
-            for i, text in zip(idx, texts, strict=True):
-                out[i] = _cut_after_answer(text) if stop_at_answer else text
+            batch = left_pad([encoded[i] for i in idx], pad_id)
+            mask = batch["attention_mask"].to(device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            cache = DynamicCache(config=model.config)
+            with autocast_for(model):
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=mask,
+                    position_ids=positions,
+                    **{cache_kw: cache},
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits
+            nxt = logits[:, -1].argmax(-1)
+            rows = list(idx)  # prompt index of each live batch row
+            pos = positions[:, -1]
+            steps: list[torch.Tensor] = []  # tokens since the last check, [live rows] each
+            for step in range(max_new_tokens):
+                steps.append(nxt)
+                last = step == max_new_tokens - 1
+                if (step + 1) % check_every == 0 or last:
+                    block = torch.stack(steps, 1).tolist()
+                    steps = []
+                    keep = []
+                    for r, (i, toks) in enumerate(zip(rows, block, strict=True)):
+                        if _extend(out[i], toks, eos_ids, stop, i) or last:
+                            if on_done is not None:
+                                on_done(1)
+                        else:
+                            keep.append(r)
+                    if not keep:
+                        break
+                    if len(keep) < len(rows):
+                        sel = torch.tensor(keep, device=device)
+                        rows = [rows[r] for r in keep]
+                        nxt, mask, pos = nxt[sel], mask[sel], pos[sel]
+                        for layer in cache.layers:
+                            layer.batch_select_indices(sel)
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                pos = pos + 1
+                with autocast_for(model):
+                    logits = model(
+                        input_ids=nxt[:, None],
+                        attention_mask=mask,
+                        position_ids=pos[:, None],
+                        **{cache_kw: cache},
+                        use_cache=True,
+                        logits_to_keep=1,
+                    ).logits
+                nxt = logits[:, -1].argmax(-1)
     finally:
         model.train(was_training)
+    return out
+
+
+def _cache_keyword(model: PreTrainedModel) -> str:
+    """``cache`` (newer transformers; ``past_key_values`` is deprecated there) or the old name."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _extend(
+    ids: list[int], new: list[int], eos_ids: set[int], stop: _AnswerStops | None, key: int
+) -> bool:
+    """Append ``new`` to a row's tokens up to EOS; True when the row is finished."""
+    for n, t in enumerate(new):
+        if t in eos_ids:
+            ids.extend(new[:n])
+            ids.append(t)
+            return True
+    ids.extend(new)
+    return stop is not None and stop.feed(key, new)
+
+
+@torch.no_grad()
+def hf_generate_paths(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 160,
+    batch_size: int = 64,
+) -> list[str]:
+    """The reference: plain ``model.generate`` (greedy, length-sorted left-padded batches, no
+    answer stop), for tests and ``benchmarks/real_model_speed.py``."""
+    encoded = encode_prompts(tokenizer, prompts)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    pad = _pad_id(tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=pad,
+        eos_token_id=sorted(_eos_ids(model, tokenizer)),
+    )
+    device = next(model.parameters()).device
+    out = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in left_pad([encoded[i] for i in idx], pad).items()}
+        width = batch["input_ids"].shape[1]
+        generated = model.generate(**batch, generation_config=config)
+        texts = tokenizer.batch_decode(generated[:, width:].tolist(), skip_special_tokens=True)
+        for i, text in zip(idx, texts, strict=True):
+            out[i] = text
     return out
 
 

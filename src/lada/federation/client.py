@@ -174,6 +174,7 @@ class ClientRole:
             [self.public[i].prompt() for i in ids],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,
+            desc="paths SLM",
         )
 
     def generate(self, ins: GenerateIns) -> PathsRes:
@@ -350,6 +351,7 @@ class ClientRole:
             test,
             batch_size=e.batch_size,
             max_new_tokens=e.max_new_tokens,
+            desc="evaluate SLM",
         )
         # the end of the round for this client: persist its state
         self._save(ins.round)

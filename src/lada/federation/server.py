@@ -151,6 +151,7 @@ class ServerRole:
             [self.by_id[i].prompt() for i in ids],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,
+            desc="paths LLM",
         )
         return dict(zip(ids, paths, strict=True))
 
@@ -336,6 +337,7 @@ class ServerRole:
                 test,
                 batch_size=e.batch_size,
                 max_new_tokens=e.max_new_tokens,
+                desc=f"evaluate LLM on client {k}",
             )
             out[k] = {
                 "accuracy": float(res.accuracy),

@@ -72,23 +72,45 @@ def load_causal_lm(
     lora: LoraSettings | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "float32",
+    chat_template: str = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` with the model in eval mode.
 
     ``name_or_path`` is a local folder or a hub id (offline, hub ids fail with transformers' own
     error). ``gguf_file`` names a GGUF file inside that folder (weights are dequantized; such a
-    model cannot be ``save_pretrained``: see :func:`convert_gguf_to_hf`).
+    model cannot be ``save_pretrained``: see :func:`convert_gguf_to_hf`). ``dtype`` is ``auto``,
+    ``fp32``, ``bf16`` or ``fp16`` (:mod:`lada.models.precision`); ``chat_template`` ``auto``
+    wraps prompts in the tokenizer's chat template when it has one, ``off`` never does
+    (:func:`lada.train.batching.use_chat_template`).
     """
+    from lada.models.precision import apply_precision, choose_precision
+
     src = str(name_or_path)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(src, **extra))
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=resolve_dtype(dtype), **extra)
+    set_chat_template_mode(tokenizer, chat_template)
+    target = resolve_device(device)
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    # the weights' dtype never depends on the size (only CPU autocast does): load in it directly
+    load_dtype = choose_precision(dtype, target, 0).weights
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=load_dtype, **extra)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    precision = choose_precision(dtype, target, sum(p.numel() for p in model.parameters()))
     if lora is not None:
         model = apply_lora(model, lora)
-    model.to(resolve_device(device))
+    apply_precision(model, precision)
+    log.info("%s: %s on %s", src, precision.describe(), target)
+    model.to(target)
     return model.eval(), tokenizer
+
+
+def set_chat_template_mode(tokenizer: PreTrainedTokenizerBase, mode: str) -> None:
+    """``auto``: prompts go through the tokenizer's chat template when it has one; ``off``: never."""
+    if mode not in ("auto", "off"):
+        raise ValueError(f"chat_template={mode!r}: expected auto or off")
+    tokenizer.lada_chat = mode == "auto" and bool(getattr(tokenizer, "chat_template", None))
 
 
 def convert_gguf_to_hf(path_dir: str | Path, gguf_file: str, out_dir: str | Path) -> Path:

@@ -62,6 +62,13 @@ def metrics_record(
     }
 
 
+def short_model_name(name: str) -> str:
+    """A table label for a role's model: a folder's or hub id's last part (``/x/y/llm-xs`` ->
+    ``llm-xs``, ``Qwen/Qwen2.5-0.5B-Instruct`` -> ``Qwen2.5-0.5B-Instruct``); zoo and real
+    model names stay as they are."""
+    return name.rstrip("/").rsplit("/", 1)[-1] or name
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -73,7 +80,7 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
     table = Table(
         title=f"round {t}"
         + (" (before training)" if t == 0 else "")
-        + f"; LLM: {cfg.server.model}; sel/reward S: LLM -> SLM picks, L: SLM -> LLM picks",
+        + f"; LLM: {short_model_name(cfg.server.model)}; sel/reward S: LLM -> SLM picks, L: SLM -> LLM picks",
         title_justify="left",
     )
     for col in (
@@ -97,7 +104,7 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         rew = rec["mean_reward"].get(key, {})
         table.add_row(
             key,
-            rec["client_models"][key],
+            short_model_name(rec["client_models"][key]),
             ",".join(rec["client_domains"][key]),
             _pct(rec["slm_accuracy"].get(key)) if key not in rec["missed"] else "[red]missed[/]",
             _pct(rec["llm_accuracy"].get(key)),
@@ -138,7 +145,8 @@ def print_final(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         table.add_column(f"{s}", justify="right")
     for k in range(len(cfg.clients)):
         key = str(k)
-        for side, label in (("slm", rec["client_models"][key]), ("llm", cfg.server.model)):
+        for side, model in (("slm", rec["client_models"][key]), ("llm", cfg.server.model)):
+            label = short_model_name(model)
             g = groups.get(side, {}).get(key, {}).get("num_steps", {})
             cells = []
             for s in steps:

@@ -51,11 +51,14 @@ def _state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
-    """Pretrain (once, cached) the zoo models this config names, in parallel."""
+    """Pretrain (once, cached) the zoo models this config names, in parallel; fetch (once,
+    cached) the real ones (lada.models.fetch)."""
+    from lada.models.fetch import fetch_models
     from lada.models.prepare import is_zoo_name, prepare_models
 
     names = sorted({m.model for m in [cfg.server, *cfg.clients] if is_zoo_name(m.model)})
     prepare_models(names, cfg.prepare, world_cfg)
+    fetch_models(sorted({m.model for m in [cfg.server, *cfg.clients]}))
 
 
 def _host_distill(cfg: RunConfig):

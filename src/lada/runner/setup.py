@@ -146,13 +146,21 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any):
     from lada.models.prepare import is_zoo_name, prepare_model
 
     def load() -> tuple[Any, Any]:
+        from lada.models.fetch import fetch_model, is_real_name
         from lada.models.loading import load_causal_lm
 
         source: str | Path = mc.model
         if is_zoo_name(mc.model):
             source = prepare_model(mc.model, cfg.prepare, world_cfg)
+        elif is_real_name(mc.model):
+            source = fetch_model(mc.model)
         return load_causal_lm(
-            source, gguf_file=mc.gguf_file, lora=mc.lora, device=mc.device, dtype=mc.dtype
+            source,
+            gguf_file=mc.gguf_file,
+            lora=mc.lora,
+            device=mc.device,
+            dtype=mc.dtype,
+            chat_template=mc.chat_template,
         )
 
     return load

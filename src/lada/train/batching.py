@@ -27,8 +27,24 @@ def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list
     return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
 
+def use_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether prompts are wrapped in the tokenizer's chat template (set at load time by
+    :func:`lada.models.loading.set_chat_template_mode`; off for tokenizers without one)."""
+    return bool(getattr(tokenizer, "lada_chat", False))
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """``prompt`` as one user turn in the tokenizer's chat template, ready for the reply."""
+    messages = [{"role": "user", "content": prompt.rstrip("\n")}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[list[int]]:
-    """Prompt token ids: ``[bos]`` (when the tokenizer has one) + the prompt's tokens."""
+    """Prompt token ids: ``[bos]`` (when the tokenizer has one) + the prompt's tokens; with a
+    chat template (:func:`use_chat_template`), the templated user turn instead (its own
+    special tokens, no extra bos). Training targets follow either form and end with EOS."""
+    if use_chat_template(tokenizer):
+        return _token_ids(tokenizer, [chat_prompt(tokenizer, p) for p in prompts])
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     return [bos + ids for ids in _token_ids(tokenizer, prompts)]
 

@@ -238,6 +238,7 @@ def learn_from_paths(
             ],
             loss_fn,
             optim,
+            progress="distill",
             item_tokens=lengths,
             num_items=n,
         )

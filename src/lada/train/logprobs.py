@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lada.models.precision import autocast_for
 from lada.train.batching import IGNORE_INDEX, collate, encode_pairs, length_bucketed_batches
+from lada.utils.progress import progress_bar
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -51,7 +53,10 @@ def target_logits(
     labels = labels.to(device, non_blocking=True)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device, non_blocking=True)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    with autocast_for(model):
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep
+        ).logits
     targets = torch.nn.functional.pad(labels[:, width - keep + 1 :], (0, 1), value=IGNORE_INDEX)
     mask = targets != IGNORE_INDEX
     if logits.dtype != torch.float32:
@@ -111,17 +116,19 @@ def score_texts(
     }
     was_training = model.training
     model.eval()
+    lengths = [len(ids) for ids, _ in encoded]
     try:
-        lengths = [len(ids) for ids, _ in encoded]
-        for idx in length_bucketed_batches(lengths, batch_size, shuffle=False):
-            logp, mask = target_token_logprobs(
-                model, collate([encoded[i] for i in idx], tokenizer.pad_token_id)
-            )
-            total = logp.sum(dim=1).double().cpu().numpy()
-            count = mask.sum(dim=1).cpu().numpy()
-            out["logprob_sum"][idx] = total
-            out["num_tokens"][idx] = count
-            out["mean_nll"][idx] = -total / np.maximum(count, 1)
+        with progress_bar("score", total=n) as bar:
+            for idx in length_bucketed_batches(lengths, batch_size, shuffle=False):
+                logp, mask = target_token_logprobs(
+                    model, collate([encoded[i] for i in idx], tokenizer.pad_token_id)
+                )
+                total = logp.sum(dim=1).double().cpu().numpy()
+                count = mask.sum(dim=1).cpu().numpy()
+                out["logprob_sum"][idx] = total
+                out["num_tokens"][idx] = count
+                out["mean_nll"][idx] = -total / np.maximum(count, 1)
+                bar.advance(len(idx))
     finally:
         model.train(was_training)
     return out

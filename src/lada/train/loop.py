@@ -19,17 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from torch import Tensor, nn
 
 from lada.train.optim_config import OptimConfig
+from lada.utils.progress import progress_bar
 
 Batches = Sequence[Sequence[int]]
 LossOutput = Tensor | tuple[Tensor, Tensor | None]
@@ -100,7 +93,7 @@ def train(
     batches: Batches | Callable[[int], Batches],
     loss_fn: LossFn,
     cfg: OptimConfig,
-    progress: bool = False,
+    progress: bool | str = False,
     item_tokens: Sequence[int] | np.ndarray | None = None,
     num_items: int | None = None,
 ) -> TrainStats:
@@ -131,6 +124,12 @@ def _train(
     total = min(total, cfg.steps_cap) if cfg.steps_cap is not None else total
     total = total if len(first) > 0 else 0
     tokens_of = None if item_tokens is None else np.asarray(item_tokens, dtype=np.int64)
+    label = progress if isinstance(progress, str) else "train"
+    with progress_bar(label, total if progress else 0) as bar:
+        return _train_steps(model, batches, loss_fn, cfg, bar, first, total, tokens_of, num_items)
+
+
+def _train_steps(model, batches, loss_fn, cfg, bar, first, total, tokens_of, num_items):
     opt = make_optimizer(model, cfg) if total > 0 else None
     params = [p for g in opt.param_groups for p in g["params"]] if opt else []
     factor = lr_lambda(cfg, total)
@@ -139,8 +138,6 @@ def _train(
     lrs: list[float] = []
     pending: list[tuple[list[int], Tensor]] = []
     sample_losses: dict[int, float] = {}
-
-    bar = _progress_bar(total) if progress and total > 0 else None
     was_training = model.training
     model.train()
     t0 = time.perf_counter()
@@ -168,16 +165,15 @@ def _train(
                     tokens += int(tokens_of[idx].sum())
                 max_index = max(max_index, max(idx))
                 step += 1
-                if bar is not None:
-                    _advance(bar, step, losses, tokens, t0)
+                bar.advance()
+                if step % 10 == 0 and bar.progress is not None:
+                    _show_rate(bar, losses, tokens, t0)
             sample_losses.update(_resolve(pending))
             pending.clear()
             epoch += 1
     finally:
         seconds = time.perf_counter() - t0
         model.train(was_training)
-        if bar is not None:
-            bar[0].stop()
 
     n = num_items if num_items is not None else max_index + 1
     per_sample = np.full(max(n, 0), np.nan)
@@ -195,30 +191,7 @@ def _resolve(pending: list[tuple[list[int], Tensor]]) -> dict[int, float]:
     return out
 
 
-def _progress_bar(total: int) -> tuple[Progress, TaskID]:
-    bar = Progress(
-        TextColumn("train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        transient=True,
-    )
-    task = bar.add_task("train", total=total, info="")
-    bar.start()
-    return bar, task
-
-
-def _advance(
-    bar: tuple[Progress, TaskID], step: int, losses: list[Tensor], tokens: int, t0: float
-) -> None:
-    progress, task = bar
-    info = None
-    if step % 10 == 0 or step == progress.tasks[task].total:
-        recent = torch.stack(losses[-10:]).mean().item()
-        rate = tokens / max(time.perf_counter() - t0, 1e-9)
-        info = f"loss {recent:.3f}  {rate:,.0f} tok/s" if tokens else f"loss {recent:.3f}"
-    if info is None:
-        progress.update(task, completed=step)
-    else:
-        progress.update(task, completed=step, info=info)
+def _show_rate(bar, losses: list[Tensor], tokens: int, t0: float) -> None:
+    recent = torch.stack(losses[-10:]).mean().item()  # one host sync per 10 steps
+    rate = tokens / max(time.perf_counter() - t0, 1e-9)
+    bar.info(f"loss {recent:.3f}  {rate:,.0f} tok/s" if tokens else f"loss {recent:.3f}")
