@@ -60,9 +60,10 @@ def run_ours(model, tok, prompts, targets, cfg: OptimConfig) -> tuple[float, int
 
 
 def run_hf(
-    model, tok, prompts, targets, cfg: OptimConfig, group_by_length: bool
+    model, tok, prompts, targets, cfg: OptimConfig, group_by_length: bool, bf16: bool = False
 ) -> tuple[float, int]:
-    """Wall time of one ``Trainer.train()`` on pre-tokenised data and its non-pad tokens."""
+    """Wall time of one ``Trainer.train()`` on pre-tokenised data and its non-pad tokens
+    (``bf16``: the Trainer's own bf16 mixed precision)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     encoded = encode_pairs(tok, prompts, targets, cfg.max_length)
@@ -100,6 +101,7 @@ def run_hf(
             dataloader_pin_memory=torch.cuda.is_available(),
             train_sampling_strategy="group_by_length" if group_by_length else "random",
             remove_unused_columns=False,
+            bf16=bf16,
         )
         trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate)
         t0 = time.perf_counter()

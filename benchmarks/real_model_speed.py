@@ -1,0 +1,189 @@
+"""Real-model speed: LaDa's training and generation vs Hugging Face on SmolLM2-135M-Instruct.
+
+One run, same machine, same moment (so load on a shared CPU hits both sides alike):
+
+* training: LaDa's ``sft`` loop (LoRA, ``dtype`` auto: bf16 autocast where the CPU/GPU has
+  native bf16) vs ``transformers.Trainer`` + peft on the same data, same LoRA, same batch
+  size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
+  faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first.
+* generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
+  KV cache, finished rows dropped, autocast) vs plain greedy ``model.generate`` (fp32, same
+  batches, same prompts, same ``max_new_tokens``; its output is cut at the answer line like
+  ours). Tokens per second counts the tokens of the final paths (the same work for both).
+* MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
+  the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
+  attention scores left out) over the best matmul FLOP/s measured in this run (``torch.mm``
+  of 2048^2 in fp32 and bf16; the dtype our run computes in).
+
+    python benchmarks/real_model_speed.py [--train-steps 8] [--prompts 16] [--new-tokens 64]
+
+The last line reads ``train_ratio=X generate_ratio=Y mfu=Z``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("LADA_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import torch  # noqa: E402
+from train_throughput import run_hf, word_problem  # noqa: E402
+
+from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
+from lada.models.fetch import fetch_model  # noqa: E402
+from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
+from lada.train.loop import OptimConfig  # noqa: E402
+from lada.train.sft import sft  # noqa: E402
+
+
+def load_avg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Best FLOP/s of an n x n matmul in ``dtype`` on ``device`` (after one warm-up)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = 0.0
+    for i in range(reps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def linear_params(model: torch.nn.Module) -> int:
+    """Parameters inside nn.Linear layers (the matmuls), each counted once (tied head too)."""
+    seen = {}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            seen[id(m.weight)] = m.weight.numel()
+    return sum(seen.values())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2-135m", help="a real model name (lada models fetch)")
+    p.add_argument("--train-steps", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    path = fetch_model(args.model)
+    lora = LoraSettings()
+    rng = random.Random(0)
+    pairs = [word_problem(rng) for _ in range(args.batch_size * (args.train_steps + 2))]
+    prompts, targets = [a for a, _ in pairs], [b for _, b in pairs]
+    cfg = OptimConfig(
+        lr=1e-4,
+        batch_size=args.batch_size,
+        max_steps=args.train_steps,
+        max_length=args.max_length,
+        warmup_steps=2,
+    )
+    warm = OptimConfig(**{**cfg.__dict__, "max_steps": 2})
+    print(
+        f"{args.model} ({path}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {load_avg()} at start"
+    )
+
+    # ---- training -------------------------------------------------------------------------
+    ours, tok = load_causal_lm(path, lora=lora, dtype="auto", device=args.device)
+    device = next(ours.parameters()).device
+    autocast = getattr(ours, "lada_autocast", None)
+    weights = next(ours.parameters()).dtype
+    compute = autocast or weights
+    print(f"ours: weights {weights}, autocast {autocast}, device {device}")
+    sft(ours, tok, prompts, targets, warm)
+    stats = sft(ours, tok, prompts, targets, cfg)
+    train_rate = stats.tokens / stats.seconds
+    n_linear = linear_params(ours.get_base_model())
+    results = {"lada sft (LoRA, auto)": (stats.seconds, stats.tokens)}
+    hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
+    for bf16 in hf_modes:
+        hf, _ = load_causal_lm(
+            path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
+        )
+        hf.train()
+        run_hf(hf, tok, prompts, targets, warm, group_by_length=False, bf16=bf16)
+        results[f"HF Trainer + peft ({'bf16' if bf16 else 'fp32'})"] = run_hf(
+            hf, tok, prompts, targets, cfg, group_by_length=False, bf16=bf16
+        )
+        del hf
+    for name, (seconds, tokens) in results.items():
+        print(
+            f"train  {name:32s} {tokens:7d} tok in {seconds:7.2f}s = {tokens / seconds:8.1f} tok/s"
+        )
+    hf_best = max(t / s for name, (s, t) in results.items() if name.startswith("HF"))
+    train_ratio = train_rate / hf_best
+
+    # ---- generation -----------------------------------------------------------------------
+    gen_prompts = [word_problem(rng)[0] for _ in range(args.prompts)]
+    bs = args.prompts
+    ours.eval()
+    base = ours.get_base_model()  # the same weights without the LoRA wrapper
+    base.lada_autocast = autocast
+    generate_paths(base, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)  # warm-up
+    t0 = time.perf_counter()
+    mine = generate_paths(base, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
+    t_ours = time.perf_counter() - t0
+    plain, _ = load_causal_lm(path, dtype="fp32", device=args.device)
+    hf_generate_paths(plain, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)
+    t0 = time.perf_counter()
+    ref = hf_generate_paths(plain, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
+    t_hf = time.perf_counter() - t0
+    ref = [_cut_after_answer(t) for t in ref]
+
+    def ntok(texts: list[str]) -> int:
+        return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+    gen_ours, gen_hf = ntok(mine) / t_ours, ntok(ref) / t_hf
+    same = sum(a == b for a, b in zip(mine, ref, strict=True))
+    print(
+        f"generate  lada generate_paths ({compute})  {ntok(mine):6d} tok in {t_ours:7.2f}s = {gen_ours:7.1f} tok/s"
+    )
+    print(
+        f"generate  HF model.generate (fp32)        {ntok(ref):6d} tok in {t_hf:7.2f}s = {gen_hf:7.1f} tok/s"
+    )
+    print(f"generate  identical paths: {same}/{len(ref)} (bf16 vs fp32 may differ)")
+
+    # ---- MFU ------------------------------------------------------------------------------
+    peak = {dt: matmul_peak(device, dt) for dt in (torch.float32, torch.bfloat16)}
+    achieved = 4 * n_linear * train_rate
+    mfu = achieved / peak[compute] if compute in peak else float("nan")
+    print(
+        f"mfu  {n_linear / 1e6:.1f} M linear params, achieved {achieved / 1e9:.1f} GFLOP/s; "
+        f"matmul peak fp32 {peak[torch.float32] / 1e9:.1f}, bf16 {peak[torch.bfloat16] / 1e9:.1f} "
+        f"GFLOP/s; load average {load_avg()} at end"
+    )
+    print(f"train_ratio={train_ratio:.2f} generate_ratio={gen_ours / gen_hf:.2f} mfu={mfu:.3f}")
+
+
+if __name__ == "__main__":
+    main()
