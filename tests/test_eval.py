@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-import torch
 
 import lada.eval.accuracy as accuracy_module
 from lada.data.sample import Sample
