@@ -37,7 +37,7 @@ def test_dotted_overrides_and_types() -> None:
     ("override", "message"),
     [
         ("rounds=two", "config key 'rounds': expected an integer"),
-        ("filter.alhpa=0.3", "'filter.alhpa': unknown key; did you mean 'filter.alpha'"),
+        ("filter.alhpa=0.3", "'filter.alhpa' = 0.3: unknown key; did you mean 'filter.alpha'"),
         ("distill.preference=votes", "is not one of"),
         ("rounds", "expected key=value"),
     ],
@@ -58,7 +58,10 @@ def test_partial_yaml_merges_onto_defaults(tmp_path: Path) -> None:
         load_config(bad)
     typo = tmp_path / "typo.yaml"
     typo.write_text("distill:\n  betta: 0.5\n")
-    with pytest.raises(ConfigError, match=r"typo.yaml: config key 'distill.betta': unknown key; did you mean 'distill.beta'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"typo.yaml: config key 'distill.betta' = 0.5: unknown key; did you mean 'distill.beta'",
+    ):
         load_config(typo)
 
 
@@ -67,3 +70,38 @@ def test_real_model_config_is_valid() -> None:
     assert cfg.data.kind == "files" and cfg.data.format == "gsm8k"
     assert all(c.lora is not None and c.lora.r == 8 for c in cfg.clients)
     assert cfg.server.dtype == "bfloat16" and cfg.filter.budget is None
+
+
+def test_every_problem_of_a_file_at_once_with_key_and_value(tmp_path: Path) -> None:
+    """Unknown key, wrong type, negative lr, a probability outside [0, 1], budget > |P|: one
+    error naming the file, each key and each bad value (issue 14)."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        "roundz: 3\n"
+        "eval: {batch_size: many}\n"
+        "local: {optim: {lr: -0.01}}\n"
+        "filter: {alpha: 1.5, budget: 2000}\n"
+        "distill: {fedcot_alpha: -0.1}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    lines = str(info.value).splitlines()
+    assert all(line.startswith(f"{p}: ") for line in lines)
+    text = str(info.value)
+    for needle in (
+        "'roundz' = 3: unknown key; did you mean 'rounds'?",
+        "'eval.batch_size': expected an integer, got 'many'",
+        "'local.optim.lr' = -0.01: must be > 0",
+        "'filter.alpha' = 1.5: must lie in [0, 1]",
+        "'distill.fedcot_alpha' = -0.1: must lie in [0, 1]",
+    ):
+        assert needle in text, (needle, text)
+    # budget vs |P| is a rule across fields: checked once the fields are valid
+    p.write_text("filter: {budget: 2000}\n")
+    with pytest.raises(ConfigError, match=r"'filter.budget' = 2000: exceeds \|P\| = 1000"):
+        load_config(p)
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: no such config file"):
+        load_config(tmp_path / "nope.yaml")

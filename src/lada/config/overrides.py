@@ -139,10 +139,13 @@ def closest(name: str, known: typing.Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def _unknown_key(path: str, key: str, names: set[str], source: str | None) -> ConfigError:
+def _unknown_key(
+    path: str, key: str, value: Any, names: set[str], source: str | None
+) -> ConfigError:
     near = closest(key, names)
     hint = f"did you mean '{_join(path, near)}'?" if near else f"known: {', '.join(sorted(names))}"
-    return _fail(_join(path, key), source, f"unknown key; {hint}")
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}config key '{_join(path, key)}' = {value!r}: unknown key; {hint}")
 
 
 def _convert(
@@ -180,7 +183,9 @@ def _convert(
             raise _fail(path, source, f"expected a mapping, got {value!r}")
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp) if f.init}
-        problems = [str(_unknown_key(path, k, names, source)) for k in value if k not in names]
+        problems = [
+            str(_unknown_key(path, k, v, names, source)) for k, v in value.items() if k not in names
+        ]
         kwargs = {}
         for k, v in value.items():
             if k not in names:
@@ -255,6 +260,8 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

@@ -140,7 +140,7 @@ def print_final(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         title_justify="left",
     )
     table.add_column("client")
-    table.add_column("model")
+    table.add_column("model", overflow="fold")  # whole names (the LLM's included)
     for s in steps:
         table.add_column(f"{s}", justify="right")
     for k in range(len(cfg.clients)):
