@@ -426,9 +426,10 @@ def raise_problems(problems: Iterable[str], source: str | None = None) -> None:
 
 def validate(cfg: Any, resources: bool = True, source: str | None = None) -> None:
     """Raise one ConfigError listing every problem of a built RunConfig (fields are checked
-    while building; this adds cross-field rules and, with ``resources``, models and files)."""
+    while building; this adds cross-field rules and, with ``resources``, the host's own checks
+    (:func:`lada.hosts.check_host_config`), models and files)."""
     problems = check_consistency(cfg)
-    if not problems:
+    if resources and not problems:
         from lada.hosts import check_host_config  # host/model combinations a host cannot run
 
         try:
