@@ -136,3 +136,60 @@ def test_filter_lift_is_positive_when_the_picks_learn_more(tmp_path: Path) -> No
     assert all(e.verdict == "win" and e.n_seeds == 3 for e in lift.values())
     same = filter_lift(rand, rand)[("0", "S")]["all"]
     assert same.mean == 0.0 and same.verdict == "tie"
+
+
+def test_core_suite_is_the_issue_12_plan_with_fair_rehearsal() -> None:
+    from lada.bench.suite import core_suite
+
+    runs, _ = core_suite()
+    assert len(runs) == 3 * (2 * 3 + 1)
+    cells = {(r.host, r.method) for r in runs}
+    assert cells == {(h, m) for h in ("sft", "fedmkt") for m in ("alone", "random", "lada")} | {
+        ("sft", "cd_mean")
+    }
+    assert {r.scenario for r in runs} == {"hetero"} and {r.seed for r in runs} == {0, 1, 2}
+    for r in runs:
+        # 5 rounds, full test sets, no private rehearsal on either side
+        assert {"rounds=5", "eval.limit=null", "distill.slm_replay=0"} <= set(r.overrides)
+    (cd,) = [r for r in runs if r.method == "cd_mean" and r.seed == 0]
+    assert "distill.cd_norm=mean" in cd.overrides
+
+
+def _spec_run(runs_dir: Path, spec, slm: str, llm: str, drops: list[float]) -> None:
+    d = runs_dir / spec.name
+    _run(runs_dir, spec.name, {"slm": {"0": slm}, "llm": {"0": llm}}, last=1)
+    (d / "learning").mkdir()
+    (d / "config.yaml").write_text(
+        "server: {model: llm-s}\nclients: [{model: slm-s}]\nfilter: {alpha: 0.5}\n"
+    )
+    learner = {"ids": [f"p{i}" for i in range(len(drops))], "loss_before": [2.0] * len(drops)}
+    learner.update(loss_after=[2.0 - x for x in drops], margin=[0.0] * len(drops))
+    (d / "learning" / "round_001.json").write_text(json.dumps({"0": {"S": learner}}))
+
+
+def test_paired_and_lift_tables_read_the_runs(tmp_path: Path) -> None:
+    from lada.bench.compare import lift_table, paired_table
+    from lada.bench.suite import core_suite
+
+    specs = [s for s in core_suite(seeds=2)[0] if s.host == "sft"]
+    for s in specs:
+        good = s.method in ("lada", "cd_mean")
+        _spec_run(
+            tmp_path,
+            s,
+            slm="1" * 30 + "0" * 10 if good else "1" * 10 + "0" * 30,
+            llm="10" * 20,
+            drops=[0.5] * 20 if good else [0.1] * 20,
+        )
+    table = paired_table(specs, tmp_path)
+    rows = {line.split(" | ")[2]: line for line in table.splitlines()[2:]}
+    assert set(rows) == {
+        "LaDa − host alone",
+        "LaDa − random allocation",
+        "per-token L_CD − LaDa (per-path L_CD)",
+    }
+    cells = rows["LaDa − host alone"].split(" | ")
+    assert cells[3].startswith("+50.0 [") and cells[4] == "**win**"
+    assert cells[5:] == ["+0.0 [+0.0, +0.0]", "tie", "2 |"]  # the LLM's bits are equal
+    lift = lift_table(specs, tmp_path)
+    assert "SLM 0 (slm-s) ← LLM" in lift and "**win**" in lift and "round 1" in lift

@@ -562,7 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: lada bench --quick --out runs/bench-quick",
         formatter_class=fmt,
     )
-    bn.add_argument("--suite", default="paper", choices=["paper"], help="the run plan")
+    bn.add_argument(
+        "--suite",
+        default="paper",
+        choices=["paper", "core"],
+        help="the run plan: paper (every host and scenario) or core (sft and fedmkt in hetero, "
+        "alone / random / LaDa, + per-token L_CD: the paired comparisons in the least time)",
+    )
     bn.add_argument("--out", required=True, help="folder for runs, tables and plots")
     bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
     bn.add_argument("--seeds", type=int, default=None, help="seeds per run (default 3; quick 1)")

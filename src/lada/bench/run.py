@@ -1,4 +1,5 @@
-"""`lada bench --suite paper`: execute the suite, then write results.csv, results.md, plots."""
+"""`lada bench --suite paper|core`: execute the suite, then write results.csv, results.md (with
+paired CIs and filter lift), plots."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lada.bench.compare import lift_table, paired_table
 from lada.bench.execute import execute
 from lada.bench.plots import accuracy_plots, learnability_maps
-from lada.bench.suite import paper_suite
+from lada.bench.suite import SUITES, core_suite, paper_suite
 from lada.bench.tables import result_row, write_csv, write_markdown
 
 
@@ -30,11 +32,16 @@ def bench(
     ``out``: a suite can be completed in pieces."""
     from fnmatch import fnmatch
 
-    if suite != "paper":
-        raise ValueError(f"unknown suite {suite!r} (known: paper)")
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
+    if suite == "core" and (quick or grid):
+        raise ValueError("--quick and --grid belong to the paper suite, not to core")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs, skipped = paper_suite(quick=quick, seeds=seeds, grid=grid)
+    if suite == "core":
+        specs, skipped = core_suite(seeds=seeds)
+    else:
+        specs, skipped = paper_suite(quick=quick, seeds=seeds, grid=grid)
     todo = [s for s in specs if not only or any(fnmatch(s.name, pat) for pat in only)]
     if only and not todo:
         raise ValueError(
@@ -55,9 +62,17 @@ def bench(
         if sys.argv[1:2] == ["bench"]
         else f"lada bench --suite {suite} --out {out}" + (" --quick" if quick else "")
     )
-    title = "LaDa bench: quick (tiny) suite" if quick else "LaDa bench: paper suite"
+    title = "LaDa bench: quick (tiny) suite" if quick else f"LaDa bench: {suite} suite"
     notes = skipped + [f"{s['name']}: {s['status']}" for s in failed]
-    write_markdown(rows, out / "results.md", title, command, notes)
+    write_markdown(
+        rows,
+        out / "results.md",
+        title,
+        command,
+        notes,
+        paired=paired_table(specs, runs_dir),
+        lift=lift_table(specs, runs_dir),
+    )
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
     plots = accuracy_plots(specs, runs_dir, plots_dir) + learnability_maps(

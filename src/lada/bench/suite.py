@@ -13,6 +13,17 @@ Methods (``plugin`` / ``allocation`` / other overrides):
   no_explore   LaDa without exploration (filter.use_explore=false: ExploitNet only)
   alpha=X      LaDa with filter.alpha=X (the reward's batch/sample weight α)
   lambda=X     LaDa with distill.lambda_cd=X
+  cd_mean      LaDa with distill.cd_norm=mean: L_CD on per-token mean log-probs (ours), the
+               scale of the SFT term, instead of the spec's per-path sums
+
+Fairness (ours): every bench run sets distill.slm_replay=0. That rehearsal of private training
+samples inside the distillation step exists only on LaDa's side (a host alone has no
+distillation step to put it in), so with it LaDa's SLMs would train on more private data than
+the host alone's; the bench gives it to neither.
+
+Suites: ``paper`` (below) and ``core`` (:func:`core_suite`: hosts sft and fedmkt in hetero,
+alone / random / LaDa, plus cd_mean with sft, 3 seeds: the comparisons with paired CIs in the
+shortest time).
 
 The full plan runs every host alone and with LaDa in every scenario, and the baselines,
 ablations and sensitivity with the plain host in ``hetero`` (``grid=True``: every baseline
@@ -48,21 +59,34 @@ SCENARIOS: dict[str, list[str]] = {
 HOMOGENEOUS = {"homo", "one2one"}
 
 # The quick (CI) suite: tiny data and models, 2 rounds, 1 seed, a subset of methods.
-QUICK_OVERRIDES = [*TINY, "eval.initial=false", "local.optim.max_steps=4"]
+QUICK_OVERRIDES = [
+    *TINY,
+    "eval.initial=false",
+    "local.optim.max_steps=4",
+    "distill.slm_replay=0",
+]
 # The full suite's sizes (ours, CPU budget: 3 seeds in <= 2 hours on 2 cores, docs/results.md):
 # the embedded default with half the private training data and half of P (the filters' cap
 # kept at 10 % of P), 3 rounds, no round-0 evaluation, one torch thread per job, and the same
 # budget of LLM updates per round for every method (at most 100 optimiser steps: LaDa's LLM side
 # needs about that many, while hosts that distil on all of P would take 2-3x longer).
+# Since issue 12 (ours): 5 rounds, each client's full test set (eval.limit=null: every question,
+# saved per question for the paired CIs) and no private rehearsal on either side (fairness,
+# above).
 FULL_OVERRIDES = [
-    "rounds=3",
+    "rounds=5",
     "eval.initial=false",
+    "eval.limit=null",
     "threads=1",
     "data.split.train_per_client=500",
     "data.split.public_size=500",
     "filter.budget=50",
     "distill.llm_optim.steps_cap=100",
+    "distill.slm_replay=0",
 ]
+SUITES = ("paper", "core")
+CORE_HOSTS = ("sft", "fedmkt")
+CORE_METHODS = ("alone", "random", "lada")
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,8 @@ def method_overrides(method: str) -> list[str]:
         return ["plugin=lada", "allocation=lada", "filter.use_explore=false"]
     if method.startswith("alpha="):
         return ["plugin=lada", "allocation=lada", f"filter.alpha={method.split('=')[1]}"]
+    if method == "cd_mean":
+        return ["plugin=lada", "allocation=lada", "distill.cd_norm=mean"]
     if method.startswith("lambda="):
         return ["plugin=lada", "allocation=lada", f"distill.lambda_cd={method.split('=')[1]}"]
     raise ValueError(f"unknown method {method!r}")
@@ -156,3 +182,15 @@ def paper_suite(
             "(the 2-hour plan; `--grid` runs them all)"
         )
     return runs, skipped
+
+
+def core_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
+    """The core comparisons (issue 12): hosts sft and fedmkt in the heterogeneous scenario,
+    each alone, with random allocation and with LaDa, and LaDa with the per-token L_CD
+    (cd_mean) on sft; the full suite's sizes, 3 seeds by default."""
+    runs = []
+    for seed in range(3 if seeds is None else seeds):
+        for host in CORE_HOSTS:
+            runs += [_spec(host, m, "hetero", seed, "main", FULL_OVERRIDES) for m in CORE_METHODS]
+        runs.append(_spec("sft", "cd_mean", "hetero", seed, "ablation", FULL_OVERRIDES))
+    return runs, ["everything outside hosts sft/fedmkt × hetero (the paper suite runs it)"]

@@ -170,8 +170,16 @@ def simple_table(rows: list[dict[str, Any]], methods: list[str], title_col: str)
 
 
 def write_markdown(
-    rows: list[dict[str, Any]], path: Path, title: str, command: str, skipped: list[str]
+    rows: list[dict[str, Any]],
+    path: Path,
+    title: str,
+    command: str,
+    skipped: list[str],
+    paired: str = "",
+    lift: str = "",
 ) -> None:
+    """results.md: the main table, ``paired`` (Δ with CIs, lada.bench.compare), ``lift``
+    (filter lift), then ablation and sensitivity tables."""
     hosts = [h for h in HOSTS if _group(rows, host=h)]
     scenarios = [s for s in ("hetero", "homo", "one2one", "small_llm") if _group(rows, scenario=s)]
     seeds = sorted({r["seed"] for r in rows})
@@ -188,6 +196,32 @@ def write_markdown(
         "",
         main_table(rows, hosts, scenarios),
     ]
+    if paired:
+        parts += [
+            "",
+            "## Paired differences (last round, 95 % CI over seeds × questions)",
+            "",
+            "Δ = method A − method B in accuracy points, the mean over clients of each client's "
+            "difference on the same test questions, same seeds. The interval is a two-level "
+            "percentile bootstrap (seeds, then questions within each seed and client; "
+            "`lada.bench.stats`). Verdict: **win** if the interval lies above 0, **loss** if "
+            "below, tie if it holds 0.",
+            "",
+            paired,
+        ]
+    if lift:
+        parts += [
+            "",
+            "## Filter lift (LaDa's picks − random allocation's picks)",
+            "",
+            "Mean realised reward of the picks (spec §3's r_i = α·σ(r_batch) + (1 − α)·σ(g_i), "
+            "in (0, 1), computed from each learner's saved losses alike for both methods), LaDa "
+            "minus random allocation, same seeds, with 95 % CIs (seeds, then picks). "
+            "`SLM k ← LLM`: SLM k learning from the LLM's paths; `LLM ← SLM k`: the LLM "
+            "learning from SLM k's paths. Round 1 is LaDa's k-means cold start.",
+            "",
+            lift,
+        ]
     abl = _group(rows, host="sft", scenario="hetero")
     abl_methods = [m for m in ("lada", "all", "no_cd", "no_explore") if _group(abl, method=m)]
     if len(abl_methods) > 1:
