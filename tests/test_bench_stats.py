@@ -160,7 +160,7 @@ def _spec_run(runs_dir: Path, spec, slm: str, llm: str, drops: list[float]) -> N
     _run(runs_dir, spec.name, {"slm": {"0": slm}, "llm": {"0": llm}}, last=1)
     (d / "learning").mkdir()
     (d / "config.yaml").write_text(
-        "server: {model: llm-s}\nclients: [{model: slm-s}]\nfilter: {alpha: 0.5}\n"
+        "rounds: 1\nserver: {model: llm-s}\nclients: [{model: slm-s}]\nfilter: {alpha: 0.5}\n"
     )
     learner = {"ids": [f"p{i}" for i in range(len(drops))], "loss_before": [2.0] * len(drops)}
     learner.update(loss_after=[2.0 - x for x in drops], margin=[0.0] * len(drops))

@@ -23,11 +23,13 @@ COMPARISONS = [
 
 
 def _by_cell(specs: list[RunSpec], runs_dir: Path) -> dict[tuple[str, str, str], dict[int, Path]]:
-    """(host, scenario, method) -> {seed: run dir} for runs that exist."""
+    """(host, scenario, method) -> {seed: run dir} for finished runs (all rounds done)."""
+    from lada.bench.execute import run_state
+
     out: dict[tuple[str, str, str], dict[int, Path]] = {}
     for s in specs:
         d = runs_dir / s.name
-        if (d / "state.json").exists():
+        if run_state(d) == "done":
             out.setdefault((s.host, s.scenario, s.method), {})[s.seed] = d
     return out
 

@@ -49,7 +49,7 @@ def bench(
         )
     t0 = time.perf_counter()
     log(
-        f"{len(todo)} of {len(specs)} runs ({'quick' if quick else 'full'} suite), "
+        f"{len(todo)} of {len(specs)} runs ({'quick' if quick else suite} suite), "
         f"{jobs} job(s) → {out}"
     )
     statuses = execute(todo, out, jobs=jobs, log=log)
