@@ -12,7 +12,7 @@ import pytest
 from lada.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
+GSM8K = ROOT / "data" / "gsm8k"
 
 
 def test_data_make_paper_sizes_and_identical_files(tmp_path: Path, capsys) -> None:

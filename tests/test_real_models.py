@@ -14,7 +14,7 @@ from lada.models.zoo import build_model, get_spec
 from lada.runner.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
+GSM8K = ROOT / "data" / "gsm8k"
 
 
 @pytest.fixture(scope="module")
