@@ -34,7 +34,7 @@ def local_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 def test_real_gsm8k_config_runs_with_local_checkpoints(
     tmp_path: Path, local_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)  # the config's data paths are relative to the repository root
+    monkeypatch.chdir(tmp_path)  # the config's data paths resolve against configs/, not the cwd
     small = [
         "rounds=1",
         "threads=1",

@@ -12,6 +12,7 @@ from lada.config.overrides import (
     merge,
     to_dict,
 )
+from lada.config.paths import resolve_file_paths
 from lada.config.schema import (
     ClientConfig,
     DataConfig,
@@ -28,14 +29,16 @@ from lada.config.schema import (
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """The embedded default (``RunConfig()``), or a YAML file, then dotted overrides.
 
-    Every field is type- and range-checked, and fields are checked against each other
-    (:mod:`lada.config.validate`); whether models and files exist is checked by
-    :func:`lada.config.validate.check_resources` (``validate(cfg)``), not here."""
+    Relative paths in the file resolve against the file's folder (:mod:`lada.config.paths`);
+    paths in overrides against the current directory. Every field is type- and range-checked,
+    and fields are checked against each other (:mod:`lada.config.validate`); whether models and
+    files exist is checked by :func:`lada.config.validate.check_resources` (``validate(cfg)``),
+    not here."""
     from lada.config.validate import check_fields, validate
 
     data = to_dict(RunConfig())
     if path is not None:
-        data = merge(data, load_yaml(path))
+        data = merge(data, resolve_file_paths(load_yaml(path), Path(path).parent))
     if overrides:
         data = apply_overrides(data, list(overrides))
     source = str(path) if path else None
