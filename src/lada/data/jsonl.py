@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from lada.data.errors import DataError
 from lada.data.sample import Sample
+from lada.utils.files import atomic_write_text
 
 
 def dumps_sample(sample: Sample) -> str:
@@ -18,24 +17,10 @@ def dumps_sample(sample: Sample) -> str:
     return json.dumps(sample.to_dict(), sort_keys=True, ensure_ascii=False)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8, ``\\n`` endings) via a temp file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: str | os.PathLike[str], samples: Iterable[Sample]) -> int:
     """Write one sample per line (deterministic bytes, atomic); returns the number written."""
     lines = [dumps_sample(s) + "\n" for s in samples]
-    write_text_atomic(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
     return len(lines)
 
 

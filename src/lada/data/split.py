@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lada.data.errors import DataError
-from lada.data.jsonl import write_jsonl, write_text_atomic
+from lada.data.jsonl import write_jsonl
 from lada.data.loaders import load_lada_jsonl
 from lada.data.sample import Sample
 from lada.data.stats import dataset_stats
 from lada.data.synthetic import Knowledge, SyntheticConfig, World, generate, make_world
+from lada.utils.files import atomic_write_json
 
 __all__ = [
     "ClientData",
@@ -269,7 +270,7 @@ def make_split(
         "files": files,
         "total_samples": sum(f["num_samples"] for f in files.values()),
     }
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+    atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 
