@@ -170,9 +170,9 @@ def measure(
     rc = proc.wait()
     sampler.stop()
     wall = time.perf_counter() - t0
-    records = []
-    if (run_dir / "metrics.jsonl").exists():
-        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    from lada.runner.metrics_file import read_metrics
+
+    records = read_metrics(run_dir)
     return {
         "clients": n,
         "engine": engine,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lada.bench.suite import RunSpec
-from lada.bench.tables import read_metrics
+from lada.runner.metrics_file import read_metrics
 
 
 def _plt():

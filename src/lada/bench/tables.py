@@ -8,13 +8,13 @@ seconds the runner measured per round (summed, so a resumed run counts only work
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lada.bench.suite import ALPHAS, BASELINES, HOSTS, LAMBDAS, RunSpec
+from lada.runner.metrics_file import read_metrics
 
 MAX_CLIENTS = 3
 COLUMNS = [
@@ -30,13 +30,6 @@ COLUMNS = [
     "wall_s",
     "run",
 ]
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    p = run_dir / "metrics.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
 
 def result_row(spec: RunSpec, run_dir: Path) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from lada.federation.round import RoundReport, run_round
 from lada.federation.server import ServerRole, ServerSettings
 from lada.federation.transport import Transport
 from lada.runner.details import write_round_details
+from lada.runner.metrics_file import read_metrics
 from lada.runner.report import metrics_record, print_final, print_round, run_summary
 from lada.runner.setup import RunData, load_run_data, model_loader
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
@@ -139,14 +140,8 @@ def _truncate_metrics(run_dir: Path, last_round: int) -> list[dict[str, Any]]:
     p = run_dir / "metrics.jsonl"
     if not p.exists():
         return []
-    kept = []
-    for line in p.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: drop it and what follows
-        if rec["round"] <= last_round:
-            kept.append(rec)
+    # a line cut by a kill: drop it and what follows
+    kept = [r for r in read_metrics(run_dir, stop_at_cut_line=True) if r["round"] <= last_round]
     atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 

@@ -15,11 +15,12 @@ Works on a run still in progress (it shows the rounds recorded so far).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lada.runner.metrics_file import read_metrics
 
 DIRECTIONS = {
     "S": "LLM -> SLM k (filter F_k^S picks what SLM k learns from the LLM)",
@@ -31,17 +32,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's recorded config (a plain dict) and its metrics records, in round order."""
     from lada.config import ConfigError
 
-    cfg_path, metrics = run_dir / "config.yaml", run_dir / "metrics.jsonl"
+    cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = yaml.safe_load(cfg_path.read_text()) or {}
-    records = []
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill (the runner drops it on resume)
+    # a line cut by a kill ends the records (the runner drops it on resume)
+    records = read_metrics(run_dir, stop_at_cut_line=True)
     if not records:
         raise ConfigError(f"{run_dir}: no round recorded yet (metrics.jsonl is missing or empty)")
     return cfg, records

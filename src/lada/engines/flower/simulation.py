@@ -14,7 +14,6 @@ scratch files go to a temporary directory removed afterwards.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lada.config import RunConfig
+from lada.runner.metrics_file import read_metrics
 
 _ENV_DEFAULTS = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -72,13 +72,6 @@ def backend_config(cfg: RunConfig) -> dict[str, Any]:
         "client_resources": {"num_cpus": f.client_num_cpus, "num_gpus": f.client_num_gpus},
         "init_args": init_args,
     }
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    p = run_dir / "metrics.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 def run_flower_simulation(
