@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lada.config.locate import locate, yaml_key_lines
 from lada.config.overrides import (
     ConfigError,
     apply_overrides,
@@ -33,17 +34,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     paths in overrides against the current directory. Every field is type- and range-checked,
     and fields are checked against each other (:mod:`lada.config.validate`); whether models and
     files exist is checked by :func:`lada.config.validate.check_resources` (``validate(cfg)``),
-    not here."""
+    not here. Every bad override, key and value is reported at once, one line each, naming the
+    override that set it or the file and line it was written on (:mod:`lada.config.locate`)."""
     from lada.config.validate import check_fields, validate
 
     data = to_dict(RunConfig())
     if path is not None:
         data = merge(data, resolve_file_paths(load_yaml(path), Path(path).parent))
-    if overrides:
-        data = apply_overrides(data, list(overrides))
-    source = str(path) if path else None
-    cfg = build(RunConfig, data, "", source, check=check_fields)
-    validate(cfg, resources=False, source=source)
+    problems: list[str] = []  # every bad override, key and value, reported at once
+    applied = []  # the overrides that set a value (a bad one sets nothing)
+    for item in overrides or ():
+        try:
+            apply_overrides(data, [item])
+            applied.append(item)
+        except ConfigError as e:
+            problems += str(e).splitlines()
+    try:
+        cfg = build(RunConfig, data, "", None, check=check_fields)
+        validate(cfg, resources=False)
+    except ConfigError as e:
+        lines = yaml_key_lines(Path(path).read_text()) if path is not None else {}
+        file = str(path) if path is not None else None
+        problems += locate(str(e).splitlines(), file, lines, applied)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return cfg
 
 

@@ -35,25 +35,38 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
     A list index may name an existing item or the next one (``clients.3`` of 3 clients appends
     a fourth); an index further out is refused, so that ``clients.5.model=…`` cannot silently
-    create clients with default settings."""
+    create clients with default settings. Every bad override is reported, one line each, in one
+    ConfigError raised after the good ones are applied."""
+    problems = []
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node: Any = data
-        for depth, part in enumerate(parts[:-1]):
-            node = _child(node, part, parts[: depth + 1], create=True)
-        last = parts[-1]
-        value = parse_value(raw)
-        if isinstance(node, list):
-            idx = _list_slot(node, last, parts)
-            if idx == len(node):
-                node.append({})
-            node[idx] = value
-        else:
-            node[last] = value
+        try:
+            _apply_one(data, item)
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return data
+
+
+def _apply_one(data: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: depth + 1], create=True)
+    last = parts[-1]
+    value = parse_value(raw)
+    if isinstance(node, list):
+        idx = _list_slot(node, last, parts)
+        if idx == len(node):
+            node.append({})
+        node[idx] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])!r} is {node!r}, not a mapping")
 
 
 def _list_slot(node: list[Any], part: str, parts: list[str]) -> int:
@@ -161,12 +174,14 @@ def _convert(
         options = [a for a in args if a is not type(None)]
         if len(options) == 1:  # X | None: X's own (more telling) error
             return _convert(options[0], value, path, source, check)
+        reasons = []
         for arg in options:
             try:
-                return _convert(arg, value, path, source, check)
-            except ConfigError:
-                continue
-        raise _fail(path, source, f"{value!r} matches none of {tp}")
+                return _convert(arg, value, path, None, check)
+            except ConfigError as e:  # each option's reason goes into the message
+                own = f"config key '{path}': "
+                reasons += [line.removeprefix(own) for line in str(e).splitlines()]
+        raise _fail(path, source, f"{value!r} matches none of {tp} ({'; '.join(reasons)})")
     if origin is Literal:
         if value not in get_args(tp):
             choices = [str(c) for c in get_args(tp)]
@@ -222,7 +237,15 @@ def _convert(
         if not isinstance(value, dict):
             raise _fail(path, source, f"expected a mapping, got {value!r}")
         _, vt = get_args(tp) or (Any, Any)
-        return {k: _convert(vt, v, _join(path, k), source, check) for k, v in value.items()}
+        out, problems = {}, []
+        for k, v in value.items():
+            try:
+                out[k] = _convert(vt, v, _join(path, k), source, check)
+            except ConfigError as e:
+                problems.append(str(e))
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return out
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
