@@ -12,7 +12,7 @@ from typing import Any
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` endings, fsynced) via a temp file beside ``path`` and
-    ``os.replace``; the parent folder is created. The one atomic writer of the package."""
+    ``os.replace``; the parent folder is created. The package's one atomic text writer."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
