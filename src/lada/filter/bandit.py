@@ -2,19 +2,23 @@
 
 One :class:`LearnabilityFilter` per (SLM k, LLM) pair and direction. A round is::
 
-    idx = filt.select(X_pool, round_idx)                 # round 1 / no history: cold start
-    ... learner trains on pool[idx], measures its losses before/after ...
-    r = filt.compute_rewards(loss_after, loss_before)    # RewardTracker, spec §3 "Reward"
-    filt.update(X_pool[idx], r)                          # history grows, f1 then f2 retrained
+    idx = filt.select(X_pool, round_idx)        # round 1 / no history: cold start
+    ... learner trains on pool[idx]; keep the picks it actually trained on ...
+    r = filt.compute_rewards(loss_after, loss_before)   # RewardTracker, spec §3 "Reward"
+    filt.update_picks(idx_trained, r)           # decision-time records -> history; refit f1, f2
 
-Scores: u = f1(x) + f2(phi(x)) (or f1(x) alone when ``use_explore`` is False, the "without
-exploration" ablation); selected: u > threshold, then the budget cap (top-k by u), then the
-min_select floor (top by u).
+Scores: u = f1(x) + f2(phi(x)) (f1(x) alone when ``use_explore`` is False, the "without
+exploration" ablation). ``select`` stores, for every pool sample, the standardised x, f1(x) and
+phi(x) as they were when the decision was made; ``update_picks`` appends the picks' records to
+the history, so f2 learns y - f1(x) with f1(x) of decision time (EE-Net), not of the refit f1.
+Selected: z(u) > z_threshold within the round (or u > threshold), then the budget cap (top-k by
+u), then the min_select floor (top by u).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,8 +28,9 @@ from lada.filter.coldstart import kmeans_representatives
 from lada.filter.config import FilterConfig
 from lada.filter.nets import fit_regression, init_nets
 from lada.filter.rewards import ArrayLike, RewardTracker
+from lada.filter.targets import round_reward_target, round_z, standardize_stats
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def select_by_score(
@@ -45,47 +50,80 @@ def select_by_score(
     return np.sort(chosen).astype(np.int64)
 
 
+@dataclass
+class Decision:
+    """What the filter saw when it decided on a pool: standardised x, f1(x) and phi(x)."""
+
+    x: np.ndarray
+    f1: np.ndarray
+    phi: np.ndarray
+
+
+def _std_or_none(v: np.ndarray) -> float | None:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    return float(v.std()) if v.size else None
+
+
 class LearnabilityFilter:
     """EE-Net filter over context vectors of dimension ``dim`` (spec §3).
 
     Attributes for logging: ``last_scores`` (u of the last ``select``'s X; NaN after a cold
-    start), ``last_mode`` ("cold_start" or "bandit"), ``last_train_loss`` (per-epoch MSE of f1
-    and f2 in the last ``update``), ``num_updates``.
+    start), ``last_mode`` ("cold_start" or "bandit"), ``last_selected``, ``last_train_loss``
+    (per-epoch MSE of f1 and f2 in the last update), ``last_round_stats`` (see
+    :meth:`round_stats`), ``num_updates``.
 
-    Design choices (ours): the networks and their Adam optimisers persist across rounds; f2's
-    targets are residuals r - f1(x) recomputed with the freshly retrained f1 on the whole
-    history; feature standardisation stats are fitted on the first X seen (normally the public
-    pool) and then kept fixed; the cold start uses k-means seed ``seed + round_idx``.
+    Design choices (ours): the networks and their Adam optimisers persist across rounds; x is
+    standardised with stats of each round's pool (``context_norm``); f1 and f2 learn the
+    within-round standardised reward (``reward_target``); the cold start uses k-means seed
+    ``seed + round_idx``. The old behaviour stays reachable (``lada.filter.config.LEGACY_RULE``).
     """
 
     def __init__(self, dim: int, config: FilterConfig | None = None) -> None:
         self.dim = int(dim)
         self.config = config if config is not None else FilterConfig()
         c = self.config
-        self.f1, self.f2 = init_nets(self.dim, c.hidden, c.num_layers, c.explore_input, c.seed)
+        self.f1, self.f2 = init_nets(
+            self.dim,
+            c.hidden,
+            c.num_layers,
+            c.explore_input,
+            c.seed,
+            c.explore_grad_layers,
+            c.explore_max_dim,
+        )
         self.opt1 = torch.optim.Adam(self.f1.parameters(), lr=c.lr)
         self.opt2 = torch.optim.Adam(self.f2.parameters(), lr=c.lr)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.tracker = RewardTracker(alpha=c.alpha, signal=c.sample_signal)
         self.feat_mean: np.ndarray | None = None
         self.feat_std: np.ndarray | None = None
+        phi_dim = int(self.f2.body[0].in_features)
         self.hist_x = np.zeros((0, self.dim), dtype=np.float32)
-        self.hist_r = np.zeros(0, dtype=np.float32)
+        self.hist_r = np.zeros(0, dtype=np.float32)  # raw rewards r_i
+        self.hist_y = np.zeros(0, dtype=np.float32)  # what f1 learns (reward_target)
+        self.hist_f1 = np.zeros(0, dtype=np.float32)  # f1(x) at decision time
+        self.hist_phi = np.zeros((0, phi_dim), dtype=np.float32)  # phi(x) at decision time
+        self.prev_mean_reward: float | None = None
         self.num_updates = 0
+        self.pending: Decision | None = None
         self.last_scores: np.ndarray | None = None
+        self.last_selected: np.ndarray | None = None
         self.last_mode: str | None = None
         self.last_train_loss: dict[str, list[float]] = {}
+        self.last_round_stats: dict[str, float | int | None] = {}
 
     # ----- features -------------------------------------------------------------------------
 
-    def fit_standardizer(self, X: np.ndarray) -> None:
-        """Fit the per-feature mean/std (std < 1e-8 -> 1) once; later calls are no-ops."""
-        if self.feat_mean is not None or not self.config.standardize_features:
+    def fit_standardizer(self, X: np.ndarray, refit: bool = False) -> None:
+        """Fit the per-feature mean/std of x. ``context_norm="round"``: refit when ``refit``
+        (each round's pool) or when nothing is fitted yet; "first": fitted once; "none": never."""
+        c = self.config
+        if not c.standardize_features or c.context_norm == "none":
             return
-        X = self._check(X).astype(np.float64)
-        std = X.std(axis=0)
-        self.feat_mean = X.mean(axis=0).astype(np.float32)
-        self.feat_std = np.where(std < 1e-8, 1.0, std).astype(np.float32)
+        if self.feat_mean is not None and not (refit and c.context_norm == "round"):
+            return
+        self.feat_mean, self.feat_std = standardize_stats(self._check(X))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Standardised float32 copy of X (unchanged when standardisation is off / not fitted)."""
@@ -100,46 +138,70 @@ class LearnabilityFilter:
             raise ValueError(f"expected X of shape [N, {self.dim}], got {X.shape}")
         return X
 
+    def _phi(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return self.f1.explore_features(x, c.explore_input, c.explore_grad_layers)
+
+    def decide(self, xs: np.ndarray) -> Decision:
+        """f1(x) and phi(x) of already standardised contexts, with the current f1."""
+        x = torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32))
+        with torch.no_grad():
+            f1 = self.f1(x).numpy().astype(np.float32)
+        return Decision(x=xs.astype(np.float32), f1=f1, phi=self._phi(x).numpy())
+
     # ----- bandit ---------------------------------------------------------------------------
 
     @property
     def has_history(self) -> bool:
         return self.hist_r.size > 0
 
+    def _u(self, d: Decision) -> np.ndarray:
+        u = d.f1.astype(np.float64)
+        if self.config.use_explore:
+            with torch.no_grad():
+                u = u + self.f2(torch.from_numpy(d.phi)).double().numpy()
+        return u
+
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """u = f1(x) + f2(phi(x)), or f1(x) when ``use_explore`` is False; float64 [N]."""
-        self.fit_standardizer(X)
-        x = torch.from_numpy(self.transform(X))
-        with torch.no_grad():
-            u = self.f1(x)
-            if self.config.use_explore:
-                u = u + self.f2(self.f1.explore_features(x, self.config.explore_input))
-        return u.double().numpy()
+        """u = f1(x) + f2(phi(x)), or f1(x) when ``use_explore`` is False; float64 [N].
+        X is a pool: with ``context_norm="round"`` it is standardised with its own stats."""
+        self.fit_standardizer(X, refit=True)
+        return self._u(self.decide(self.transform(X)))
 
     def select(self, X: np.ndarray, round_idx: int) -> np.ndarray:
-        """Sorted indices into X of the samples to allocate this round.
+        """Sorted indices into the pool X of the samples to allocate this round.
 
-        No history yet -> cold start (k-means representatives, capped by ``budget``);
-        otherwise :func:`select_by_score` on u.
+        No history yet -> cold start (k-means representatives, capped by ``budget``); otherwise
+        :func:`select_by_score` on z(u) (``select_rule="round_z"``) or u. Records the decision
+        (x, f1(x), phi(x) of every pool sample) for :meth:`update_picks`.
         """
         c = self.config
-        self.fit_standardizer(X)
+        self.fit_standardizer(X, refit=True)
+        d = self.decide(self.transform(X))
+        self.pending = d
         if not self.has_history:
-            Xs = self.transform(X)
-            self.last_scores = np.full(Xs.shape[0], np.nan)
+            self.last_scores = np.full(d.x.shape[0], np.nan)
             self.last_mode = "cold_start"
-            return kmeans_representatives(
-                Xs,
+            idx = kmeans_representatives(
+                d.x,
                 c.cold_start_clusters,
                 c.cold_start_fraction,
                 c.seed + int(round_idx),
                 max_select=c.budget,
                 n_init=c.cold_start_n_init,
             )
-        u = self.scores(X)
-        self.last_scores = u
-        self.last_mode = "bandit"
-        return select_by_score(u, c.threshold, c.budget, c.min_select)
+        else:
+            u = self._u(d)
+            self.last_scores = u
+            self.last_mode = "bandit"
+            if c.select_rule == "round_z":
+                # ties and order are those of u: z is an increasing map of u
+                z = round_z(u)
+                idx = select_by_score(z, c.z_threshold, c.budget, c.min_select)
+            else:
+                idx = select_by_score(u, c.threshold, c.budget, c.min_select)
+        self.last_selected = idx
+        return idx
 
     def compute_rewards(
         self,
@@ -150,37 +212,92 @@ class LearnabilityFilter:
         """Per-sample rewards r_i for this step's samples; see :class:`RewardTracker`."""
         return self.tracker.step(loss_after, loss_before, margins)
 
+    def update_picks(self, pool_idx: ArrayLike, rewards: ArrayLike) -> dict[str, list[float]]:
+        """Learn from rewards of pool samples ``pool_idx`` of the last :meth:`select`, using what
+        the filter saw at that decision (x, f1(x), phi(x)). Pass only the picks the learner
+        actually trained on."""
+        if self.pending is None:
+            raise RuntimeError("update_picks needs a select() first (it learns from its records)")
+        idx = np.asarray(pool_idx, dtype=np.int64).reshape(-1)
+        d = self.pending
+        return self._learn(Decision(d.x[idx], d.f1[idx], d.phi[idx]), rewards)
+
     def update(self, X_sel: np.ndarray, rewards: ArrayLike) -> dict[str, list[float]]:
-        """Append (x, r) to the history and retrain f1, then f2 on the residuals.
+        """Learn from rewards of samples with raw contexts ``X_sel`` decided on now (f1(x) and
+        phi(x) of the current f1, standardised with the current stats). Within a round this
+        equals :meth:`update_picks` (nothing changed since the decision)."""
+        X_sel = self._check(X_sel)
+        self.fit_standardizer(X_sel)
+        return self._learn(self.decide(self.transform(X_sel)), rewards)
+
+    def _learn(self, d: Decision, rewards: ArrayLike) -> dict[str, list[float]]:
+        """Append the records and targets to the history and retrain f1, then f2.
 
         Returns (and stores in ``last_train_loss``) the per-epoch MSE of each net.
         """
         c = self.config
-        X_sel = self._check(X_sel)
         r = np.asarray(rewards, dtype=np.float32).reshape(-1)
-        if r.shape[0] != X_sel.shape[0]:
-            raise ValueError("X_sel and rewards must have the same number of rows")
-        self.fit_standardizer(X_sel)
-        self.hist_x = np.concatenate([self.hist_x, self.transform(X_sel)])
+        if r.shape[0] != d.x.shape[0]:
+            raise ValueError("the picks and their rewards must have the same number of rows")
+        y = round_reward_target(r) if c.reward_target == "round_z" else r
+        y = np.asarray(y, dtype=np.float32)
+        self.last_round_stats = self.round_stats(r, y)
+        if r.size:
+            self.prev_mean_reward = float(np.mean(r))
+        self.hist_x = np.concatenate([self.hist_x, d.x.astype(np.float32)])
         self.hist_r = np.concatenate([self.hist_r, r])
+        self.hist_y = np.concatenate([self.hist_y, y])
+        self.hist_f1 = np.concatenate([self.hist_f1, d.f1.astype(np.float32)])
+        self.hist_phi = np.concatenate([self.hist_phi, d.phi.astype(np.float32)])
         if c.max_history is not None and self.hist_r.size > c.max_history:
-            self.hist_x = self.hist_x[-c.max_history :]
-            self.hist_r = self.hist_r[-c.max_history :]
+            keep = slice(-c.max_history, None)
+            self.hist_x, self.hist_r, self.hist_y = (
+                self.hist_x[keep],
+                self.hist_r[keep],
+                self.hist_y[keep],
+            )
+            self.hist_f1, self.hist_phi = self.hist_f1[keep], self.hist_phi[keep]
         self.num_updates += 1
         x = torch.from_numpy(self.hist_x)
-        y = torch.from_numpy(self.hist_r)
+        y_t = torch.from_numpy(self.hist_y)
         log = {
-            "f1": fit_regression(self.f1, self.opt1, x, y, c.epochs, c.batch_size, self.generator)
+            "f1": fit_regression(self.f1, self.opt1, x, y_t, c.epochs, c.batch_size, self.generator)
         }
         if c.use_explore:
-            with torch.no_grad():
-                phi = self.f1.explore_features(x, c.explore_input)
-                residual = y - self.f1(x)
+            phi, residual = self.explore_targets()
             log["f2"] = fit_regression(
                 self.f2, self.opt2, phi, residual, c.epochs, c.batch_size, self.generator
             )
         self.last_train_loss = log
         return log
+
+    def explore_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """f2's training set (phi, y - f1(x)) over the history: decision-time phi and f1(x)
+        (``residual="decision"``, EE-Net) or those of the current f1 ("refit", in-sample)."""
+        y = torch.from_numpy(self.hist_y)
+        if self.config.residual == "decision":
+            return torch.from_numpy(self.hist_phi), y - torch.from_numpy(self.hist_f1)
+        x = torch.from_numpy(self.hist_x)
+        with torch.no_grad():
+            return self._phi(x), y - self.f1(x)
+
+    def round_stats(self, r: np.ndarray, y: np.ndarray) -> dict[str, float | int | None]:
+        """This round's numbers for metrics.jsonl: the last selection's within-round score std
+        over the pool (``score_std``; None after a cold start) and count, the rewards' round mean,
+        per-sample std and drift (mean minus last round's mean), and the learnt target's std."""
+        scores = self.last_scores
+        mean = float(np.mean(r)) if r.size else None
+        return {
+            "n_selected": None if self.last_selected is None else int(self.last_selected.size),
+            "score_std": None if scores is None else _std_or_none(scores),
+            "n_rewarded": int(r.size),
+            "mean_reward": mean,
+            "reward_std": float(np.std(r)) if r.size else None,
+            "reward_drift": None
+            if mean is None or self.prev_mean_reward is None
+            else mean - self.prev_mean_reward,
+            "target_std": float(np.std(y)) if y.size else None,
+        }
 
     # ----- checkpointing --------------------------------------------------------------------
 
@@ -205,6 +322,10 @@ class LearnabilityFilter:
             "feat_std": t(self.feat_std),
             "hist_x": t(self.hist_x),
             "hist_r": t(self.hist_r),
+            "hist_y": t(self.hist_y),
+            "hist_f1": t(self.hist_f1),
+            "hist_phi": t(self.hist_phi),
+            "prev_mean_reward": self.prev_mean_reward,
             "tracker": self.tracker.state_dict(),
             "num_updates": self.num_updates,
         }
@@ -228,6 +349,16 @@ class LearnabilityFilter:
         self.feat_std = a(state["feat_std"])
         self.hist_x = a(state["hist_x"])
         self.hist_r = a(state["hist_r"])
+        if int(state.get("version", 1)) >= 2:
+            self.hist_y = a(state["hist_y"])
+            self.hist_f1 = a(state["hist_f1"])
+            self.hist_phi = a(state["hist_phi"])
+            self.prev_mean_reward = state["prev_mean_reward"]
+        else:  # version 1 kept no decision-time records: the loaded f1's stand in for them
+            self.hist_y = self.hist_r.copy()
+            d = self.decide(self.hist_x)
+            self.hist_f1, self.hist_phi = d.f1, d.phi
+            self.prev_mean_reward = None
         self.tracker.load_state_dict(state["tracker"])
         self.num_updates = int(state["num_updates"])
 

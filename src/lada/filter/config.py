@@ -12,6 +12,10 @@ from typing import Any, Literal
 
 ExploreInput = Literal["hidden", "gradient"]
 SampleSignal = Literal["loss_drop", "margin"]
+ContextNorm = Literal["round", "first", "none"]
+RewardTarget = Literal["round_z", "raw"]
+SelectRule = Literal["round_z", "absolute"]
+Residual = Literal["decision", "refit"]
 
 
 @dataclass
@@ -32,8 +36,13 @@ class FilterConfig:
     """Adam learning rate of f1 and f2 (ours: spec [default] 1e-3)."""
     batch_size: int = 64
     """Mini-batch size of the regression updates (ours)."""
+    select_rule: SelectRule = "round_z"
+    """How u selects (ours, default "round_z"): z = (u - mean_P u) / std_P u over this round's
+    pool, selected when z > ``z_threshold``; "absolute": u > ``threshold`` (the spec's rule)."""
+    z_threshold: float = 0.0
+    """Threshold on the within-round standardised score (ours; 0: above the pool's mean)."""
     threshold: float = 0.5
-    """Select a sample when u = f1 + f2 > threshold (review: 0.5, neutral under the sigmoid)."""
+    """select_rule "absolute": u = f1 + f2 > threshold (review: 0.5, neutral under sigmoid)."""
     budget: int | None = None
     """Optional cap on selected samples per round, top by u (ours: spec [default] no cap)."""
     min_select: int = 1
@@ -44,9 +53,22 @@ class FilterConfig:
     """Fraction of the pool picked in round 1 (ours: spec [default] 10% of P)."""
     cold_start_n_init: int = 10
     """k-means restarts (sklearn ``n_init``) of the cold start (ours)."""
-    explore_input: ExploreInput = "hidden"
-    """phi for f2: f1's last hidden layer (ours: spec [default]) or "gradient" of f1's output
-    w.r.t. its last layer's parameters (original EE-Net)."""
+    explore_input: ExploreInput = "gradient"
+    """phi for f2: "gradient" of f1's output w.r.t. the parameters of its last
+    ``explore_grad_layers`` linear layers (EE-Net's input, all of f1 there; default: the output
+    layer, hidden + 1 values, the largest part affordable at hidden 256), or "hidden": f1's last
+    hidden layer (the spec's [default])."""
+    explore_grad_layers: int = 1
+    """Linear layers of f1, counted from the output, whose gradient forms phi (ours); 0: all."""
+    explore_max_dim: int = 70_000
+    """Refuse a gradient phi wider than this (f2's first layer is phi_dim x hidden; ours)."""
+    residual: Residual = "decision"
+    """f2's target: r - f1(x) with f1(x) stored when the sample was selected ("decision", EE-Net),
+    or recomputed with f1 refit on the same history ("refit": the old, in-sample behaviour)."""
+    reward_target: RewardTarget = "round_z"
+    """What f1 and f2 regress on (ours, default "round_z"): sigma((r - mean_t r) / std_t r) over
+    the step's rewarded samples, which removes the round-wide part of r (sigma(r_batch) and
+    any drift) and keeps the per-sample part; "raw": r itself (the spec)."""
     use_explore: bool = True
     """False is the "without exploration" ablation: score u = f1(x) only (paper ablation)."""
     alpha: float = 0.5
@@ -55,7 +77,11 @@ class FilterConfig:
     """g_i: relative drop of exp(loss) ("loss_drop", ours: spec [default]) or the contrastive
     margin of §4 ("margin")."""
     standardize_features: bool = True
-    """Standardise x with mean/std fitted on the first X seen, then fixed (ours)."""
+    """Standardise x per feature (ours); False: raw x whatever ``context_norm`` says."""
+    context_norm: ContextNorm = "round"
+    """Standardisation stats of x (ours): "round" = fitted on each round's pool (contexts are
+    recomputed every round from changing models, so stats fitted once let x encode the round);
+    "first" = fitted once on the first X seen (the old behaviour); "none"."""
     seed: int = 0
     """Seed of network init, mini-batch shuffling and the cold-start k-means (ours)."""
     max_history: int | None = None
@@ -76,6 +102,16 @@ class FilterConfig:
             raise ValueError("cold_start_clusters >= 1 and 0 <= cold_start_fraction <= 1")
         if self.explore_input not in ("hidden", "gradient"):
             raise ValueError(f"unknown explore_input {self.explore_input!r}")
+        for name, allowed in (
+            ("context_norm", ("round", "first", "none")),
+            ("reward_target", ("round_z", "raw")),
+            ("select_rule", ("round_z", "absolute")),
+            ("residual", ("decision", "refit")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; one of {allowed}")
+        if self.explore_grad_layers < 0 or self.explore_max_dim < 1:
+            raise ValueError("explore_grad_layers must be >= 0 and explore_max_dim >= 1")
         if self.sample_signal not in ("loss_drop", "margin"):
             raise ValueError(f"unknown sample_signal {self.sample_signal!r}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -91,3 +127,14 @@ class FilterConfig:
         """Build from a dict, ignoring unknown keys (forward compatibility of checkpoints)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+LEGACY_RULE: dict[str, Any] = {
+    "select_rule": "absolute",
+    "reward_target": "raw",
+    "residual": "refit",
+    "context_norm": "first",
+    "explore_input": "hidden",
+}
+"""The filter before issue 12 (u > 0.5 on raw rewards, in-sample residual, stats fitted once,
+hidden-layer phi): ``FilterConfig(**LEGACY_RULE)`` reproduces it, e.g. for comparisons."""

@@ -5,8 +5,9 @@
 * :class:`ExploreNet` f2(phi): MLP of the same shape with a linear output; it fits the
   residual r - f1(x), so it may be negative.
 
-phi is f1's last hidden layer (spec [default]) or, as in the original EE-Net, the gradient of
-f1's output w.r.t. its last layer's parameters (see :meth:`ExploitNet.output_gradient`).
+phi is, as in EE-Net, the gradient of f1's output w.r.t. its parameters: by default only the
+output layer's (hidden + 1 values, :meth:`ExploitNet.output_gradient`), or those of the last
+L linear layers (:meth:`ExploitNet.param_gradient`); or f1's last hidden layer (spec [default]).
 Everything runs on CPU in float32.
 """
 
@@ -58,19 +59,51 @@ class ExploitNet(nn.Module):
         ds = (s * (1.0 - s)).unsqueeze(-1)
         return torch.cat([ds * h, ds], dim=-1)
 
-    def explore_features(self, x: torch.Tensor, kind: ExploreInput) -> torch.Tensor:
+    def linear_layers(self, n_layers: int) -> list[nn.Linear]:
+        """The last ``n_layers`` linear layers, output layer first (0: all of them)."""
+        linears = [self.head] + [m for m in reversed(self.body) if isinstance(m, nn.Linear)]
+        return linears if n_layers == 0 else linears[:n_layers]
+
+    def param_gradient(self, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+        """d f1(x) / d(weights and biases of the last ``n_layers`` linear layers) per sample,
+        shape [N, their parameter count] (0: all of f1's parameters, EE-Net's input)."""
+        if n_layers == 1:
+            return self.output_gradient(x)
+        from torch.func import functional_call, grad, vmap
+
+        name = {id(p): n for n, p in self.named_parameters()}
+        # output layer first, then inwards (weight, bias each), as output_gradient orders them
+        params = {
+            name[id(p)]: p.detach() for m in self.linear_layers(n_layers) for p in m.parameters()
+        }
+
+        def f1_of(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+            return functional_call(self, p, (xi.unsqueeze(0),), strict=False).squeeze(0)
+
+        grads = vmap(grad(f1_of), in_dims=(None, 0))(params, x)
+        return torch.cat([grads[n].reshape(x.shape[0], -1) for n in params], dim=1)
+
+    def explore_features(
+        self, x: torch.Tensor, kind: ExploreInput, grad_layers: int = 1
+    ) -> torch.Tensor:
         """phi(x) for f2, detached from f1's graph."""
-        with torch.no_grad():
-            if kind == "hidden":
+        if kind == "hidden":
+            with torch.no_grad():
                 return self.forward_with_hidden(x)[1]
-            if kind == "gradient":
-                return self.output_gradient(x)
+        if kind == "gradient":
+            if grad_layers == 1:
+                with torch.no_grad():
+                    return self.output_gradient(x)
+            return self.param_gradient(x, grad_layers).detach()
         raise ValueError(f"unknown explore input {kind!r}")
 
 
-def explore_dim(hidden: int, kind: ExploreInput) -> int:
-    """Dimension of phi for an ExploitNet of width ``hidden``."""
-    return hidden if kind == "hidden" else hidden + 1
+def explore_dim(in_dim: int, hidden: int, num_layers: int, kind: ExploreInput, layers: int) -> int:
+    """Dimension of phi for an ExploitNet(in_dim, hidden, num_layers)."""
+    if kind == "hidden":
+        return hidden
+    sizes = [hidden + 1] + [hidden * hidden + hidden] * (num_layers - 2) + [in_dim * hidden + hidden]
+    return sum(sizes if layers == 0 else sizes[:layers])
 
 
 class ExploreNet(nn.Module):
@@ -88,13 +121,25 @@ class ExploreNet(nn.Module):
 
 
 def init_nets(
-    in_dim: int, hidden: int, num_layers: int, explore_input: ExploreInput, seed: int
+    in_dim: int,
+    hidden: int,
+    num_layers: int,
+    explore_input: ExploreInput,
+    seed: int,
+    grad_layers: int = 1,
+    max_dim: int | None = None,
 ) -> tuple[ExploitNet, ExploreNet]:
     """Build f1 and f2 with a seeded init that leaves the global torch RNG untouched."""
+    phi_dim = explore_dim(in_dim, hidden, num_layers, explore_input, grad_layers)
+    if max_dim is not None and phi_dim > max_dim:
+        raise ValueError(
+            f"filter.explore_grad_layers={grad_layers} gives a phi of {phi_dim} values, over "
+            f"filter.explore_max_dim={max_dim}; use fewer layers or raise the limit"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         f1 = ExploitNet(in_dim, hidden, num_layers)
-        f2 = ExploreNet(explore_dim(hidden, explore_input), hidden, num_layers)
+        f2 = ExploreNet(phi_dim, hidden, num_layers)
     return f1, f2
 
 
