@@ -133,6 +133,23 @@ def test_run_saves_per_question_results_and_per_pick_losses(
             assert len(got["loss_before"]) == len(got["loss_after"]) == len(got["margin"]) == n
 
 
+def test_filter_numbers_in_metrics(tiny_run: tuple[Path, list[dict]]) -> None:
+    """Per filter and round: score spread within the round (> 0 once the bandit scores), the
+    number selected, rewarded and left untrained, the rewards' mean, spread and drift."""
+    _, records = tiny_run
+    r1, r2 = records[1], records[2]
+    for k in r2["filter"]:
+        for d in ("S", "L"):
+            f1, f2 = r1["filter"][k][d], r2["filter"][k][d]
+            assert f1["score_std"] is None and f1["n"] > 0  # cold start, rewarded
+            assert f1["n"] + f1["n_untrained"] == r1["selected"][k][d]
+            assert r2["filter_mode"][k][d] == "bandit"
+            assert f2["score_std"] > 0, f2
+            assert f2["n_selected"] == r2["selected"][k][d]
+            for key in ("mean_reward", "reward_std", "reward_drift", "target_std"):
+                assert f2[key] is not None and np.isfinite(f2[key]), (key, f2)
+
+
 def test_existing_run_dir_is_not_overwritten(tiny_run: tuple[Path, list[dict]]) -> None:
     from lada.runner.run import RunDirError
 

@@ -217,6 +217,7 @@ class ClientRole:
             loss_after=out.loss_after[:n].astype(np.float32),
             margin=out.margin[:n].astype(np.float32),
             num_pairs=out.num_pairs,
+            trained=_trained_mask(out, n),
         )
 
     def rehearsal(self, round_idx: int) -> list[Sample]:
@@ -306,6 +307,7 @@ class ClientRole:
             margin=out.margin.astype(np.float32),
             num_pairs=out.num_pairs,
             num_distilled=n_kd,
+            trained=_trained_mask(out, len(ids)),
         )
 
     def score(self, ins: ScoreIns) -> ScoreRes:
@@ -361,3 +363,10 @@ class ClientRole:
             groups=json.dumps(group_counts(result.records)),
             correct=correctness_bits(result.records),
         )
+
+
+def _trained_mask(out: Any, n: int) -> np.ndarray:
+    """1 where one of the first n samples entered the loss (lada.train.distill.DistillOutcome)."""
+    if out.trained is None:
+        return np.ones(n, dtype=np.uint8)
+    return np.asarray(out.trained[:n], dtype=np.uint8)

@@ -191,6 +191,9 @@ class DistillRes(Payload):
     loss_after: np.ndarray  # ... and after
     margin: np.ndarray  # contrastive margin per sample after training (0 where skipped)
     num_pairs: int  # L_CD pairs used (identical paths skipped)
+    # 1 where the pick entered the learner's loss (distill.unverified=skip leaves some out);
+    # only those are rewarded. Empty: not reported, every pick counts as trained
+    trained: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8), kw_only=True)
 
 
 @dataclass

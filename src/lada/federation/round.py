@@ -348,6 +348,10 @@ def _pick_losses(losses: LearnerLosses) -> dict[str, list]:
         "loss_before": [float(x) for x in losses.loss_before],
         "loss_after": [float(x) for x in losses.loss_after],
         "margin": [float(x) for x in losses.margin],
+        # 1: the pick entered the learner's loss (only those are rewarded; issue 12)
+        "trained": [1] * len(losses.ids)
+        if losses.trained is None
+        else [int(x) for x in np.asarray(losses.trained).astype(bool)],
     }
 
 
@@ -361,7 +365,13 @@ def record_learning(
     """Both learners' losses into the report and, for LaDa's filters, rewards (spec §5.5)."""
     with _Phase(rep, "rewards"):
         for k, r in distilled.items():
-            losses = LearnerLosses(list(r.ids), r.loss_before, r.loss_after, r.margin)
+            losses = LearnerLosses(
+                list(r.ids),
+                r.loss_before,
+                r.loss_after,
+                r.margin,
+                trained=r.trained if len(r.trained) else None,
+            )
             rep.learning.setdefault(k, {})["S"] = _pick_losses(losses)
             if rewards:
                 rep.rewards.setdefault(k, {})["S"] = server.reward(k, "S", losses)

@@ -48,6 +48,7 @@ class LearnerLosses:
     loss_before: np.ndarray
     loss_after: np.ndarray
     margin: np.ndarray
+    trained: np.ndarray | None = None  # per id: entered the learner's loss (None: all did)
 
 
 @dataclass
@@ -121,20 +122,13 @@ class ServerRole:
             )
         return alloc
 
-    def reward(self, k: int, direction: str, losses: LearnerLosses) -> dict[str, float]:
-        """Spec §3 rewards from the learner's losses; append to the history, retrain f1/f2."""
-        if not losses.ids:
-            return {"mean_reward": float("nan"), "n": 0}
-        f = self.filters[k][direction]
+    def reward(self, k: int, direction: str, losses: LearnerLosses) -> dict[str, Any]:
+        """Spec §3 rewards from the learner's losses on the picks it trained on; the filter
+        learns them with its decision-time records (lada.filter.rewarding)."""
+        from lada.filter.rewarding import reward_picks
+
         pos = {pid: i for i, pid in enumerate(self.public_ids)}
-        x = self._contexts[k][[pos[i] for i in losses.ids]]
-        r = f.compute_rewards(losses.loss_after, losses.loss_before, losses.margin)
-        f.update(x, r)
-        return {
-            "mean_reward": float(np.mean(r)),
-            "r_batch": float(f.tracker.last_r_batch or 0.0),
-            "n": len(losses.ids),
-        }
+        return reward_picks(self.filters[k][direction], losses, pos)
 
     # ---- the LLM's own work -------------------------------------------------------------
 
@@ -209,6 +203,7 @@ class ServerRole:
                 loss_before=out.loss_before[rows],
                 loss_after=out.loss_after[rows],
                 margin=out.margin[rows],
+                trained=None if out.trained is None else out.trained[rows],
             )
         return result
 
@@ -309,6 +304,7 @@ class ServerRole:
                 loss_before=out.loss_before[rows],
                 loss_after=out.loss_after[rows],
                 margin=out.margin[rows],
+                trained=None if out.trained is None else out.trained[rows],
             )
         return result, n_kd
 

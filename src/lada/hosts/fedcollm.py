@@ -161,6 +161,7 @@ def server_distill(
                 loss_before=out.loss_before[rows],
                 loss_after=out.loss_after[rows],
                 margin=out.margin[rows],
+                trained=None if out.trained is None else out.trained[rows],
             )
     from lada.utils.model_state import trainable_state
 

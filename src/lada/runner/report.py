@@ -50,6 +50,8 @@ def metrics_record(
         "mean_reward": {
             str(k): {d: r["mean_reward"] for d, r in v.items()} for k, v in rep.rewards.items()
         },
+        # per filter (client, direction): score_std, n_selected, reward mean/std/drift, ...
+        "filter": {str(k): v for k, v in rep.rewards.items()},
         "local_loss": {str(k): v["mean_loss"] for k, v in rep.local.items()},
         "distill": {str(k): v for k, v in rep.distill.items()},
         "bytes": {**totals, "by_task": comm.round_by_task(rep.round)},

@@ -49,6 +49,9 @@ class DistillOutcome:
     margin: np.ndarray  # [n] β-scaled contrastive margin after training (0 outside pairs)
     num_pairs: int  # pairs in L_CD (identical paths skipped)
     stats: TrainStats | None
+    # [n] True where the sample entered the loss at all (unverified=skip leaves some out);
+    # only these are rewarded (issue 12)
+    trained: np.ndarray | None = None
 
 
 @dataclass
@@ -256,6 +259,7 @@ def learn_from_paths(
         margin=margin,
         num_pairs=len(pairs) if use_cd else 0,
         stats=stats,
+        trained=np.isin(np.arange(n), np.asarray(active, dtype=np.int64)),
     )
 
 
