@@ -125,6 +125,14 @@ def main() -> None:
     train_rate = stats.tokens / stats.seconds
     n_linear = linear_params(ours.get_base_model())
     results = {"lada sft (LoRA, auto)": (stats.seconds, stats.tokens)}
+
+    def show(name: str) -> None:
+        seconds, tokens = results[name]
+        print(
+            f"train  {name:32s} {tokens:7d} tok in {seconds:7.2f}s = {tokens / seconds:8.1f} tok/s"
+        )
+
+    show("lada sft (LoRA, auto)")
     hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
     for bf16 in hf_modes:
         hf, _ = load_causal_lm(

@@ -102,6 +102,7 @@ def run_hf(
             train_sampling_strategy="group_by_length" if group_by_length else "random",
             remove_unused_columns=False,
             bf16=bf16,
+            use_cpu=bf16 and not torch.cuda.is_available(),  # bf16 autocast on CPU needs it
         )
         trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate)
         t0 = time.perf_counter()
