@@ -193,3 +193,15 @@ def test_paired_and_lift_tables_read_the_runs(tmp_path: Path) -> None:
     assert cells[5:] == ["+0.0 [+0.0, +0.0]", "tie", "2 |"]  # the LLM's bits are equal
     lift = lift_table(specs, tmp_path)
     assert "SLM 0 (slm-s) ← LLM" in lift and "**win**" in lift and "round 1" in lift
+
+
+def test_realised_rewards_count_only_trained_picks_when_saved(tmp_path: Path) -> None:
+    from lada.filter.rewards import RewardTracker
+
+    run = _learning_run(tmp_path, "r", [[0.5, 0.0, 0.1]])
+    f = run / "learning" / "round_001.json"
+    rec = json.loads(f.read_text())
+    rec["0"]["S"]["trained"] = [True, False, True]
+    f.write_text(json.dumps(rec))
+    got = realised_rewards(run)[("0", "S")][1]
+    np.testing.assert_allclose(got, RewardTracker(0.5, "loss_drop").step([1.5, 1.9], [2.0, 2.0]))

@@ -109,13 +109,13 @@ def lift_table(specs: list[RunSpec], runs_dir: Path) -> str:
             head + " | all rounds | verdict | seeds |",
             "|" + "---|" * (len(rounds) + 4),
         ]
-        for (k, d), res in sorted(lift.items()):
-            cols = [res[t].fmt(scale=1.0, digits=3) if t in res else "–" for t in rounds]
+        for (k, d), res in sorted(lift.items(), key=lambda kv: (int(kv[0][0]), kv[0][1] != "S")):
+            cols = [res[t].fmt(scale=100.0, digits=2) if t in res else "–" for t in rounds]
             tot = res.get("all")
             lines.append(
                 f"| {_learner_label(ra[0], k, d)} | "
                 + " | ".join(cols)
-                + f" | {tot.fmt(scale=1.0, digits=3) if tot else '–'} | "
+                + f" | {tot.fmt(scale=100.0, digits=2) if tot else '–'} | "
                 + f"{_cell(tot)[1]} | {tot.n_seeds if tot else '–'} |"
             )
         blocks.append("\n".join(lines))

@@ -183,7 +183,8 @@ def _run_filter_settings(run_dir: Path) -> tuple[float, str]:
 def realised_rewards(run_dir: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
     """{(client k, direction): {round: r_i of that learner's picks}} from learning/, spec §3's
     reward (lada.filter.rewards.RewardTracker: α and signal from the run's config), chained
-    over the rounds in order. Rounds where the learner had no picks are absent."""
+    over the rounds in order. Where the run saved which picks were trained, only those count
+    (untrained picks' losses move by drift alone). Rounds without picks are absent."""
     from lada.filter.rewards import RewardTracker
 
     alpha, signal = _run_filter_settings(run_dir)
@@ -193,6 +194,9 @@ def realised_rewards(run_dir: Path) -> dict[tuple[str, str], dict[int, np.ndarra
         t = int(p.stem.split("_")[1])
         for k, per in json.loads(p.read_text()).items():
             for d, losses in per.items():
+                if "trained" in losses:  # only trained picks are rewarded (issue 12)
+                    keep = [i for i, ok in enumerate(losses["trained"]) if ok]
+                    losses = {key: [v[i] for i in keep] for key, v in losses.items()}
                 if not losses["ids"]:
                     continue
                 tr = trackers.setdefault((k, d), RewardTracker(alpha, signal))  # type: ignore[arg-type]

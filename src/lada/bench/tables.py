@@ -209,7 +209,8 @@ def write_markdown(
             "",
             "Mean realised reward of the picks (spec §3's r_i = α·σ(r_batch) + (1 − α)·σ(g_i), "
             "in (0, 1), computed from each learner's saved losses alike for both methods), LaDa "
-            "minus random allocation, same seeds, with 95 % CIs (seeds, then picks). "
+            "minus random allocation, same seeds, in reward points (× 100), with 95 % CIs "
+            "(seeds, then picks). "
             "`SLM k ← LLM`: SLM k learning from the LLM's paths; `LLM ← SLM k`: the LLM "
             "learning from SLM k's paths. Round 1 is LaDa's k-means cold start.",
             "",
