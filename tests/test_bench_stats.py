@@ -147,7 +147,9 @@ def test_core_suite_is_the_issue_12_plan_with_fair_rehearsal() -> None:
     assert cells == {(h, m) for h in ("sft", "fedmkt") for m in ("alone", "random", "lada")} | {
         ("sft", "cd_mean")
     }
-    assert {r.scenario for r in runs} == {"hetero"} and {r.seed for r in runs} == {0, 1, 2}
+    assert {r.scenario for r in runs} == {"default"} and {r.seed for r in runs} == {0, 1, 2}
+    # the embedded default's models: no model is pinned
+    assert not any(o.startswith(("server.model", "clients=")) for r in runs for o in r.overrides)
     for r in runs:
         # 5 rounds, full test sets, no private rehearsal on either side
         assert {"rounds=5", "eval.limit=null", "distill.slm_replay=0"} <= set(r.overrides)

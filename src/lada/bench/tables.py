@@ -174,7 +174,9 @@ def write_markdown(
     """results.md: the main table, ``paired`` (Δ with CIs, lada.bench.compare), ``lift``
     (filter lift), then ablation and sensitivity tables."""
     hosts = [h for h in HOSTS if _group(rows, host=h)]
-    scenarios = [s for s in ("hetero", "homo", "one2one", "small_llm") if _group(rows, scenario=s)]
+    scenarios = [
+        s for s in ("default", "hetero", "homo", "one2one", "small_llm") if _group(rows, scenario=s)
+    ]
     seeds = sorted({r["seed"] for r in rows})
     parts = [
         f"# {title}",
