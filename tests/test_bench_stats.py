@@ -68,7 +68,8 @@ def _run(root: Path, name: str, bits: dict[str, dict[str, str]], last: int = 5) 
     d = root / name
     (d / "questions").mkdir(parents=True)
     sha = {k: f"{k * 40}"[:40] for k in bits["slm"]}
-    (d / "questions" / f"round_{last:03d}.json").write_text(json.dumps({**bits, "ids_sha1": sha}))
+    for t in range(1, last + 1):
+        (d / "questions" / f"round_{t:03d}.json").write_text(json.dumps({**bits, "ids_sha1": sha}))
     (d / "state.json").write_text(json.dumps({"last_complete_round": last}))
     return d
 
@@ -90,11 +91,14 @@ def test_paired_delta_pairs_questions_by_seed_and_client(tmp_path: Path) -> None
     assert llm is not None and (llm.mean, llm.verdict) == (0.0, "tie")
 
 
-def test_paired_delta_skips_unfinished_seeds_and_refuses_other_questions(tmp_path: Path) -> None:
+def test_paired_delta_compares_partial_runs_at_their_last_common_round(tmp_path: Path) -> None:
     bits = {"slm": {"0": "10"}, "llm": {"0": "10"}}
     a = _run(tmp_path, "a", bits)
     b_short = _run(tmp_path, "b", bits, last=3)  # not as far as a
-    assert paired_delta([a], [b_short], "slm") is None
+    est = paired_delta([a], [b_short], "slm")
+    assert est is not None and est.rounds == (3,) and est.mean == 0.0
+    b_new = _run(tmp_path, "n", bits, last=0)  # no trained round yet
+    assert paired_delta([a], [b_new], "slm") is None
     c = _run(tmp_path, "c", bits)
     (c / "questions" / "round_005.json").write_text(json.dumps({**bits, "ids_sha1": {"0": "x"}}))
     with pytest.raises(ValueError, match="different test questions"):
@@ -192,7 +196,7 @@ def test_paired_and_lift_tables_read_the_runs(tmp_path: Path) -> None:
     }
     cells = rows["LaDa − host alone"].split(" | ")
     assert cells[3].startswith("+50.0 [") and cells[4] == "**win**"
-    assert cells[5:] == ["+0.0 [+0.0, +0.0]", "tie", "2 |"]  # the LLM's bits are equal
+    assert cells[5:] == ["+0.0 [+0.0, +0.0]", "tie", "2", "1 |"]  # the LLM's bits are equal
     lift = lift_table(specs, tmp_path)
     assert "SLM 0 (slm-s) ← LLM" in lift and "**win**" in lift and "round 1" in lift
 

@@ -23,13 +23,12 @@ COMPARISONS = [
 
 
 def _by_cell(specs: list[RunSpec], runs_dir: Path) -> dict[tuple[str, str, str], dict[int, Path]]:
-    """(host, scenario, method) -> {seed: run dir} for finished runs (all rounds done)."""
-    from lada.bench.execute import run_state
-
+    """(host, scenario, method) -> {seed: run dir} for runs with at least one complete round
+    (finished or partial)."""
     out: dict[tuple[str, str, str], dict[int, Path]] = {}
     for s in specs:
         d = runs_dir / s.name
-        if run_state(d) == "done":
+        if (d / "state.json").exists() and (d / "config.yaml").exists():
             out.setdefault((s.host, s.scenario, s.method), {})[s.seed] = d
     return out
 
@@ -51,8 +50,8 @@ def paired_table(specs: list[RunSpec], runs_dir: Path) -> str:
     cells = _by_cell(specs, runs_dir)
     lines = [
         "| host | scenario | comparison | SLM Δ pts [95 % CI] | SLM | LLM Δ pts [95 % CI] | LLM | "
-        "seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "seeds | round |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(h, sc) for h, sc, _ in cells}, key=lambda k: (_order(k[0]), k[1]))
     for host, scen in keys:
@@ -63,13 +62,23 @@ def paired_table(specs: list[RunSpec], runs_dir: Path) -> str:
             slm, llm = paired_delta(ra, rb, "slm"), paired_delta(ra, rb, "llm")
             if slm is None and llm is None:
                 continue
-            n = (slm or llm).n_seeds  # type: ignore[union-attr]
+            est = slm or llm
+            assert est is not None
             lines.append(
                 f"| {host} | {scen} | {label} | "
                 + " | ".join([*_cell(slm), *_cell(llm)])
-                + f" | {n} |"
+                + f" | {est.n_seeds} | {_rounds(est.rounds, ra[0])} |"
             )
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _rounds(rounds: tuple[int, ...], run_dir: Path) -> str:
+    """The round(s) compared, "5" when every seed finished the plan, else e.g. "3, 2 (partial)"."""
+    planned = int((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("rounds", 0))
+    text = ", ".join(str(t) for t in rounds)
+    if len(set(rounds)) == 1 and rounds[0] == planned:
+        return str(planned)
+    return f"{text} of {planned} (partial)"
 
 
 def _order(host: str) -> int:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +47,7 @@ class Estimate:
     lo: float
     hi: float
     n_seeds: int
+    rounds: tuple[int, ...] = ()  # the round each seed was compared at (paired Δ)
 
     @property
     def verdict(self) -> Verdict:
@@ -144,15 +145,19 @@ def question_bits(run_dir: Path, round_idx: int) -> dict[str, dict[str, np.ndarr
 def paired_delta(
     runs_a: Sequence[Path], runs_b: Sequence[Path], side: Literal["slm", "llm"]
 ) -> Estimate | None:
-    """Δ accuracy (A − B) on the last round with its CI; ``runs_a[i]`` and ``runs_b[i]`` are the
-    same seed's runs. Seeds where either run has not finished the same last round are left
-    out; None when no seed is left. Raises when a pair was evaluated on different questions."""
+    """Δ accuracy (A − B) with its CI; ``runs_a[i]`` and ``runs_b[i]`` are the same seed's
+    runs, compared at the last round both have completed (the last round of the plan for
+    finished runs; ``Estimate.rounds`` says which, so a partial comparison is visible). Seeds
+    without a completed trained round in both are left out; None when no seed is left. Raises
+    when a pair was evaluated on different questions."""
     per_seed = []
+    rounds = []
     for a, b in zip(runs_a, runs_b, strict=True):
         ta, tb = last_round(a), last_round(b)
-        if ta is None or ta != tb or ta < 1:
+        if ta is None or tb is None or min(ta, tb) < 1:
             continue
-        qa, qb = question_bits(a, ta), question_bits(b, tb)
+        t = min(ta, tb)
+        qa, qb = question_bits(a, t), question_bits(b, t)
         groups = []
         clients = sorted(set(qa[side]) & set(qb[side]), key=int)
         for k in clients:
@@ -167,9 +172,10 @@ def paired_delta(
                 groups.append(xa.astype(np.float64) - xb.astype(np.float64))
         if groups:
             per_seed.append([(1.0 / len(groups), d) for d in groups])
+            rounds.append(t)
     if not per_seed:
         return None
-    return seed_question_bootstrap(per_seed)
+    return replace(seed_question_bootstrap(per_seed), rounds=tuple(rounds))
 
 
 def _run_filter_settings(run_dir: Path) -> tuple[float, str]:

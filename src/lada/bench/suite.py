@@ -86,7 +86,7 @@ FULL_OVERRIDES = [
 ]
 SUITES = ("paper", "core")
 CORE_HOSTS = ("sft", "fedmkt")
-CORE_METHODS = ("alone", "random", "lada")
+CORE_METHODS = ("alone", "lada", "random")  # in run order: with 2 jobs the main pair first
 
 
 @dataclass(frozen=True)
