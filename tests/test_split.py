@@ -56,12 +56,17 @@ def test_load_split_contents(default_split: tuple[Path, dict]) -> None:
     for k, client in enumerate(split.clients):
         assert len(client.train) == 1000 and len(client.test) == 500
         assert client.domains == (world.domain_names[k],)
-        for s in [*client.train, *client.test]:
+        for s in client.train:
             assert s.domain == client.domains[0] and s.meta["private"]
-            ids.add(s.id)
+            assert 1 <= s.num_steps <= 2
+        for s in client.test:
+            assert s.domain == client.domains[0] and 2 <= s.num_steps <= 4
+        assert sum(s.meta["private"] for s in client.test) == 250
+        ids.update(s.id for s in [*client.train, *client.test])
     public = split.public
     assert len(public) == 1000 and sum(s.meta["private"] for s in public) == 500
     assert {s.domain for s in public} == set(world.domain_names)
+    assert all(1 <= s.num_steps <= 4 for s in public)
     ids.update(s.id for s in public)
     assert len(ids) == 5500
 

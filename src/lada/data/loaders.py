@@ -393,8 +393,10 @@ def _validate_lada(record: dict[str, Any]) -> Sample:
     hint = format_hint(record, "lada")
     if hint:
         raise DataError(f"missing; {hint}", field="answer_type")
-    for key in ("id", "domain", "question", "answer"):
+    for key in ("id", "domain", "question"):
         _get(record, key)
+    if record.get("answer") != "":  # "" = unlabelled (a public question with no label)
+        _get(record, "answer")
     answer_type = record.get("answer_type")
     if answer_type not in ("mc", "number"):
         raise DataError(f"must be 'mc' or 'number', got {answer_type!r}", field="answer_type")
@@ -406,6 +408,8 @@ def _validate_lada(record: dict[str, Any]) -> Sample:
         raise DataError(f"expected an object, got {type(meta).__name__}", field="meta")
     choices = record.get("choices")
     answer = record["answer"]
+    if answer == "" and steps:  # an unlabelled question has neither rationale nor answer
+        raise DataError("a sample with no answer (unlabelled) has no steps", field="steps")
     if answer_type == "mc":
         if not isinstance(choices, list) or not all(isinstance(c, str) and c for c in choices):
             raise DataError("an mc sample needs a list of non-empty strings", field="choices")
@@ -413,13 +417,15 @@ def _validate_lada(record: dict[str, Any]) -> Sample:
             raise DataError(
                 f"need {MIN_CHOICES} to {MAX_CHOICES} choices, got {len(choices)}", field="choices"
             )
-        if answer not in LETTERS[: len(choices)]:
+        if answer != "" and answer not in LETTERS[: len(choices)]:
             raise DataError(
                 f"expected a letter A-{LETTERS[len(choices) - 1]}, got {answer!r}", field="answer"
             )
     else:
         if choices is not None:
             raise DataError("a number sample has no choices (expected null)", field="choices")
+        if answer == "":
+            return Sample.from_dict(record)
         try:
             canon = canonical_number(answer)
         except ValueError:

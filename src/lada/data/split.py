@@ -18,7 +18,7 @@ import os
 import random
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,18 +53,39 @@ class SplitConfig(SyntheticConfig):
     public_size: int = 1000
     partition: Literal["primary", "dirichlet"] = "primary"
     dirichlet_alpha: float = 0.5
-    client_knowledge: Knowledge = "private"
+    client_knowledge: Knowledge = "private"  # the clients' train files
     public_knowledge: Knowledge = "mixed"
+    # "mixed": this share of P names private entities (unlabelled unless public_private_labels)
     public_private_fraction: float = 0.5
     client_private_fraction: float = 0.5  # used only when client_knowledge == "mixed"
     # the public set's own step weights (one per step count); None: those of the clients' data
     public_step_weights: tuple[float, ...] | None = None
+    # testbed (ours, docs/testbed.md): step ranges (lo, hi) per part; None = min..max_steps
+    train_steps: tuple[int, ...] | None = (1, 2)
+    test_steps: tuple[int, ...] | None = (2, 4)
+    public_steps: tuple[int, ...] | None = (1, 4)
+    # client test files: "mixed" = this share of kind "private", the rest kind "general"
+    test_knowledge: Knowledge = "mixed"
+    test_private_fraction: float = 0.5
+    # False (P is public): a P question naming a private entity has no rationale and no answer
+    public_private_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.public_step_weights is not None:
             weights = tuple(float(w) for w in self.public_step_weights)
             object.__setattr__(self, "public_step_weights", weights)
+        for name in ("train_steps", "test_steps", "public_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(int(v) for v in value))
         super().__post_init__()
+
+    def steps_of(self, part: Literal["train", "test", "public"]) -> tuple[int, int]:
+        """The (lo, hi) step range of a part of the split (the config's range when None)."""
+        value = getattr(self, f"{part}_steps")
+        if value is None:
+            return self.min_steps, self.max_steps
+        return value[0], value[1]
 
     def validate(self) -> None:
         super().validate()
@@ -76,6 +97,15 @@ class SplitConfig(SyntheticConfig):
                 "SplitConfig: public_step_weights needs one weight >= 0 per step count in "
                 f"min_steps..max_steps ({self.max_steps - self.min_steps + 1}), not all zero"
             )
+        for name in ("train_steps", "test_steps", "public_steps"):
+            value = getattr(self, name)
+            if value is not None and not (
+                len(value) == 2 and self.min_steps <= value[0] <= value[1] <= self.max_steps
+            ):
+                raise ValueError(
+                    f"SplitConfig: {name} must be two step counts lo,hi with "
+                    f"{self.min_steps} <= lo <= hi <= {self.max_steps}, got {value}"
+                )
         if self.num_clients < 1:
             raise ValueError("SplitConfig: num_clients must be >= 1")
         for name in ("train_per_client", "test_per_client", "public_size"):
@@ -87,7 +117,7 @@ class SplitConfig(SyntheticConfig):
             )
         if self.dirichlet_alpha <= 0:
             raise ValueError("SplitConfig: dirichlet_alpha must be > 0")
-        for name in ("public_private_fraction", "client_private_fraction"):
+        for name in ("public_private_fraction", "client_private_fraction", "test_private_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SplitConfig: {name} must be in [0, 1]")
 
@@ -193,19 +223,88 @@ def _client_mixes(cfg: SplitConfig, seed: int) -> list[dict[str, float]]:
 
 
 def _client_samples(
-    world: World, cfg: SplitConfig, mix: dict[str, float], n: int, seed: int, prefix: str
+    world: World,
+    cfg: SplitConfig,
+    mix: dict[str, float],
+    n: int,
+    seed: int,
+    prefix: str,
+    part: Literal["train", "test"],
 ) -> list[Sample]:
     names = list(mix)
+    knowledge, fraction = (
+        (cfg.client_knowledge, cfg.client_private_fraction)
+        if part == "train"
+        else (cfg.test_knowledge, cfg.test_private_fraction)
+    )
     return generate(
         world,
         n,
         seed=seed,
         domains=names,
         domain_weights=[mix[d] for d in names],
-        knowledge=cfg.client_knowledge,
-        private_fraction=cfg.client_private_fraction,
+        knowledge=knowledge,
+        private_fraction=fraction,
+        steps=cfg.steps_of(part),
         id_prefix=prefix,
     )
+
+
+def unlabelled(sample: Sample) -> Sample:
+    """``sample`` without its rationale, answer and the total in ``meta`` (an unlabelled
+    public question: only a client that knows the facts can answer it)."""
+    meta = {k: v for k, v in sample.meta.items() if k != "total"}
+    meta["labelled"] = False
+    return replace(sample, answer="", steps=(), meta=meta)
+
+
+def _public_samples(
+    world: World, cfg: SplitConfig, seed: int, client_domains: list[str]
+) -> list[Sample]:
+    """P: with ``public_knowledge="mixed"``, general labelled questions over every domain plus
+    ``public_private_fraction`` of questions naming private entities of the clients' domains;
+    those carry no label unless ``public_private_labels`` (docs/testbed.md)."""
+    steps = cfg.steps_of("public")
+    common: dict[str, Any] = {"steps": steps, "step_weights": cfg.public_step_weights}
+    if cfg.public_knowledge != "mixed":
+        samples = generate(
+            world,
+            cfg.public_size,
+            seed=seed,
+            knowledge=cfg.public_knowledge,
+            id_prefix="public",
+            **common,
+        )
+    else:
+        n_private = round(cfg.public_private_fraction * cfg.public_size)
+        general = generate(
+            world,
+            cfg.public_size - n_private,
+            seed=_sub_seed(seed, "general"),
+            knowledge="general",
+            id_prefix="g",
+            **common,
+        )
+        private = generate(
+            world,
+            n_private,
+            seed=_sub_seed(seed, "private"),
+            domains=client_domains,
+            knowledge="private",
+            id_prefix="p",
+            **common,
+        )
+        samples = general + private
+        random.Random(_sub_seed(seed, "order")).shuffle(samples)
+        samples = [replace(s, id=f"public-{i:05d}") for i, s in enumerate(samples)]
+    if cfg.public_private_labels:
+        return samples
+    return [unlabelled(s) if s.meta.get("private") else s for s in samples]
+
+
+def private_entities(world: World) -> dict[str, list[str]]:
+    """``{domain: [names of its private entities]}`` (the manifest's "private_entities")."""
+    return {d.name: [e.name for e in d.private] for d in world.domains}
 
 
 def make_split(
@@ -225,7 +324,7 @@ def make_split(
     for k, mix in enumerate(_client_mixes(cfg, seed)):
         for part, n in (("train", cfg.train_per_client), ("test", cfg.test_per_client)):
             samples = _client_samples(
-                world, cfg, mix, n, _sub_seed(seed, "client", k, part), f"c{k}-{part}"
+                world, cfg, mix, n, _sub_seed(seed, "client", k, part), f"c{k}-{part}", part
             )
             parts[f"clients/client_{k}/{part}.jsonl"] = samples
         used = sorted(
@@ -244,14 +343,9 @@ def make_split(
                 "test": f"clients/client_{k}/test.jsonl",
             }
         )
-    parts["public.jsonl"] = generate(
-        world,
-        cfg.public_size,
-        seed=_sub_seed(seed, "public"),
-        knowledge=cfg.public_knowledge,
-        private_fraction=cfg.public_private_fraction,
-        id_prefix="public",
-        step_weights=cfg.public_step_weights,
+    client_domains = [d for d in world.domain_names if any(d in c["domains"] for c in clients_meta)]
+    parts["public.jsonl"] = _public_samples(
+        world, cfg, _sub_seed(seed, "public"), client_domains or list(world.domain_names)
     )
     for rel, samples in parts.items():
         write_jsonl(out / rel, samples)
@@ -265,6 +359,7 @@ def make_split(
         "seed": seed,
         "settings": cfg_to_dict(cfg),
         "world": world.to_dict(),
+        "private_entities": private_entities(world),
         "clients": clients_meta,
         "public": "public.jsonl",
         "files": files,

@@ -337,6 +337,7 @@ def _make_sample(
         "entities": [e.name for e in chosen],
         "counts": counts,
         "private": any(e.private for e in chosen),
+        "kind": "private" if any(e.private for e in chosen) else "general",
         "total": total,
     }
     question = _question(spec, person, counts, chosen)
