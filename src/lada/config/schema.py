@@ -135,7 +135,7 @@ class PrepareConfig:
     llm_steps: int = 1000  # optimizer steps of LLM pretraining
     llm_lr: float = 3e-3
     slm_corpus: int = 8000  # "a little general data": short chains, general knowledge
-    slm_max_steps_per_question: int = 3  # SLM pretraining data has at most this many steps
+    slm_max_steps_per_question: int = 2  # SLM pretraining: short chains (docs/testbed.md)
     slm_steps: int = 400
     slm_lr: float = 3e-3
     batch_size: int = 32

@@ -4,7 +4,8 @@ Base models are "pretrained" on general synthetic data, never on the domain know
 clients keep private (spec §1: the LLM must learn it from the SLMs):
 
 * models named ``llm*``: many general samples of every domain, 1–6 reasoning steps;
-* models named ``slm*``: a little general data with short chains (1–2 steps).
+* models named ``slm*``: a little general data with short chains
+  (1–``slm_max_steps_per_question`` steps, default 2; docs/testbed.md).
 
 Checkpoints are cached on disk under ``$LADA_CACHE`` (default ``~/.cache/lada``), keyed by a hash
 of everything that determines them (recipe, model spec, world), and reused by later runs.

@@ -2,9 +2,12 @@
 
 Sizes (with a ~500-token vocabulary, tied embeddings):
 
-    slm-xs  llama  h64  L2   ~0.14 M     slm-s  qwen2  h96  L2   ~0.33 M
-    slm-m   llama  h128 L2   ~0.59 M     llm-s  qwen2  h160 L3   ~1.3 M
-    llm     qwen2  h192 L4   ~2.4 M      llm-xs qwen2  h128 L3   ~0.8 M
+    slm-xs  llama  h64  L3   ~0.2 M      slm-s  qwen2  h96  L3   ~0.5 M
+    slm-m   llama  h128 L3   ~0.85 M     llm-s  qwen2  h160 L3   ~1.3 M
+    llm     qwen2  h192 L4   ~2.4 M      llm-xs qwen2  h128 L4   ~1.1 M
+
+The SLMs have three layers and ``llm-xs`` four (docs/testbed.md: the SLMs must be able to learn
+2–4-step chains, and the default LLM stays the larger model).
 
 Models are plain ``transformers`` models: ``save_pretrained`` / ``AutoModelForCausalLM`` work.
 """
@@ -37,10 +40,10 @@ class ModelSpec:
 ZOO: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        ModelSpec("slm-xs", "llama", 64, 2, 4, 4, 256),
-        ModelSpec("slm-s", "qwen2", 96, 2, 4, 4, 384),
-        ModelSpec("slm-m", "llama", 128, 2, 4, 4, 512),
-        ModelSpec("llm-xs", "qwen2", 128, 3, 4, 4, 512),
+        ModelSpec("slm-xs", "llama", 64, 3, 4, 4, 256),
+        ModelSpec("slm-s", "qwen2", 96, 3, 4, 4, 384),
+        ModelSpec("slm-m", "llama", 128, 3, 4, 4, 512),
+        ModelSpec("llm-xs", "qwen2", 128, 4, 4, 4, 512),
         ModelSpec("llm-s", "qwen2", 160, 3, 5, 5, 640),
         ModelSpec("llm", "qwen2", 192, 4, 6, 6, 768),
     ]
