@@ -69,6 +69,12 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_gaps(args: argparse.Namespace) -> int:
+    from lada.eval.gaps import gaps_command
+
+    return gaps_command(args.path, args.config, args.overrides, args.n, args.json, _console())
+
+
 # ---- models ------------------------------------------------------------------------------
 
 
@@ -425,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a bad line stops with its file:line (raise) or is skipped and counted (skip)",
     )
     st.set_defaults(func=cmd_data_stats)
+    gp = data.add_parser("gaps", help="measure the LLM/SLM reasoning and knowledge gaps (ours)")
+    gp.add_argument("path", type=Path, help="a run directory or a split directory")
+    gp.add_argument("--config", help="run config for a split directory (default: embedded)")
+    gp.add_argument("--n", type=int, default=40, help="probe questions per kind and steps")
+    gp.add_argument("--json", type=Path, help="also write every cell and the gaps here")
+    gp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    gp.set_defaults(func=cmd_data_gaps)
 
     models = sub.add_parser("models", help="model zoo").add_subparsers(
         dest="sub", required=True, metavar="SUBCOMMAND"
