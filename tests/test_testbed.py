@@ -121,3 +121,21 @@ def test_gap_summary_signs() -> None:
     (row,) = gap_summary(cells)
     assert row["client"] == 0 and row["num_steps"] == 3
     assert row["reasoning_gap"] == pytest.approx(0.5) and row["knowledge_gap"] == pytest.approx(0.5)
+
+
+def test_logit_hosts_keep_only_labelled_picks() -> None:
+    from types import SimpleNamespace
+
+    from lada.federation.server import Allocation
+    from lada.hosts.gold import labelled_only
+
+    world = make_world(SyntheticConfig())
+    probes = probe_sets(world, ["market"], 2, (1,), seed=0)  # one general, one private kind
+    general, private = probes[0], probes[-1]
+    from lada.data.split import unlabelled
+
+    server = SimpleNamespace(by_id={"g": general, "p": unlabelled(private)})
+    alloc = {0: Allocation(ids={"S": ["p", "g"], "L": ["p"]}, mode={"S": "bandit"})}
+    out = labelled_only(server, alloc)
+    assert out[0].ids == {"S": ["g"], "L": []} and out[0].mode == {"S": "bandit"}
+    assert alloc[0].ids["S"] == ["p", "g"]  # the caller's allocation is not changed

@@ -183,7 +183,9 @@ def transfer(
     """The round's FedCoLLM step after FedAvg and allocation: server-side distillation on the
     picks, rewards, and the distilled SLM weights sent to the clients."""
     from lada.federation.round import Phase, ok_replies
+    from lada.hosts.gold import labelled_only
 
+    alloc = labelled_only(server, alloc)  # gold text only (docs/testbed.md)
     if averaged is None or not alloc:
         return
     with Phase(rep, "distill_server"):

@@ -146,6 +146,9 @@ def transfer(
     def ok(task: Task, replies: dict[int, Any]) -> dict[int, Any]:
         return ok_replies(rep, task, replies)
 
+    from lada.hosts.gold import labelled_only
+
+    alloc = labelled_only(server, alloc)  # gold text only (docs/testbed.md)
     slm_p: dict[int, PathsRes] = {}
     llm_p: dict[str, str] = {}
     if with_paths:
