@@ -166,6 +166,8 @@ def baseline_allocate(
     else:  # min_ce: both sides' CE on P's gold targets
         gold = [s.target() for s in server.public]
         llm_ce, _ = score_nll(server.model, server.tokenizer, prompts, gold, max_len)
+        # an unlabelled public question has no gold target: NaN keeps it out of both picks
+        llm_ce[np.array([not s.answer for s in server.public], dtype=bool)] = np.nan
         scored = ok(
             Task.SCORE,
             transport.broadcast(
