@@ -72,7 +72,9 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 def cmd_data_gaps(args: argparse.Namespace) -> int:
     from lada.eval.gaps import gaps_command
 
-    return gaps_command(args.path, args.config, args.overrides, args.n, args.json, _console())
+    return gaps_command(
+        args.path, args.config, args.overrides, args.n, args.json, _console(), args.capacity
+    )
 
 
 # ---- models ------------------------------------------------------------------------------
@@ -436,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--config", help="run config for a split directory (default: embedded)")
     gp.add_argument("--n", type=int, default=40, help="probe questions per kind and steps")
     gp.add_argument("--json", type=Path, help="also write every cell and the gaps here")
+    gp.add_argument("--capacity", type=int, default=0, help="SLM capacity probe: train steps")
     gp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     gp.set_defaults(func=cmd_data_gaps)
 

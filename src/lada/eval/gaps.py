@@ -88,9 +88,15 @@ def measure_gaps(
     *,
     n: int = 40,
     steps: Sequence[int] = (1, 2, 3, 4),
+    capacity: int = 0,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[GapCell]:
-    """Every cell of both gaps for run config ``cfg`` (a RunConfig) on ``data`` (its RunData)."""
+    """Every cell of both gaps for run config ``cfg`` (a RunConfig) on ``data`` (its RunData).
+
+    ``capacity`` > 0 adds a capacity probe (stage ``capacity``): a fresh copy of each prepared
+    SLM trained for that many optimizer steps on general chains of ``steps`` (the LLM's kind of
+    pretraining data, none of the probes), then evaluated: can the SLM learn such chains at all?
+    """
     import torch
 
     from lada.data.synthetic import make_world
@@ -118,6 +124,32 @@ def measure_gaps(
         start += len(p)
     del llm
     for k, mc in enumerate(cfg.clients):
+        if capacity > 0:
+            model, tok = model_loader(mc, cfg, data.world_cfg)()
+            seed = derive_seed(cfg.seed, "gaps", "capacity", k)
+            seed_everything(seed)
+            chains = generate(
+                world,
+                capacity * cfg.local.optim.batch_size,
+                seed=seed,
+                knowledge="general",
+                steps=(min(steps), max(steps)),
+                id_prefix="capacity",
+            )
+            log(f"SLM {k} {mc.model}: capacity probe, {capacity} steps on general chains")
+            sft(
+                model,
+                tok,
+                [s.prompt() for s in chains],
+                [s.target() for s in chains],
+                replace(cfg.local.optim, seed=seed, epochs=1, max_steps=capacity),
+            )
+            recs = evaluate(model, tok, probes[k], **gen).records
+            cells += [
+                c
+                for c in _cells(k, "slm", mc.model, "capacity", probes[k], recs)
+                if c.kind == "general"
+            ]
         model, tok = model_loader(mc, cfg, data.world_cfg)()
         log(f"SLM {k} {mc.model}: as prepared")
         cells += _cells(
@@ -206,7 +238,13 @@ def render_gaps(cells: list[GapCell]) -> list[Any]:
 
 
 def gaps_command(
-    path: Any, config: str | None, overrides: list[str], n: int, json_out: Any, console: Any
+    path: Any,
+    config: str | None,
+    overrides: list[str],
+    n: int,
+    json_out: Any,
+    console: Any,
+    capacity: int = 0,
 ) -> int:
     """`lada data gaps PATH`: PATH is a run directory (its config.yaml and data/) or a split
     directory (manifest.json; the config from ``config``, else the embedded default)."""
@@ -230,7 +268,9 @@ def gaps_command(
         )
     cfg.data.dir = str(split_dir)
     data = load_run_data(cfg, split_dir)
-    cells = measure_gaps(cfg, data, n=n, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    cells = measure_gaps(
+        cfg, data, n=n, capacity=capacity, log=lambda m: console.print(f"[dim]{m}[/dim]")
+    )
     for table in render_gaps(cells):
         console.print(table)
     if json_out is not None:
