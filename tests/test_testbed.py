@@ -139,3 +139,26 @@ def test_logit_hosts_keep_only_labelled_picks() -> None:
     out = labelled_only(server, alloc)
     assert out[0].ids == {"S": ["g"], "L": []} and out[0].mode == {"S": "bandit"}
     assert alloc[0].ids["S"] == ["p", "g"]  # the caller's allocation is not changed
+
+
+def test_gaps_command_on_a_split(tmp_path: Path, tiny_overrides: list[str], capsys) -> None:
+    from lada.cli import main
+
+    split = tmp_path / "split"
+    make_split(split, seed=0, train_per_client=24, test_per_client=8, public_size=30)
+    out = tmp_path / "gaps.json"
+    opts = ["--n", "2", "--json", str(out), "--capacity", "2"]
+    assert main(["data", "gaps", str(split), *tiny_overrides, *opts]) == 0
+    printed = capsys.readouterr().out
+    assert "reasoning gap" in printed and "knowledge gap" in printed and "client 2" in printed
+    report = json.loads(out.read_text(encoding="utf-8"))
+    cells = report["cells"]
+    stages = {(c["client"], c["model"], c["stage"]) for c in cells}
+    for k in range(3):
+        assert {(k, "llm", "base"), (k, "slm", "base"), (k, "slm", "local")} <= stages
+        assert (k, "slm", "capacity") in stages
+    assert all(c["n"] == 2 for c in cells)
+    assert {(g["client"], g["num_steps"]) for g in report["gaps"]} == {
+        (k, s) for k in range(3) for s in (1, 2, 3, 4)
+    }
+    assert main(["data", "gaps", str(tmp_path / "nowhere")]) == 2

@@ -34,6 +34,7 @@ def score_paths(samples: Sequence[Sample], texts: Sequence[str]) -> list[Record]
                 "id": s.id,
                 "domain": s.domain,
                 "num_steps": s.num_steps,
+                "kind": s.meta.get("kind"),  # synthetic tests: "private" | "general"
                 "pred": pred,
                 "gold": s.answer,
                 "correct": is_correct(pred, s.answer, s.answer_type),
@@ -93,13 +94,15 @@ def _sort_key(values: tuple) -> tuple:
 
 
 def group_counts(
-    records: Iterable[Record], keys: Sequence[str] = ("domain", "num_steps")
+    records: Iterable[Record], keys: Sequence[str] = ("domain", "num_steps", "kind")
 ) -> dict[str, dict[str, list[int]]]:
-    """JSON-friendly ``{key: {str(value): [correct, n]}}`` for each grouping key."""
+    """JSON-friendly ``{key: {str(value): [correct, n]}}`` for each grouping key; a key that no
+    record carries (``kind`` outside the synthetic testbed) is left out."""
     records = list(records)
     return {
         key: {str(row[key]): [row["correct"], row["n"]] for row in accuracy_table(records, [key])}
         for key in keys
+        if any(r.get(key) is not None for r in records)
     }
 
 

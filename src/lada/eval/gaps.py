@@ -203,16 +203,19 @@ def render_gaps(cells: list[GapCell]) -> list[Any]:
     for k in sorted({c.client for c in cells}):
         mine = [c for c in cells if c.client == k]
         cols = sorted({(c.kind, c.num_steps) for c in mine})
-        table = Table(title=f"client {k}: accuracy % by kind and steps (n per cell: {mine[0].n})")
-        table.add_column("model")
+        table = Table(
+            title=f"client {k}: accuracy % (g = general, p = private; steps), n={mine[0].n} per cell",
+            caption="reasoning gap: LLM − SLM(local) on general; knowledge: SLM(local) − LLM on private",
+        )
+        table.add_column("model", no_wrap=True)
         for kind, steps in cols:
-            table.add_column(f"{kind} {steps}", justify="right")
+            table.add_column(f"{kind[0]}{steps}", justify="right", no_wrap=True)
         seen: list[tuple[str, str, str]] = []
         for c in mine:
             if (c.model, c.name, c.stage) not in seen:
                 seen.append((c.model, c.name, c.stage))
         for model, name, stage in seen:
-            label = f"{model.upper()} {name} ({stage})"
+            label = f"{model.upper()} {name} {stage}"
             row = []
             for kind, steps in cols:
                 a = _acc(mine, model=model, stage=stage, kind=kind, num_steps=steps)
@@ -220,16 +223,16 @@ def render_gaps(cells: list[GapCell]) -> list[Any]:
             table.add_row(label, *row)
         gaps = {r["num_steps"]: r for r in summary if r["client"] == k}
         table.add_row(
-            "reasoning gap LLM−SLM",
+            "reasoning gap",
             *[
-                f"{100 * gaps[s]['reasoning_gap']:+.0f}" if kind == "general" else ""
+                f"{100 * gaps[s]['reasoning_gap'] + 0.0:+.0f}" if kind == "general" else ""
                 for kind, s in cols
             ],
         )
         table.add_row(
-            "knowledge gap SLM−LLM",
+            "knowledge gap",
             *[
-                f"{100 * gaps[s]['knowledge_gap']:+.0f}" if kind == "private" else ""
+                f"{100 * gaps[s]['knowledge_gap'] + 0.0:+.0f}" if kind == "private" else ""
                 for kind, s in cols
             ],
         )
