@@ -211,3 +211,41 @@ def test_realised_rewards_count_only_trained_picks_when_saved(tmp_path: Path) ->
     f.write_text(json.dumps(rec))
     got = realised_rewards(run)[("0", "S")][1]
     np.testing.assert_allclose(got, RewardTracker(0.5, "loss_drop").step([1.5, 1.9], [2.0, 2.0]))
+
+
+def test_paired_delta_by_kind_of_question(tmp_path: Path) -> None:
+    """Questions 0-1 "private", 2-3 "general": LaDa gains only on the private ones."""
+    from lada.bench.compare import kind_table
+    from lada.bench.suite import core_suite
+    from lada.eval.accuracy import ids_fingerprint
+
+    ids = [f"c0-test-{i}" for i in range(4)]
+    kinds = ["private", "private", "general", "general"]
+    sha = ids_fingerprint(ids)
+    specs = [s for s in core_suite(seeds=1)[0] if s.host == "sft" and s.method != "cd_mean"]
+    for s in specs:
+        d = tmp_path / s.name
+        (d / "questions").mkdir(parents=True)
+        bits = "1100" if s.method == "lada" else "0000"
+        q = {"slm": {"0": bits}, "llm": {"0": "0000"}, "ids_sha1": {"0": sha}}
+        (d / "questions" / "round_001.json").write_text(json.dumps(q))
+        (d / "state.json").write_text(json.dumps({"last_complete_round": 1}))
+        (d / "config.yaml").write_text("rounds: 1\n")
+        test = d / "data" / "clients" / "client_0" / "test.jsonl"
+        test.parent.mkdir(parents=True)
+        test.write_text(
+            "".join(
+                json.dumps({"id": i, "meta": {"kind": k}}) + "\n"
+                for i, k in zip(ids, kinds, strict=True)
+            )
+        )
+    runs = [tmp_path / s.name for s in specs]
+    lada, alone = runs[[s.method for s in specs].index("lada")], runs[0]
+    assert paired_delta([lada], [alone], "slm", "private").mean == 1.0  # type: ignore[union-attr]
+    assert paired_delta([lada], [alone], "slm", "general").mean == 0.0  # type: ignore[union-attr]
+    table = kind_table(specs, tmp_path)
+    assert "| LaDa − host alone | private | +100.0" in table
+    assert "| LaDa − random allocation | general | +0.0" in table
+    (lada / "data" / "clients" / "client_0" / "test.jsonl").write_text("")
+    with pytest.raises(ValueError, match="fingerprint"):
+        paired_delta([lada], [alone], "slm", "private")

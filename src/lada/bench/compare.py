@@ -81,6 +81,48 @@ def _rounds(rounds: tuple[int, ...], run_dir: Path) -> str:
     return f"{text} of {planned} (partial)"
 
 
+KINDS = ("private", "general")
+
+
+def kind_table(specs: list[RunSpec], runs_dir: Path) -> str:
+    """LaDa − host alone and LaDa − random by kind of test question (the testbed's "private":
+    needs a client's private facts; "general": general multi-step reasoning in the client's
+    domain), same statistics as :func:`paired_table`; empty when the runs' tests carry no kind."""
+    from lada.bench.stats import question_bits, question_kinds
+
+    cells = _by_cell(specs, runs_dir)
+    lines = [
+        "| host | scenario | comparison | questions | SLM Δ pts [95 % CI] | SLM | "
+        "LLM Δ pts [95 % CI] | LLM | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(h, sc) for h, sc, _ in cells}, key=lambda k: (_order(k[0]), k[1]))
+    for host, scen in keys:
+        for a, b, label in COMPARISONS[:2]:
+            if (host, scen, a) not in cells or (host, scen, b) not in cells:
+                continue
+            ra, rb = _pair(cells[host, scen, a], cells[host, scen, b])
+            try:  # does this run's test data carry kinds?
+                q = question_bits(ra[0], 1)
+                k0 = next(iter(q["ids_sha1"]))
+                if not set(question_kinds(ra[0], k0, str(q["ids_sha1"][k0]))) & set(KINDS):
+                    continue
+            except (FileNotFoundError, ValueError, StopIteration):
+                continue
+            for kind in KINDS:
+                slm = paired_delta(ra, rb, "slm", kind)
+                llm = paired_delta(ra, rb, "llm", kind)
+                est = slm or llm
+                if est is None:
+                    continue
+                lines.append(
+                    f"| {host} | {scen} | {label} | {kind} | "
+                    + " | ".join([*_cell(slm), *_cell(llm)])
+                    + f" | {est.n_seeds} |"
+                )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _order(host: str) -> int:
     from lada.bench.suite import HOSTS
 

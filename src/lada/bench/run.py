@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lada.bench.compare import lift_table, paired_table
+from lada.bench.compare import kind_table, lift_table, paired_table
 from lada.bench.execute import execute
 from lada.bench.plots import accuracy_plots, learnability_maps
 from lada.bench.suite import SUITES, core_suite, paper_suite
@@ -72,6 +72,7 @@ def bench(
         notes,
         paired=paired_table(specs, runs_dir),
         lift=lift_table(specs, runs_dir),
+        kinds=kind_table(specs, runs_dir),
     )
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)

@@ -142,14 +142,33 @@ def question_bits(run_dir: Path, round_idx: int) -> dict[str, dict[str, np.ndarr
     return out
 
 
+def question_kinds(run_dir: Path, k: str, ids_sha1: str) -> np.ndarray:
+    """The kind ("private" | "general"; "" when unlabelled) of each of client k's test
+    questions, in evaluation order, from the run's data (data/clients/client_K/test.jsonl);
+    checked against the evaluation's id fingerprint."""
+    from lada.eval.accuracy import ids_fingerprint
+
+    p = run_dir / "data" / "clients" / f"client_{k}" / "test.jsonl"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no test data in the run directory (file data?)")
+    recs = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    if ids_fingerprint(r["id"] for r in recs) != ids_sha1:
+        raise ValueError(f"{p}: not the questions this run evaluated (id fingerprint differs)")
+    return np.array([str((r.get("meta") or {}).get("kind") or "") for r in recs])
+
+
 def paired_delta(
-    runs_a: Sequence[Path], runs_b: Sequence[Path], side: Literal["slm", "llm"]
+    runs_a: Sequence[Path],
+    runs_b: Sequence[Path],
+    side: Literal["slm", "llm"],
+    kind: str | None = None,
 ) -> Estimate | None:
     """Δ accuracy (A − B) with its CI; ``runs_a[i]`` and ``runs_b[i]`` are the same seed's
     runs, compared at the last round both have completed (the last round of the plan for
     finished runs; ``Estimate.rounds`` says which, so a partial comparison is visible). Seeds
     without a completed trained round in both are left out; None when no seed is left. Raises
-    when a pair was evaluated on different questions."""
+    when a pair was evaluated on different questions. ``kind``: only the test questions of
+    that kind (the synthetic testbed's "private" / "general"; :func:`question_kinds`)."""
     per_seed = []
     rounds = []
     for a, b in zip(runs_a, runs_b, strict=True):
@@ -168,8 +187,11 @@ def paired_delta(
                     f"{a.name} and {b.name}: client {k} was evaluated on different test "
                     "questions; they cannot be paired"
                 )
-            if xa.size:
-                groups.append(xa.astype(np.float64) - xb.astype(np.float64))
+            d = xa.astype(np.float64) - xb.astype(np.float64)
+            if kind is not None:
+                d = d[question_kinds(a, k, ha or "") == kind]
+            if d.size:
+                groups.append(d)
         if groups:
             per_seed.append([(1.0 / len(groups), d) for d in groups])
             rounds.append(t)

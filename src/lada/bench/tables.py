@@ -170,6 +170,7 @@ def write_markdown(
     skipped: list[str],
     paired: str = "",
     lift: str = "",
+    kinds: str = "",
 ) -> None:
     """results.md: the main table, ``paired`` (Δ with CIs, lada.bench.compare), ``lift``
     (filter lift), then ablation and sensitivity tables."""
@@ -203,6 +204,16 @@ def write_markdown(
             "below, tie if it holds 0.",
             "",
             paired,
+        ]
+    if kinds:
+        parts += [
+            "",
+            "### By kind of test question",
+            "",
+            "private: the question needs the client's private facts (and several steps); "
+            "general: general multi-step reasoning in the client's domain (docs/testbed.md).",
+            "",
+            kinds,
         ]
     if lift:
         parts += [
