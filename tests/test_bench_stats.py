@@ -249,3 +249,12 @@ def test_paired_delta_by_kind_of_question(tmp_path: Path) -> None:
     (lada / "data" / "clients" / "client_0" / "test.jsonl").write_text("")
     with pytest.raises(ValueError, match="fingerprint"):
         paired_delta([lada], [alone], "slm", "private")
+
+
+def test_bench_tables_only_runs_nothing(tmp_path: Path) -> None:
+    from lada.bench.run import bench
+
+    summary = bench(tmp_path / "b", suite="core", tables_only=True, log=lambda *a: None)
+    assert summary["rows"] == 0 and summary["failed"] == []
+    assert not list((tmp_path / "b").glob("runs/*"))  # nothing was started
+    assert (tmp_path / "b" / "results.md").exists()

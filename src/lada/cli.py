@@ -329,6 +329,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         log=console.print,
         only=args.only,
         grid=args.grid,
+        tables_only=args.tables_only,
     )
     console.print(
         f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
@@ -607,6 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="every allocation baseline with every host and scenario, and LaDa keeping the logit "
         "hosts' transfer on all of P (lada_keep) (default: baselines with the plain host in "
         "hetero only, so that 3 seeds fit in 2 hours on 2 cores)",
+    )
+    bn.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="run nothing: rewrite results.csv/results.md/plots from the runs in --out "
+        "(finished and partial)",
     )
     bn.set_defaults(func=cmd_bench)
     return p

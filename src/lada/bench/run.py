@@ -26,10 +26,12 @@ def bench(
     log: Any = print,
     only: list[str] | None = None,
     grid: bool = False,
+    tables_only: bool = False,
 ) -> dict[str, Any]:
     """Run the suite (or, with ``only``, the runs whose names match one of these shell
     patterns, e.g. ``sft__*__hetero__s0``), then tabulate every suite run that has results in
-    ``out``: a suite can be completed in pieces."""
+    ``out``: a suite can be completed in pieces. ``tables_only``: run nothing, only rewrite the
+    tables and plots from what ``out`` holds."""
     from fnmatch import fnmatch
 
     if suite not in SUITES:
@@ -50,9 +52,11 @@ def bench(
     t0 = time.perf_counter()
     log(
         f"{len(todo)} of {len(specs)} runs ({'quick' if quick else suite} suite), "
-        f"{jobs} job(s) → {out}"
+        + ("tables only" if tables_only else f"{jobs} job(s)")
+        + f" → {out}"
     )
-    statuses = execute(todo, out, jobs=jobs, log=log)
+    # tables_only: run nothing, tabulate what is in out (e.g. while a suite is still running)
+    statuses = [] if tables_only else execute(todo, out, jobs=jobs, log=log)
     runs_dir = out / "runs"
     rows = [r for s in specs if (r := result_row(s, runs_dir / s.name)) is not None]
     failed = [s for s in statuses if str(s["status"]).startswith("failed")]

@@ -165,7 +165,12 @@ def run_round(
         )
         evals: dict[int, EvaluateRes] = _ok(rep, Task.EVALUATE, replies)
         rep.slm_eval = {
-            k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups, "correct": r.correct}
+            k: {
+                "accuracy": r.accuracy,
+                "n": r.num_samples,
+                "groups": r.groups,
+                "correct": r.correct,
+            }
             for k, r in evals.items()
         }
         rep.llm_eval = server.evaluate(round_idx)

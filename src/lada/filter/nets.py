@@ -102,7 +102,9 @@ def explore_dim(in_dim: int, hidden: int, num_layers: int, kind: ExploreInput, l
     """Dimension of phi for an ExploitNet(in_dim, hidden, num_layers)."""
     if kind == "hidden":
         return hidden
-    sizes = [hidden + 1] + [hidden * hidden + hidden] * (num_layers - 2) + [in_dim * hidden + hidden]
+    sizes = (
+        [hidden + 1] + [hidden * hidden + hidden] * (num_layers - 2) + [in_dim * hidden + hidden]
+    )
     return sum(sizes if layers == 0 else sizes[:layers])
 
 

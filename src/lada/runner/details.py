@@ -1,13 +1,13 @@
 """Per-round details the bench's statistics need (ours), next to metrics.jsonl:
 
-  questions/round_NNN.json  {"slm": {k: "0110…"}, "llm": {k: "…"}, "ids_sha1": {k: sha1}}:
-                            per-question correctness in test-set order (the SLM of client k on
-                            its test set; the LLM on client k's test set) and a fingerprint of
-                            that test set's ids, so that two runs pair up question by question
-  learning/round_NNN.json   {k: {"S"|"L": {"ids", "loss_before", "loss_after", "margin"}}}:
-                            each learner's losses on its picks (S: SLM k learning from the LLM;
-                            L: the LLM learning from SLM k), for every allocation (LaDa's filters
-                            and the baselines alike), so that realised rewards can be compared
+questions/round_NNN.json  {"slm": {k: "0110…"}, "llm": {k: "…"}, "ids_sha1": {k: sha1}}:
+                          per-question correctness in test-set order (the SLM of client k on
+                          its test set; the LLM on client k's test set) and a fingerprint of
+                          that test set's ids, so that two runs pair up question by question
+learning/round_NNN.json   {k: {"S"|"L": {"ids", "loss_before", "loss_after", "margin"}}}:
+                          each learner's losses on its picks (S: SLM k learning from the LLM;
+                          L: the LLM learning from SLM k), for every allocation (LaDa's filters
+                          and the baselines alike), so that realised rewards can be compared
 """
 
 from __future__ import annotations
