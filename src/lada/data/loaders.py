@@ -4,6 +4,9 @@ Every loader returns a :class:`LoadResult`: a ``list[Sample]`` that also carries
 :class:`LoadReport` (``result.report``). With ``on_error="raise"`` (default) the first bad record
 raises :class:`DataError` naming file, line and field. With ``on_error="skip"`` bad records are
 left out, each one recorded in the report (and a warning is logged), never dropped silently.
+A file that yields no sample (empty, only blank lines, every record skipped) is an error in
+both modes; so is a line longer than ``lada.data.jsonl.MAX_LINE_BYTES`` (1 MiB) or a UTF-16
+file. A UTF-8 byte-order mark is accepted.
 """
 
 from __future__ import annotations
@@ -117,6 +120,14 @@ def _load(
         report.add(err)
     report.skipped.sort(key=lambda r: r.line or 0)
     report.num_loaded = len(samples)
+    if not samples:
+        if report.skipped:
+            first = report.skipped[0]
+            where = DataError(first.message, path=path, line=first.line, field=first.field)
+            raise DataError(
+                f"no valid record: all {report.num_skipped} skipped (first: {where})", path=path
+            )
+        raise DataError("no records: the file is empty or has only blank lines", path=path)
     if report.skipped:
         log.warning("%s", report.summary())
     return LoadResult(samples, report)
