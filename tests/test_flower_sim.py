@@ -3,7 +3,8 @@
 - equivalence: same seed, same tiny 2-round config -> the same metrics (within float tolerance)
   and exactly the same bytes per round, task and direction;
 - faults: a client whose ClientApp raises mid-round, and one that is too slow, are reported as
-  missing for that round; the round completes with the others and both are back next round.
+  missing for that round; the round completes with the others and both are back next round;
+  a client whose reply is corrupt (NaN losses) is rejected and reported, as in-process.
 
 Each test runs Ray and trains tiny models for 2-3 rounds: minutes on 2 cores, hence slow.
 """
@@ -110,6 +111,12 @@ def test_flower_simulation_faults(tmp_path: Path, tiny_overrides: list[str]) -> 
             "faults.1.kind=delay",
             "faults.1.delay_s=60",
             "clients.2.timeout_s=45",
+            # client 0 sends NaN losses in round 2's distill: the server rejects the reply
+            "faults.2.client=0",
+            "faults.2.round=2",
+            "faults.2.task=distill",
+            "faults.2.kind=corrupt",
+            "faults.2.corruption=nan",
         ],
     )
     records = run(cfg, tmp_path / "run")
@@ -120,11 +127,13 @@ def test_flower_simulation_faults(tmp_path: Path, tiny_overrides: list[str]) -> 
     assert r1["missed"]["2"].startswith("generate: timeout")
     # client 1 got no allocation (its embed failed); client 2 was allocated, then timed out
     assert set(r1["slm_accuracy"]) == {"0"} and set(r1["selected"]) == {"0", "2"}
-    # both are back in round 2
-    assert r2["missed"] == {}
-    assert set(r2["slm_accuracy"]) == {"0", "1", "2"}
+    # both are back in round 2; client 0's corrupt reply is rejected there, as in-process
+    assert set(r2["missed"]) == {"0"} and set(r2["rejected"]) == {"0"}
+    assert r2["rejected"]["0"].startswith("distill: ") and "non-finite" in r2["rejected"]["0"]
+    assert "S" not in r2["mean_reward"].get("0", {}) and "S" in r2["mean_reward"]["1"]
+    assert set(r2["slm_accuracy"]) == {"1", "2"}
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(summary["missed"]) == {"1", "2"}
+    assert set(summary["missed"]) == {"0", "1", "2"} and set(summary["rejected"]) == {"0"}
     assert [m["round"] for m in summary["missed"]["1"]] == [1]
 
 

@@ -150,8 +150,24 @@ class FaultSpec:
     client: int = 0
     round: int = 1
     task: str = "local_train"
-    kind: Literal["raise", "delay"] = "raise"
+    kind: Literal["raise", "delay", "corrupt"] = "raise"
     delay_s: float = 0.0
+    # kind "corrupt": the client answers, and its reply is broken this way before it is sent
+    # (lada.federation.corrupt.CORRUPTIONS); the server must reject it
+    corruption: Literal["nan", "inf", "ids", "shape", "long_path", "task", "replay"] = "nan"
+
+
+@dataclass
+class LimitsConfig:
+    """What a message may hold (ours; lada.federation.validation, docs/threat-model.md): a reply
+    or an instruction beyond these is rejected whole, its sender counted as missing."""
+
+    # LaDa wire bytes of one message (lada.federation.protocol.encode); FedMKT's top-k logits
+    # on all of a large P are the biggest legitimate messages (about 0.8 KB per token at k=128)
+    max_message_bytes: int = 2**30
+    max_path_chars: int = 20_000  # characters of one reasoning path (either direction)
+    max_feature_dim: int = 65_536  # width of a client's feature vectors (its hidden size)
+    max_top_k: int = 4096  # logits per token a LOGITS / DISTILL_LOGITS message may carry
 
 
 @dataclass
@@ -210,5 +226,6 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=100))
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     faults: list[FaultSpec] = field(default_factory=list)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     keep_checkpoints: Literal["all", "last"] = "all"

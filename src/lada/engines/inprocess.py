@@ -13,7 +13,15 @@ from collections.abc import Callable
 
 from lada.config.schema import FaultSpec
 from lada.federation.client import ClientRole
-from lada.federation.protocol import INSTRUCTIONS, RESULTS, Payload, Task, decode, encode
+from lada.federation.protocol import (
+    INSTRUCTIONS,
+    RESULTS,
+    Payload,
+    Task,
+    WireError,
+    decode,
+    encode,
+)
 from lada.federation.transport import CommLog, Failure
 
 log = logging.getLogger("lada.engine")
@@ -78,7 +86,18 @@ class InProcessEngine:
                 # in one process a slow step cannot be pre-empted: its late reply is dropped
                 replies[k] = Failure("timeout", f"{task} took {elapsed:.1f}s > timeout {limit}s")
                 continue
-            wire = encode(reply.to_record())
+            if fault is not None and fault.kind == "corrupt":
+                from lada.federation.corrupt import corrupt
+
+                reply = corrupt(reply, fault.corruption)
+            try:
+                wire = encode(reply.to_record())
+            except Exception as e:  # what a client returns is not trusted to be encodable
+                replies[k] = Failure("error", f"unencodable {task} reply: {type(e).__name__}: {e}")
+                continue
             self._sent(round_idx, task, "up", k, wire)
-            replies[k] = RESULTS[task].from_record(decode(wire))
+            try:
+                replies[k] = RESULTS[task].from_record(decode(wire))
+            except WireError as e:
+                replies[k] = Failure("rejected", f"malformed {task} reply: {e}")
         return replies

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lada.config.schema import DistillConfig, EvalConfig, LocalTrainConfig
+from lada.config.schema import DistillConfig, EvalConfig, LimitsConfig, LocalTrainConfig
 from lada.data.sample import Sample
 from lada.federation.protocol import (
     DistillIns,
@@ -56,6 +56,7 @@ class ClientSettings:
     seed: int = 0
     host: str = "sft"  # the host framework (lada.hosts): chooses the distillation loss
     model_name: str = "slm"  # the SLM's name (error messages, e.g. a vocabulary mismatch)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # instruction checks
 
 
 class ClientRole:
@@ -131,7 +132,10 @@ class ClientRole:
             Task.LOGITS: self.logits,
             Task.DISTILL_LOGITS: self.distill_logits,
         }
-        return handlers[task](ins)  # type: ignore[operator]
+        from lada.federation.guard import answer
+
+        # refuses an invalid instruction; stamps the reply with (task, round, client)
+        return answer(self, task, ins, handlers[task])  # type: ignore[arg-type]
 
     def _seed(self, round_idx: int, task: str) -> int:
         seed = derive_seed(self.settings.seed, "client", self.cid, round_idx, task)

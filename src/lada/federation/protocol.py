@@ -34,16 +34,38 @@ class Task(StrEnum):
     DISTILL_LOGITS = "distill_logits"  # learn from the LLM's top-k logits (+ paths): FedMKT
 
 
-Record = dict[str, Any]
+Record = dict[str, Any]  # {"config": {...}, "arrays": {name: np.ndarray}}
 # Payloads carry no wall-clock times: message sizes must depend only on the computation, so a
-# resumed run reports the same bytes as an unbroken one. Engines time the tasks themselves.  # {"config": {...}, "arrays": {name: np.ndarray}}
+# resumed run reports the same bytes as an unbroken one. Engines time the tasks themselves.
+
+
+class WireError(ValueError):
+    """Bytes or a record that are not a well-formed message of the protocol (truncated,
+    garbled, oversize, or lacking a payload's fields). Every decode path raises this type only."""
+
+
+@dataclass(frozen=True)
+class Echo:
+    """What a reply says it answers: the task, the round and the client (ours). The client
+    role stamps every reply with it; the server rejects a reply whose echo differs from what
+    it asked (a reply replayed from another round, sent for another task or client)."""
+
+    task: str
+    round: int
+    client: int
+
+
+_ECHO_KEYS = ("_task", "_round", "_client")  # config keys of the echo (no payload field has "_")
 
 
 @dataclass
 class Payload:
-    """Base class: dataclass fields of type np.ndarray go to ``arrays``, the rest to ``config``."""
+    """Base class: dataclass fields of type np.ndarray go to ``arrays``, the rest to ``config``.
+
+    ``echo`` (not a dataclass field) is a reply's :class:`Echo`, carried in ``config``."""
 
     TASK: ClassVar[Task | None] = None
+    echo: ClassVar[Echo | None] = None  # set per instance on replies (see Echo)
 
     def to_record(self) -> Record:
         config: dict[str, Any] = {}
@@ -54,20 +76,41 @@ class Payload:
                 arrays[f.name] = v
             else:
                 config[f.name] = v
+        if self.echo is not None:
+            e = self.echo
+            config.update(zip(_ECHO_KEYS, (e.task, e.round, e.client), strict=True))
         return {"config": config, "arrays": arrays}
 
     @classmethod
     def from_record(cls, record: Record) -> Any:
-        values = {**record.get("config", {}), **record.get("arrays", {})}
+        """The payload in ``record``; :class:`WireError` when a field is missing or a value
+        cannot be a field's (a list where a scalar belongs, ...). Values are not range-checked
+        here: that is :mod:`lada.federation.validation`'s job."""
+        if not isinstance(record, dict):
+            raise WireError(f"{cls.__name__}: a record is a mapping, got {type(record).__name__}")
+        config, arrays = record.get("config", {}), record.get("arrays", {})
+        if not isinstance(config, dict) or not isinstance(arrays, dict):
+            raise WireError(f"{cls.__name__}: record's config and arrays must be mappings")
+        values = {**config, **arrays}
         names = {f.name for f in dataclasses.fields(cls)}
         missing = names - set(values)
         if missing:
-            raise ValueError(f"{cls.__name__}: record lacks fields {sorted(missing)}")
+            raise WireError(f"{cls.__name__}: record lacks fields {sorted(missing)}")
         kwargs = {k: values[k] for k in names}
         for f in dataclasses.fields(cls):
             if isinstance(kwargs[f.name], list | tuple) and not isinstance(kwargs[f.name], str):
                 kwargs[f.name] = list(kwargs[f.name])
-        return cls(**kwargs)
+        out = cls(**kwargs)
+        echo = [config.get(key) for key in _ECHO_KEYS]
+        if any(v is not None for v in echo):
+            task, round_idx, client = echo
+            if not (
+                isinstance(task, str)
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in echo[1:])
+            ):
+                raise WireError(f"{cls.__name__}: malformed echo {echo!r}")
+            out.echo = Echo(task, round_idx, client)  # type: ignore[misc]
+        return out
 
 
 # ---- server -> client ------------------------------------------------------------------
@@ -200,7 +243,7 @@ class DistillRes(Payload):
 class EvaluateRes(Payload):
     num_samples: int
     accuracy: float
-    groups: str = field(default="[]")  # JSON list of {domain, num_steps, n, correct}
+    groups: str = field(default="{}")  # JSON {key: {value: [correct, n]}} (group_counts)
     # per-question correctness in test-set order, "1"/"0" per question (bench CIs, ours)
     correct: str = ""
 
@@ -285,15 +328,90 @@ def encode(record: Record) -> bytes:
     return b"".join(parts)
 
 
-def decode(data: bytes) -> Record:
+# dtypes a message may carry: numbers and booleans (never objects, strings or void records)
+WIRE_DTYPE_KINDS = frozenset("biuf")
+MAX_ARRAYS = 1024  # arrays per message
+MAX_NDIM = 8  # dimensions per array
+
+
+def encoded_size(record: Record) -> int:
+    """``len(encode(record))`` without building the bytes."""
+    arrays = record.get("arrays", {})
+    header = {
+        "config": record.get("config", {}),
+        "arrays": [[k, str(a.dtype), list(a.shape)] for k, a in arrays.items()],
+    }
+    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    return 8 + len(head) + sum(int(a.nbytes) for a in arrays.values())
+
+
+def decode(data: bytes, max_bytes: int | None = None) -> Record:
+    """Parse :func:`encode`'s bytes. Anything else (truncated, garbled, trailing bytes, a dtype
+    outside :data:`WIRE_DTYPE_KINDS`, more than ``max_bytes``) raises :class:`WireError`,
+    before any allocation larger than ``data`` itself."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise WireError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    if len(data) < 8:
+        raise WireError(f"message of {len(data)} bytes is shorter than its 8-byte length prefix")
     n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + n].decode())
+    if n > len(data) - 8:
+        raise WireError(f"header length {n} exceeds the {len(data) - 8} bytes that follow")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5000-digit number
+        raise WireError(f"header is not UTF-8 JSON: {e}") from None
+    if (
+        not isinstance(header, dict)
+        or set(header) != {"config", "arrays"}
+        or not isinstance(header["config"], dict)
+        or not isinstance(header["arrays"], list)
+    ):
+        raise WireError("header must be {'config': {...}, 'arrays': [...]}")
+    if len(header["arrays"]) > MAX_ARRAYS:
+        raise WireError(f"{len(header['arrays'])} arrays (at most {MAX_ARRAYS})")
     offset = 8 + n
     arrays: dict[str, np.ndarray] = {}
-    for name, dtype, shape in header["arrays"]:
-        dt = np.dtype(dtype).newbyteorder("<")
-        count = int(np.prod(shape)) if shape else 1
+    for entry in header["arrays"]:
+        name, dt, shape = _array_entry(entry)
+        if name in arrays:
+            raise WireError(f"array {name!r} appears twice")
+        count = 1
+        for d in shape:
+            count *= d
         size = count * dt.itemsize
-        arrays[name] = np.frombuffer(data[offset : offset + size], dtype=dt).reshape(shape).copy()
+        if size > len(data) - offset:
+            raise WireError(
+                f"array {name!r} {dt.name}{shape} needs {size} bytes, {len(data) - offset} left"
+            )
+        try:
+            flat = np.frombuffer(data, dtype=dt, count=count, offset=offset)
+            arrays[name] = flat.reshape(shape).copy()
+        except (ValueError, OverflowError) as e:  # e.g. a zero-size shape numpy cannot hold
+            raise WireError(f"array {name!r}: shape {list(shape)}: {e}") from None
         offset += size
+    if offset != len(data):
+        raise WireError(f"{len(data) - offset} trailing bytes after the last array")
     return {"config": header["config"], "arrays": arrays}
+
+
+def _array_entry(entry: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
+    """One ``[name, dtype, shape]`` of a header, checked."""
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise WireError(f"array entry {entry!r:.80} is not [name, dtype, shape]")
+    name, dtype, shape = entry
+    if not isinstance(name, str) or not isinstance(dtype, str) or not isinstance(shape, list):
+        raise WireError(f"array entry {entry!r:.80} is not [name, dtype, shape]")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError) as e:
+        raise WireError(f"array {name!r}: unknown dtype {dtype!r:.40}: {e}") from None
+    if dt.kind not in WIRE_DTYPE_KINDS or dt.fields is not None or dt.subdtype is not None:
+        raise WireError(f"array {name!r}: dtype {dtype!r:.40} is not a number type")
+    if len(shape) > MAX_NDIM or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise WireError(f"array {name!r}: bad shape {shape!r:.80}")
+    return name, dt.newbyteorder("<"), tuple(shape)

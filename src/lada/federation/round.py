@@ -38,6 +38,7 @@ class RoundReport:
     round: int
     seconds: dict[str, float] = field(default_factory=dict)
     missed: dict[int, str] = field(default_factory=dict)  # client -> "task: reason"
+    rejected: dict[int, str] = field(default_factory=dict)  # ... replies that failed validation
     local: dict[int, dict[str, float]] = field(default_factory=dict)
     selected: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     filter_mode: dict[int, dict[str, str]] = field(default_factory=dict)
@@ -67,6 +68,8 @@ def _ok(report: RoundReport, task: Task, replies: dict[int, Any]) -> dict[int, A
     for k, r in replies.items():
         if isinstance(r, Failure):
             report.missed.setdefault(k, f"{task}: {r.kind}: {r.message}")
+            if r.kind == "rejected":  # lada.federation.guard
+                report.rejected.setdefault(k, f"{task}: {r.message}")
         else:
             good[k] = r
     return good
@@ -103,8 +106,10 @@ def run_round(
     alone (plugin "none") transfers all of P in its directions. ``host_transfer="all"`` (a
     logit host with plugin "lada"): the host's own transfer on all of P, as alone, then LaDa's
     path step on the picks."""
+    from lada.federation.guard import guarded
     from lada.hosts import LOGIT_HOSTS, host_directions, host_exchanges
 
+    transport = guarded(transport, server)  # every reply checked against what was asked
     rep = RoundReport(round=round_idx)
     alive = transport.clients()
 

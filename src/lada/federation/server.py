@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lada.config.schema import DistillConfig, EvalConfig
+from lada.config.schema import DistillConfig, EvalConfig, LimitsConfig
 from lada.data.sample import Sample
 from lada.filter.bandit import LearnabilityFilter
 from lada.filter.config import FilterConfig
@@ -38,6 +38,7 @@ class ServerSettings:
     seed: int = 0
     model_name: str = "llm"  # the LLM's name (error messages, e.g. a vocabulary mismatch)
     slm_name: str = "slm"  # FedCoLLM: the (homogeneous) SLMs' model name
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # reply checks (validation)
 
 
 @dataclass
@@ -94,6 +95,13 @@ class ServerRole:
             seed = derive_seed(self.settings.seed, "filter", k, direction) % (2**31)
             per[direction] = LearnabilityFilter(dim, _with_seed(cfg, seed))
         return per[direction]
+
+    def expected_feature_dim(self, k: int) -> int | None:
+        """The width of client k's features its filters were built for (None: no filter yet)."""
+        per = self.filters.get(k)
+        if not per or self._llm_feats is None:
+            return None
+        return next(iter(per.values())).dim - int(self._llm_feats.shape[1])
 
     def public_features(self, round_idx: int) -> np.ndarray:
         from lada.filter.features import mean_pooled_hidden

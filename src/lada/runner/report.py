@@ -57,6 +57,7 @@ def metrics_record(
         "bytes": {**totals, "by_task": comm.round_by_task(rep.round)},
         "seconds": rep.seconds,
         "missed": {str(k): v for k, v in rep.missed.items()},
+        "rejected": {str(k): v for k, v in rep.rejected.items()},
         "groups": {
             "slm": {str(k): json.loads(v["groups"]) for k, v in rep.slm_eval.items()},
             "llm": {str(k): v["groups"] for k, v in rep.llm_eval.items()},
@@ -174,11 +175,14 @@ def _change(base: Any, final: Any) -> Any:
 
 def run_summary(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
     """summary.json: base (round 0) and final accuracies and their change, who missed which
-    round, wall time and bytes (docs/run-dir.md)."""
+    round (and whose replies were rejected, why), wall time and bytes (docs/run-dir.md)."""
     missed: dict[str, list[dict[str, Any]]] = {}
+    rejected: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         for k, why in r.get("missed", {}).items():
             missed.setdefault(k, []).append({"round": r["round"], "reason": why})
+        for k, why in r.get("rejected", {}).items():
+            rejected.setdefault(k, []).append({"round": r["round"], "reason": why})
     final = records[-1] if records else {}
     base = next((r for r in records if r["round"] == 0), None)
     n = len(cfg.clients)
@@ -194,6 +198,7 @@ def run_summary(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]
         "final": _accuracies(final),
         "change": _change(_accuracies(base), _accuracies(final)) if base else None,
         "missed": missed,
+        "rejected": rejected,  # replies that failed validation (their senders are in missed)
         "rounds_every_client_missed": [
             r["round"] for r in records if n and len(r.get("missed", {})) >= n
         ],

@@ -81,6 +81,7 @@ def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
             seed=cfg.seed,
             model_name=cfg.server.model,
             slm_name=cfg.clients[0].model if cfg.clients else "slm",
+            limits=cfg.limits,
         ),
         # FedCoLLM distils the averaged (homogeneous) SLM on the server
         load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg)
@@ -105,6 +106,7 @@ def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> Clie
             seed=cfg.seed,
             host=cfg.host,
             model_name=cfg.clients[k].model,
+            limits=cfg.limits,
         ),
         state_dir,
     )
@@ -227,9 +229,11 @@ def drive(
 
 def _initial_evaluation(server: ServerRole, engine) -> RoundReport:
     """Round 0: accuracies before any federated training (base models)."""
+    from lada.federation.guard import guarded
     from lada.federation.protocol import EvaluateIns, Task
     from lada.federation.round import _ok
 
+    engine = guarded(engine, server)
     rep = RoundReport(round=0)
     t0 = time.perf_counter()
     replies = engine.broadcast(0, Task.EVALUATE, {k: EvaluateIns(0) for k in engine.clients()})

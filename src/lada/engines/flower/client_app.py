@@ -50,7 +50,11 @@ from lada.engines.flower import (
     NODE_TEST_FILE,
     NODE_TRAIN_FILE,
 )
-from lada.engines.flower.records import payload_to_recorddict, recorddict_to_payload
+from lada.engines.flower.records import (
+    payload_to_recorddict,
+    recorddict_size,
+    recorddict_to_payload,
+)
 from lada.federation.protocol import INSTRUCTIONS, Task
 
 META = "lada"  # ConfigRecord the transport adds to each message: {"client-id", "fingerprint"}
@@ -278,9 +282,14 @@ def _fault(cfg: Any, k: int, round_idx: int, task: Task) -> Any:
 
 def handle_task(task: Task, msg: Message, context: Context, sim_run_dir: str | None) -> Message:
     site = resolve_site(dict(context.node_config), sim_run_dir)
-    ins = recorddict_to_payload(INSTRUCTIONS[task], msg.content)
-    round_idx = int(ins.round)  # type: ignore[attr-defined]
     e = _entry(site)
+    size, limit = recorddict_size(msg.content), e.cfg.limits.max_message_bytes
+    if size > limit:
+        from lada.federation.validation import InvalidMessage
+
+        raise InvalidMessage(f"{task}: {size} bytes exceed limits.max_message_bytes={limit}")
+    ins = recorddict_to_payload(INSTRUCTIONS[task], msg.content)  # WireError when malformed
+    round_idx = int(ins.round)  # type: ignore[attr-defined]
     if task == Task.LOCAL_TRAIN and e.role.working_round == round_idx:
         e = _entry(site, fresh=True)  # the round is being redone: start it from its saved base
     meta = msg.content[META] if META in msg.content else None
@@ -312,6 +321,10 @@ def handle_task(task: Task, msg: Message, context: Context, sim_run_dir: str | N
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_s)
         result = e.role.handle(task, ins)
+        if fault is not None and fault.kind == "corrupt":
+            from lada.federation.corrupt import corrupt
+
+            result = corrupt(result, fault.corruption)
         if task == Task.EVALUATE:
             _clear_working(e.role.state_dir, upto=round_idx)
             e.tag = None

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from lada.federation.protocol import Payload, Record
+from lada.federation.protocol import WIRE_DTYPE_KINDS, Payload, Record, WireError
 
 CONFIG = "config"
 CONFIG_JSON = "config.json"
@@ -94,8 +94,32 @@ def record_to_recorddict(record: Record) -> RecordDict:
     return rd
 
 
+def recorddict_size(rd: RecordDict) -> int:
+    """Bytes a received ``RecordDict`` holds: its arrays' serialised data plus its config
+    values' text, counted before anything is decoded (``limits.max_message_bytes``)."""
+    n = 0
+    for record in rd.values():
+        if isinstance(record, ArrayRecord):
+            n += sum(len(a.data) for a in record.values())
+        elif isinstance(record, ConfigRecord):
+            for key, value in record.items():
+                items = value if isinstance(value, list) else [value]
+                n += len(key) + sum(len(v) if isinstance(v, str | bytes) else 8 for v in items)
+    return n
+
+
 def recorddict_to_record(rd: RecordDict) -> Record:
-    """Inverse of :func:`record_to_recorddict`."""
+    """Inverse of :func:`record_to_recorddict`; :class:`WireError` for anything it did not
+    produce (garbled JSON, an array of objects, strings or an unknown serialisation)."""
+    try:
+        return _recorddict_to_record(rd)
+    except WireError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, EOFError) as e:
+        raise WireError(f"malformed RecordDict: {type(e).__name__}: {e}") from None
+
+
+def _recorddict_to_record(rd: RecordDict) -> Record:
     config: dict[str, Any] = {}
     if CONFIG in rd:
         for key, value in rd[CONFIG].items():
@@ -108,6 +132,8 @@ def recorddict_to_record(rd: RecordDict) -> Record:
     if ARRAYS in rd:
         for name, arr in rd[ARRAYS].items():
             a = arr.numpy()
+            if a.dtype.kind not in WIRE_DTYPE_KINDS or a.dtype.fields is not None:
+                raise WireError(f"array {name!r}: dtype {a.dtype} is not a number type")
             if name in scalars:
                 a = a.reshape(())
             arrays[name] = a if a.flags.writeable else a.copy()

@@ -34,8 +34,12 @@ from flwr.common.constant import ErrorCode
 
 from lada.engines.flower import HELLO_ACTION
 from lada.engines.flower.client_app import META
-from lada.engines.flower.records import payload_to_recorddict, recorddict_to_payload
-from lada.federation.protocol import RESULTS, Payload, Task, encode
+from lada.engines.flower.records import (
+    payload_to_recorddict,
+    recorddict_size,
+    recorddict_to_payload,
+)
+from lada.federation.protocol import RESULTS, Payload, Task, WireError, encode
 from lada.federation.transport import CommLog, Failure
 
 log = logging.getLogger("lada.flower")
@@ -68,7 +72,10 @@ class FlowerTransport:
         hello_timeout_s: float = HELLO_TIMEOUT_S,
         rejoin_wait_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        max_message_bytes: int | None = None,
     ) -> None:
+        """``max_message_bytes`` (``limits.max_message_bytes``): a larger reply is rejected
+        before it is decoded."""
         self.grid = grid
         self.num_clients = num_clients
         self.node_to_client: dict[int, int] = dict(node_to_client or {})
@@ -78,6 +85,7 @@ class FlowerTransport:
         self.pull_interval_s = pull_interval_s
         self.hello_timeout_s = hello_timeout_s
         self.rejoin_wait_s = rejoin_wait_s
+        self.max_message_bytes = max_message_bytes
         self._round: int | None = None  # the round of the last broadcast
         self.comm = CommLog()
         self._clock = clock
@@ -242,9 +250,17 @@ class FlowerTransport:
             err = reply.error
             kind = "unreachable" if err.code in _UNREACHABLE else "error"
             return Failure(kind, f"{err.reason} (Flower error code {err.code})")
+        size = recorddict_size(reply.content)
+        if self.max_message_bytes is not None and size > self.max_message_bytes:
+            return Failure(
+                "rejected",
+                f"{size} bytes exceed limits.max_message_bytes={self.max_message_bytes}",
+            )
         try:
             res = recorddict_to_payload(RESULTS[task], reply.content)
-        except Exception as e:  # a malformed reply is that client's failure, not ours
+        except WireError as e:  # a malformed reply is that client's failure, not ours
+            return Failure("rejected", f"malformed {task} reply: {e}")
+        except Exception as e:
             return Failure("error", f"malformed {task} reply: {type(e).__name__}: {e}")
         self.comm.add(round_idx, task, "up", len(encode(res.to_record())))
         return res

@@ -1,0 +1,91 @@
+"""Where validation meets the roles: the server's :class:`GuardedTransport` and the client's
+:func:`answer` (ours; docs/threat-model.md).
+
+``guarded(transport, server)`` wraps any engine's transport: every reply is checked by
+:func:`lada.federation.validation.validate_reply` against the instruction that was sent, and
+a bad one becomes ``Failure("rejected", reason)``, so the round treats its sender exactly as a
+client that did not answer (reported in the round's ``missed`` and ``rejected``). Nothing of a
+rejected reply reaches a filter, the training data or a checkpoint.
+
+``answer(role, task, ins)`` is the client's side: it refuses an invalid instruction
+(:class:`lada.federation.validation.InvalidMessage`, which the engine reports as that client's
+error) and stamps the reply with its :class:`lada.federation.protocol.Echo`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from lada.config.schema import LimitsConfig
+from lada.federation.protocol import Echo, Payload, Task
+from lada.federation.transport import CommLog, Failure, Transport
+from lada.federation.validation import validate_instruction, validate_reply
+
+log = logging.getLogger("lada.validation")
+
+REJECTED = "rejected"  # Failure.kind of a reply that failed validation
+
+
+class GuardedTransport:
+    """A :class:`Transport` whose replies have passed :func:`validate_reply`."""
+
+    def __init__(
+        self,
+        inner: Transport,
+        limits: LimitsConfig,
+        feature_dim: Callable[[int], int | None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.limits = limits
+        self.feature_dim = feature_dim or (lambda _k: None)
+
+    @property
+    def comm(self) -> CommLog:
+        return self.inner.comm
+
+    def clients(self) -> list[int]:
+        return self.inner.clients()
+
+    def broadcast(
+        self, round_idx: int, task: Task, instructions: dict[int, Payload]
+    ) -> dict[int, Payload | Failure]:
+        replies = self.inner.broadcast(round_idx, task, instructions)
+        out: dict[int, Payload | Failure] = {}
+        for k in sorted(instructions):
+            r = replies.get(k)
+            if r is None:
+                out[k] = Failure("error", f"the engine returned no reply for client {k}")
+            elif isinstance(r, Failure):
+                out[k] = r
+            else:
+                dim = self.feature_dim(k) if task == Task.EMBED else None
+                why = validate_reply(
+                    task, instructions[k], r, self.limits, client=k, feature_dim=dim
+                )
+                if why is None:
+                    out[k] = r
+                else:
+                    log.warning(
+                        "rejected client %d's %s reply in round %d: %s", k, task, round_idx, why
+                    )
+                    out[k] = Failure(REJECTED, why)
+        for k in sorted(set(replies) - set(instructions)):
+            log.warning("dropped a %s reply from client %d, which was not asked", task, k)
+        return out
+
+
+def guarded(transport: Transport, server: Any) -> Transport:
+    """``transport`` behind the server's reply checks (idempotent)."""
+    if isinstance(transport, GuardedTransport):
+        return transport
+    return GuardedTransport(transport, server.settings.limits, server.expected_feature_dim)
+
+
+def answer(role: Any, task: Task, ins: Payload, handle: Callable[[Payload], Payload]) -> Payload:
+    """The client's side: check ``ins``, run ``handle(ins)``, stamp the reply's echo."""
+    validate_instruction(task, ins, role.settings.limits, role.public)
+    reply = handle(ins)
+    reply.echo = Echo(str(task), int(ins.round), int(role.cid))  # type: ignore[attr-defined,misc]
+    return reply
