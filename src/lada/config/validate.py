@@ -196,6 +196,12 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
         "workers": ge(1),
     },
     "FaultSpec": {"client": ge(0), "round": ge(0), "delay_s": ge(0)},
+    "LimitsConfig": {
+        "max_message_bytes": ge(1024, why=" (bytes; a message's header alone takes ~100)"),
+        "max_path_chars": ge(1),
+        "max_feature_dim": ge(1),
+        "max_top_k": ge(1),
+    },
     "FlowerConfig": {
         "client_num_cpus": gt(0),
         "client_num_gpus": ge(0),
