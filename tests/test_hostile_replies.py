@@ -32,6 +32,7 @@ from lada.federation.protocol import (
     EvaluateIns,
     EvaluateRes,
     GenerateIns,
+    GetWeightsIns,
     LogitDistillIns,
     LogitsIns,
     LogitsRes,
@@ -39,10 +40,16 @@ from lada.federation.protocol import (
     Payload,
     SetWeightsIns,
     Task,
+    WeightsRes,
 )
 from lada.federation.round import run_round
 from lada.federation.transport import Failure
-from lada.federation.validation import InvalidMessage, validate_instruction, validate_reply
+from lada.federation.validation import (
+    Expected,
+    InvalidMessage,
+    validate_instruction,
+    validate_reply,
+)
 from lada.runner.run import build_client, build_server, prepare_run_dir, run
 from lada.runner.setup import load_run_data
 
@@ -128,6 +135,22 @@ def test_feature_width_must_match_the_clients_filters_and_the_size_limit_holds()
     short = LimitsConfig(max_path_chars=10)
     why = validate_reply(Task.GENERATE, GenerateIns(3, ["a"]), paths, short, client=1)
     assert "max_path_chars=10" in why
+
+
+def test_replies_must_match_what_the_server_knows() -> None:
+    """FedMKT's vocabulary and FedCoLLM's parameter layout: a mismatch is a rejection, not a
+    crash of the whole run."""
+    task, ins, reply = _good_replies()[4]
+    reply = _stamp(reply, task)
+    assert validate_reply(task, ins, reply, LIMITS, expect=Expected(vocab="v1")) is None
+    why = validate_reply(task, ins, reply, LIMITS, expect=Expected(vocab="v2"))
+    assert why is not None and "vocabulary 'v1'" in why
+    w = _stamp(WeightsRes(3, ["a", "b"], "[[2], [1]]", np.zeros(3, np.float32)), Task.GET_WEIGHTS)
+    same = Expected(weight_names=("a", "b"), weight_shapes=((2,), (1,)))
+    other = Expected(weight_names=("a", "b"), weight_shapes=((1,), (2,)))
+    assert validate_reply(Task.GET_WEIGHTS, GetWeightsIns(3), w, LIMITS, expect=same) is None
+    why = validate_reply(Task.GET_WEIGHTS, GetWeightsIns(3), w, LIMITS, expect=other)
+    assert why is not None and "differ from the server's SLM" in why
 
 
 def test_a_reply_of_another_payload_type_is_rejected() -> None:

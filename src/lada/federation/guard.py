@@ -14,6 +14,7 @@ error) and stamps the reply with its :class:`lada.federation.protocol.Echo`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from lada.config.schema import LimitsConfig
 from lada.federation.protocol import Echo, Payload, Task
 from lada.federation.transport import CommLog, Failure, Transport
-from lada.federation.validation import validate_instruction, validate_reply
+from lada.federation.validation import Expected, validate_instruction, validate_reply
 
 log = logging.getLogger("lada.validation")
 
@@ -36,10 +37,14 @@ class GuardedTransport:
         inner: Transport,
         limits: LimitsConfig,
         feature_dim: Callable[[int], int | None] | None = None,
+        expected: Callable[[Task], Expected | None] | None = None,
     ) -> None:
+        """``feature_dim(k)``: the width client k's filters take; ``expected(task)``: what
+        every reply to ``task`` must match (both None when unknown)."""
         self.inner = inner
         self.limits = limits
         self.feature_dim = feature_dim or (lambda _k: None)
+        self.expected = expected or (lambda _t: None)
 
     @property
     def comm(self) -> CommLog:
@@ -53,6 +58,11 @@ class GuardedTransport:
     ) -> dict[int, Payload | Failure]:
         replies = self.inner.broadcast(round_idx, task, instructions)
         out: dict[int, Payload | Failure] = {}
+        expect = (
+            self.expected(task)
+            if any(not isinstance(r, Failure) for r in replies.values())
+            else None
+        )
         for k in sorted(instructions):
             r = replies.get(k)
             if r is None:
@@ -62,7 +72,7 @@ class GuardedTransport:
             else:
                 dim = self.feature_dim(k) if task == Task.EMBED else None
                 why = validate_reply(
-                    task, instructions[k], r, self.limits, client=k, feature_dim=dim
+                    task, instructions[k], r, self.limits, client=k, feature_dim=dim, expect=expect
                 )
                 if why is None:
                     out[k] = r
@@ -80,7 +90,27 @@ def guarded(transport: Transport, server: Any) -> Transport:
     """``transport`` behind the server's reply checks (idempotent)."""
     if isinstance(transport, GuardedTransport):
         return transport
-    return GuardedTransport(transport, server.settings.limits, server.expected_feature_dim)
+    return GuardedTransport(
+        transport,
+        server.settings.limits,
+        server.expected_feature_dim,
+        lambda task: server_expectations(server, task),
+    )
+
+
+def server_expectations(server: Any, task: Task) -> Expected | None:
+    """What the server role knows replies to ``task`` must match: its vocabulary for FedMKT's
+    logits (zoo models share one), its copy of the SLM's layout for FedCoLLM's weights."""
+    if task == Task.LOGITS:
+        return Expected(vocab=server.vocab())
+    if task == Task.GET_WEIGHTS:
+        from lada.hosts.fedavg import flatten
+        from lada.utils.model_state import trainable_state
+
+        state = flatten(trainable_state(server.slm()[0]))
+        shapes = tuple(tuple(int(d) for d in s) for s in json.loads(state.shapes_json))
+        return Expected(weight_names=tuple(state.names), weight_shapes=shapes)
+    return None
 
 
 def answer(role: Any, task: Task, ins: Payload, handle: Callable[[Payload], Payload]) -> Payload:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,16 @@ class _Bad(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the server knows a reply must match, when it knows it: FedMKT's vocabulary
+    fingerprint (LOGITS) and FedCoLLM's parameter names and shapes (GET_WEIGHTS)."""
+
+    vocab: str | None = None
+    weight_names: tuple[str, ...] | None = None
+    weight_shapes: tuple[tuple[int, ...], ...] | None = None
+
+
 def validate_reply(
     task: Task,
     instruction: Payload,
@@ -65,13 +76,14 @@ def validate_reply(
     *,
     client: int | None = None,
     feature_dim: int | None = None,
+    expect: Expected | None = None,
 ) -> str | None:
     """Why ``reply`` (from ``client``) is not an acceptable answer to ``instruction``, or None.
 
     ``feature_dim``: the width this client's EMBED features had before (its filters' input),
-    when known."""
+    when known; ``expect``: what the server knows a reply must match (vocabulary, weights)."""
     try:
-        _check_reply(Task(task), instruction, reply, limits, client, feature_dim)
+        _check_reply(Task(task), instruction, reply, limits, client, feature_dim, expect)
     except _Bad as e:
         return str(e)
     return None
@@ -183,7 +195,9 @@ def _check_reply(
     limits: LimitsConfig,
     client: int | None,
     feature_dim: int | None,
+    expect: Expected | None = None,
 ) -> None:
+    expect = expect or Expected()
     expected = RESULTS[task]
     _need(
         type(reply) is expected,
@@ -255,8 +269,18 @@ def _check_reply(
     elif isinstance(reply, WeightsRes):
         _need(reply.num_samples >= 0, "num_samples < 0")
         _weights(reply.names, reply.shapes, reply.flat)
+        if expect.weight_names is not None:
+            layout = (tuple(reply.names), tuple(tuple(s) for s in json.loads(reply.shapes)))
+            _need(
+                layout == (expect.weight_names, expect.weight_shapes),
+                "weights: parameter names or shapes differ from the server's SLM",
+            )
     elif isinstance(reply, LogitsRes):
         _topk(reply, n, int(ins.top_k), limits)  # type: ignore[attr-defined]
+        _need(
+            expect.vocab is None or reply.vocab == expect.vocab,
+            f"vocabulary {reply.vocab[:16]!r} differs from the server's {expect.vocab!r:.18}",
+        )
     # SetWeightsRes: num_params is an int (checked with the fields)
 
 
