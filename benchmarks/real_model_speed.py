@@ -7,9 +7,11 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first.
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
-  KV cache, finished rows dropped, autocast) vs plain greedy ``model.generate`` (fp32, same
-  batches, same prompts, same ``max_new_tokens``; its output is cut at the answer line like
-  ours). Tokens per second counts the tokens of the final paths (the same work for both).
+  KV cache, finished rows dropped, LoRA merged for the call, autocast prefill) vs plain greedy
+  ``model.generate`` on the same LoRA-trained model (same batches, prompts and
+  ``max_new_tokens``; its output is cut at the answer line like ours); ``model.generate`` on
+  the base model without LoRA is printed too. Tokens per second counts the tokens of the final
+  paths (the same work for both).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
   attention scores left out) over the best matmul FLOP/s measured in this run (``torch.mm``
@@ -152,34 +154,38 @@ def main() -> None:
     train_ratio = train_rate / hf_best
 
     # ---- generation -----------------------------------------------------------------------
+    # the model LaDa generates with: the LoRA-trained one from above (a peft model)
     gen_prompts = [word_problem(rng)[0] for _ in range(args.prompts)]
     bs = args.prompts
     ours.eval()
-    base = ours.get_base_model()  # the same weights without the LoRA wrapper
-    base.lada_autocast = autocast
-    generate_paths(base, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)  # warm-up
-    t0 = time.perf_counter()
-    mine = generate_paths(base, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
-    t_ours = time.perf_counter() - t0
-    plain, _ = load_causal_lm(path, dtype="fp32", device=args.device)
-    hf_generate_paths(plain, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)
-    t0 = time.perf_counter()
-    ref = hf_generate_paths(plain, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
-    t_hf = time.perf_counter() - t0
-    ref = [_cut_after_answer(t) for t in ref]
 
     def ntok(texts: list[str]) -> int:
         return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
-    gen_ours, gen_hf = ntok(mine) / t_ours, ntok(ref) / t_hf
+    def timed(fn) -> tuple[list[str], float]:
+        fn(gen_prompts[:2], 4)  # warm-up
+        t0 = time.perf_counter()
+        out = fn(gen_prompts, args.new_tokens)
+        return [_cut_after_answer(t) for t in out], time.perf_counter() - t0
+
+    mine, t_ours = timed(lambda p, n: generate_paths(ours, tok, p, max_new_tokens=n, batch_size=bs))
+    ref, t_hf = timed(lambda p, n: hf_generate_paths(ours, tok, p, max_new_tokens=n, batch_size=bs))
+    plain, _ = load_causal_lm(path, dtype="fp32", device=args.device)  # no LoRA at all
+    ref0, t_plain = timed(
+        lambda p, n: hf_generate_paths(plain, tok, p, max_new_tokens=n, batch_size=bs)
+    )
+    gen_ours, gen_hf, gen_plain = ntok(mine) / t_ours, ntok(ref) / t_hf, ntok(ref0) / t_plain
     same = sum(a == b for a, b in zip(mine, ref, strict=True))
     print(
-        f"generate  lada generate_paths ({compute})  {ntok(mine):6d} tok in {t_ours:7.2f}s = {gen_ours:7.1f} tok/s"
+        f"generate  lada generate_paths, LoRA model  {ntok(mine):6d} tok in {t_ours:7.2f}s = {gen_ours:7.1f} tok/s"
     )
     print(
-        f"generate  HF model.generate (fp32)        {ntok(ref):6d} tok in {t_hf:7.2f}s = {gen_hf:7.1f} tok/s"
+        f"generate  model.generate, same LoRA model   {ntok(ref):6d} tok in {t_hf:7.2f}s = {gen_hf:7.1f} tok/s"
     )
-    print(f"generate  identical paths: {same}/{len(ref)} (bf16 vs fp32 may differ)")
+    print(
+        f"generate  model.generate, base without LoRA {ntok(ref0):6d} tok in {t_plain:7.2f}s = {gen_plain:7.1f} tok/s"
+    )
+    print(f"generate  identical paths (ours vs same-model generate): {same}/{len(ref)}")
 
     # ---- MFU ------------------------------------------------------------------------------
     peak = {dt: matmul_peak(device, dt) for dt in (torch.float32, torch.bfloat16)}

@@ -229,3 +229,28 @@ def test_evaluate_groups_correctly(monkeypatch, model, tok):
 def test_evaluate_with_real_generation(model, tok):
     result = evaluate(model, tok, _samples()[:2], batch_size=2, max_new_tokens=4)
     assert len(result.records) == 2 and 0.0 <= result.accuracy <= 1.0
+
+
+def test_generate_paths_merges_lora_for_the_call_only(trained, tok, tmp_path):
+    """A LoRA model generates what plain generate gives it; its base weights come back."""
+    import torch
+
+    from lada.models.loading import LoraSettings, load_causal_lm
+
+    trained.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, _ = load_causal_lm(tmp_path, lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu")
+    with torch.no_grad():  # non-zero adapters, so that merging changes the weights
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    prompts = DOUBLE_PROMPTS[:5] + PROMPTS
+    reference = hf_generate_paths(model, tok, prompts, max_new_tokens=16, batch_size=4)
+    ours = generate_paths(
+        model, tok, prompts, max_new_tokens=16, batch_size=4, stop_at_answer=False
+    )
+    assert ours == reference
+    after = dict(model.named_parameters())
+    assert all(torch.allclose(after[n], v, atol=1e-6) for n, v in before.items())
+    assert not any(getattr(m, "merged", False) for m in model.modules())
