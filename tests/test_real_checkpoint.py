@@ -41,16 +41,17 @@ def tok():
 def test_prune_depth_keeps_chosen_layers(tmp_path: Path, tok):
     from transformers import AutoModelForCausalLM
 
-    base = build_model("llm-xs", tok, seed=0)  # 3 layers
+    base = build_model("llm-xs", tok, seed=0)
     base.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     prune_depth(tmp_path / "base", 2, tmp_path / "pruned")
     pruned = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned")
     assert pruned.config.num_hidden_layers == 2
+    last = base.config.num_hidden_layers - 1  # kept: the first and the last layer
     sd, bsd = pruned.state_dict(), base.state_dict()
-    assert torch.equal(
-        sd["model.layers.1.mlp.up_proj.weight"], bsd["model.layers.2.mlp.up_proj.weight"]
-    )
+    for new, old in ((0, 0), (1, last)):
+        key = "model.layers.{}.mlp.up_proj.weight"
+        assert torch.equal(sd[key.format(new)], bsd[key.format(old)])
     assert torch.equal(sd["model.embed_tokens.weight"], bsd["model.embed_tokens.weight"])
     x = torch.tensor([[1, 5, 6, 7]])
     assert torch.isfinite(pruned(x).logits).all()
