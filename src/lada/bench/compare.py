@@ -93,8 +93,8 @@ def kind_table(specs: list[RunSpec], runs_dir: Path) -> str:
     cells = _by_cell(specs, runs_dir)
     lines = [
         "| host | scenario | comparison | questions | SLM Δ pts [95 % CI] | SLM | "
-        "LLM Δ pts [95 % CI] | LLM | seeds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "LLM Δ pts [95 % CI] | LLM | seeds | round |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(h, sc) for h, sc, _ in cells}, key=lambda k: (_order(k[0]), k[1]))
     for host, scen in keys:
@@ -118,7 +118,7 @@ def kind_table(specs: list[RunSpec], runs_dir: Path) -> str:
                 lines.append(
                     f"| {host} | {scen} | {label} | {kind} | "
                     + " | ".join([*_cell(slm), *_cell(llm)])
-                    + f" | {est.n_seeds} |"
+                    + f" | {est.n_seeds} | {_rounds(est.rounds, ra[0])} |"
                 )
     return "\n".join(lines) if len(lines) > 2 else ""
 

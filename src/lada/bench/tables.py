@@ -162,6 +162,16 @@ def simple_table(rows: list[dict[str, Any]], methods: list[str], title_col: str)
     return "\n".join(lines)
 
 
+def _rounds_reached(rows: list[dict[str, Any]]) -> str:
+    """ "5" when every run reached round 5, else e.g. "2–5 (partial runs included)"."""
+    got = sorted({int(r["rounds"]) for r in rows})
+    if not got:
+        return "–"
+    if len(got) == 1:
+        return str(got[0])
+    return f"{got[0]}–{got[-1]} (partial runs included: compare within the paired tables)"
+
+
 def write_markdown(
     rows: list[dict[str, Any]],
     path: Path,
@@ -183,7 +193,8 @@ def write_markdown(
         f"# {title}",
         "",
         f"Command: `{command}`  ",
-        f"Runs: {len(rows)}; seeds: {seeds}. Cells: final-round accuracy in %, mean ± std over "
+        f"Runs: {len(rows)}; seeds: {seeds}; rounds reached: {_rounds_reached(rows)}. Cells: "
+        "each run's last completed round's accuracy in %, mean ± std over "
         "seeds (a single value when there is one seed); SLM = mean over clients of each SLM on "
         "its own test set, LLM = the LLM's mean over the clients' test sets. MB/round: bytes "
         "measured on the wire (up + down), mean over rounds.",
