@@ -161,3 +161,20 @@ def test_gradient_phi_of_several_layers_matches_autograd() -> None:
     filt.update(np.random.default_rng(0).normal(size=(20, 5)), np.linspace(0, 1, 20))
     assert filt.hist_phi.shape == (20, 33 + 32 * 32 + 32)
 
+
+
+def test_frozen_contexts_are_the_first_pools_every_round() -> None:
+    sim = DriftingBandit(seed=4)
+    filt = LearnabilityFilter(sim.dim, small(context_source="frozen"))
+    seen = []
+    for t in (1, 2, 3):
+        idx = filt.select(sim.contexts(t), t)
+        seen.append(filt.pending.x.copy())
+        lb, la = sim.losses(t, idx)
+        filt.update_picks(idx, filt.compute_rewards(la, lb))
+    np.testing.assert_array_equal(seen[0], seen[2])  # x cannot tell the rounds apart
+    np.testing.assert_array_equal(filt.frozen_x, sim.contexts(1))
+    again = LearnabilityFilter.from_state_dict(filt.state_dict())
+    np.testing.assert_array_equal(again.frozen_x, filt.frozen_x)
+    with pytest.raises(ValueError, match="context_source=frozen"):
+        filt.select(sim.contexts(4)[:10], 4)

@@ -98,6 +98,7 @@ class LearnabilityFilter:
         self.tracker = RewardTracker(alpha=c.alpha, signal=c.sample_signal)
         self.feat_mean: np.ndarray | None = None
         self.feat_std: np.ndarray | None = None
+        self.frozen_x: np.ndarray | None = None  # context_source "frozen": the first pool's x
         phi_dim = int(self.f2.body[0].in_features)
         self.hist_x = np.zeros((0, self.dim), dtype=np.float32)
         self.hist_r = np.zeros(0, dtype=np.float32)  # raw rewards r_i
@@ -138,6 +139,21 @@ class LearnabilityFilter:
             raise ValueError(f"expected X of shape [N, {self.dim}], got {X.shape}")
         return X
 
+    def pool_contexts(self, X: np.ndarray) -> np.ndarray:
+        """The pool's x for this round: X itself, or (``context_source="frozen"``) the first
+        pool's X, kept from then on; the pool must keep its size and order."""
+        X = self._check(X)
+        if self.config.context_source == "live":
+            return X
+        if self.frozen_x is None:
+            self.frozen_x = np.array(X, dtype=np.float32, copy=True)
+        elif self.frozen_x.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"filter.context_source=frozen keeps the first pool's {self.frozen_x.shape[0]} "
+                f"contexts, but this pool has {X.shape[0]} samples"
+            )
+        return self.frozen_x
+
     def _phi(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         return self.f1.explore_features(x, c.explore_input, c.explore_grad_layers)
@@ -176,6 +192,7 @@ class LearnabilityFilter:
         (x, f1(x), phi(x) of every pool sample) for :meth:`update_picks`.
         """
         c = self.config
+        X = self.pool_contexts(X)
         self.fit_standardizer(X, refit=True)
         d = self.decide(self.transform(X))
         self.pending = d
@@ -326,6 +343,7 @@ class LearnabilityFilter:
             "hist_f1": t(self.hist_f1),
             "hist_phi": t(self.hist_phi),
             "prev_mean_reward": self.prev_mean_reward,
+            "frozen_x": t(self.frozen_x),
             "tracker": self.tracker.state_dict(),
             "num_updates": self.num_updates,
         }
@@ -354,6 +372,7 @@ class LearnabilityFilter:
             self.hist_f1 = a(state["hist_f1"])
             self.hist_phi = a(state["hist_phi"])
             self.prev_mean_reward = state["prev_mean_reward"]
+            self.frozen_x = a(state.get("frozen_x"))
         else:  # version 1 kept no decision-time records: the loaded f1's stand in for them
             self.hist_y = self.hist_r.copy()
             d = self.decide(self.hist_x)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 ExploreInput = Literal["hidden", "gradient"]
 SampleSignal = Literal["loss_drop", "margin"]
 ContextNorm = Literal["round", "first", "none"]
+ContextSource = Literal["live", "frozen"]
 RewardTarget = Literal["round_z", "raw"]
 SelectRule = Literal["round_z", "absolute"]
 Residual = Literal["decision", "refit"]
@@ -82,6 +83,10 @@ class FilterConfig:
     """Standardisation stats of x (ours): "round" = fitted on each round's pool (contexts are
     recomputed every round from changing models, so stats fitted once let x encode the round);
     "first" = fitted once on the first X seen (the old behaviour); "none"."""
+    context_source: ContextSource = "live"
+    """x of the pool (ours): "live" = this round's contexts (the models' current features);
+    "frozen" = the contexts of the first round the filter saw, reused every round, so x cannot
+    encode the round at all (but no longer follows the learner's state)."""
     seed: int = 0
     """Seed of network init, mini-batch shuffling and the cold-start k-means (ours)."""
     max_history: int | None = None
@@ -104,6 +109,7 @@ class FilterConfig:
             raise ValueError(f"unknown explore_input {self.explore_input!r}")
         for name, allowed in (
             ("context_norm", ("round", "first", "none")),
+            ("context_source", ("live", "frozen")),
             ("reward_target", ("round_z", "raw")),
             ("select_rule", ("round_z", "absolute")),
             ("residual", ("decision", "refit")),
