@@ -219,7 +219,7 @@ def render_gaps(cells: list[GapCell]) -> list[Any]:
             row = []
             for kind, steps in cols:
                 a = _acc(mine, model=model, stage=stage, kind=kind, num_steps=steps)
-                row.append(f"{100 * a:.0f}")
+                row.append("-" if a != a else f"{100 * a:.0f}")  # NaN: not measured
             table.add_row(label, *row)
         gaps = {r["num_steps"]: r for r in summary if r["client"] == k}
         table.add_row(
