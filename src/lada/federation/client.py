@@ -59,6 +59,11 @@ class ClientSettings:
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # instruction checks
 
 
+def _mean_seen(per_sample: np.ndarray) -> float:
+    seen = per_sample[~np.isnan(per_sample)]
+    return float(seen.mean()) if seen.size else float("nan")
+
+
 class ClientRole:
     """Holds SLM k. ``handle(task, ins)`` is the only entry point an engine uses."""
 
@@ -156,7 +161,8 @@ class ClientRole:
         )
         return LocalTrainRes(
             num_samples=len(self.train),
-            mean_loss=float(np.mean(stats.per_sample_loss)),
+            # over the samples the step saw (max_steps may stop before an epoch ends: NaN = unseen)
+            mean_loss=_mean_seen(stats.per_sample_loss),
         )
 
     def embed(self, ins: EmbedIns) -> EmbedRes:
