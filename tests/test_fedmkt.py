@@ -4,6 +4,7 @@ runs of the logit hosts (fedmkt, fedcollm with its server-side KL step), alone a
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,8 @@ def test_static_vocabulary_check(tmp_path: Path) -> None:
         check_host_config(load_config(None, ["host=fedmkt", f"server.model={a}"]))
     same = ["host=fedmkt", f"server.model={a}", f"clients=[{{model: {a}}}]"]
     check_host_config(load_config(None, same))
-    with pytest.raises(VocabularyMismatchError, match="different vocabularies"):
+    # load_config's validation runs the host's check too (a ConfigError listing the problem)
+    with pytest.raises(ConfigError, match="different vocabularies"):
         check_host_config(
             load_config(None, ["host=fedmkt", f"server.model={a}", f"clients=[{{model: {b}}}]"])
         )
@@ -232,8 +234,9 @@ def test_learner_step_takes_each_sample_from_its_min_ce_teacher(
     optim = OptimConfig(lr=1e-3, epochs=1, batch_size=4, warmup_steps=0, max_length=64)
     items = [*s3, s3[0]]  # sample 0 twice (two teachers' paths): trained by LM and KD once
     paths = ["plum 1+1=2\nAnswer: 2", "Answer: 9", "pear\nAnswer: 4", "Answer: 7"]
+    learner = fedmkt.Learner(student, tok, "s", vocab)
     out, n_kd = fedmkt.learn_from_logits(
-        student, tok, items, {0: t0, 1: t1}, paths, ["Answer: 1"] * 4, cfg, optim, "s", vocab
+        learner, items, {0: t0, 1: t1}, cfg, optim, paths=(paths, ["Answer: 1"] * 4)
     )
     hook = seen["logits"]
     assert n_kd == 2
@@ -246,7 +249,7 @@ def test_learner_step_takes_each_sample_from_its_min_ce_teacher(
     assert out.loss_before.shape == (4,) and np.all(np.isfinite(out.loss_after))
     with pytest.raises(VocabularyMismatchError):
         bad = TopKLogits(t0.ids, t0.lengths, t0.indices, t0.values, t0.ce, "other", "t2")
-        fedmkt.learn_from_logits(student, tok, s3, {0: bad}, None, None, cfg, optim, "s", vocab)
+        fedmkt.learn_from_logits(learner, s3, {0: bad}, cfg, optim)
 
 
 def test_logit_learner_step_lowers_lm_and_distill_loss(tiny_pair: tuple) -> None:
@@ -255,7 +258,7 @@ def test_logit_learner_step_lowers_lm_and_distill_loss(tiny_pair: tuple) -> None
     from transformers import AutoModelForCausalLM
 
     from lada.config.schema import DistillConfig
-    from lada.hosts.fedmkt import learn_from_logits
+    from lada.hosts.fedmkt import Learner, LogitLoss, learn_from_logits
     from lada.train.batching import collate, encode_pairs
     from lada.train.logit_distill import compute_topk, vocab_fingerprint
     from lada.train.logprobs import target_logits
@@ -278,37 +281,14 @@ def test_logit_learner_step_lowers_lm_and_distill_loss(tiny_pair: tuple) -> None
     optim = OptimConfig(lr=1e-2, epochs=3, batch_size=3, warmup_steps=0, max_length=64)
     cfg = DistillConfig()
     before = kl()
+    learner = Learner(student, tok, "s", vocab)
     out, n_kd = learn_from_logits(
-        student,
-        tok,
-        samples,
-        {0: top},
-        None,
-        None,
-        cfg,
-        optim,
-        "s",
-        vocab,
-        lm_weight=0.0,
-        kd_weight=1.0,
-        selection="all",
+        learner, samples, {0: top}, cfg, optim, loss=LogitLoss(0.0, 1.0, "all")
     )
     assert n_kd == len(samples) and out.num_pairs == 0
     assert kl() < 0.9 * before
     out, _ = learn_from_logits(
-        student,
-        tok,
-        samples,
-        {0: top},
-        None,
-        None,
-        cfg,
-        optim,
-        "s",
-        vocab,
-        lm_weight=1.0,
-        kd_weight=0.0,
-        selection="all",
+        learner, samples, {0: top}, cfg, optim, loss=LogitLoss(1.0, 0.0, "all")
     )
     assert np.all(out.loss_after < out.loss_before)
 
@@ -407,7 +387,7 @@ def test_fedcollm_distils_the_average_on_the_server(
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
-        seen.append((args[2], out))
+        seen.append((args[1], out))  # (round context, the FedAvg average, picks)
         return out
 
     monkeypatch.setattr(fedcollm, "server_distill", spy)
@@ -460,6 +440,8 @@ def test_host_transfer_all_is_refused_for_path_hosts(tiny_overrides: list[str]) 
     from lada.hosts import check_host_config
 
     for host in ("sft", "fedcot"):
-        cfg = load_config(None, tiny_overrides + [f"host={host}", "host_transfer=all"])
+        # loading validates the config, the host's check included
         with pytest.raises(ConfigError, match=f"host {host}'s public transfer is the path step"):
-            check_host_config(cfg)
+            load_config(None, tiny_overrides + [f"host={host}", "host_transfer=all"])
+    with pytest.raises(ConfigError, match="host sft's public transfer is the path step"):
+        check_host_config(replace(load_config(None, tiny_overrides), host_transfer="all"))

@@ -39,9 +39,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lada.config.presets import TINY
-from lada.hosts import LOGIT_HOSTS
+from lada.hosts import BUILTIN_HOSTS, host_class
 
-HOSTS = ("sft", "fedcot", "fedcollm", "fedmkt")
+HOSTS = BUILTIN_HOSTS  # the registry's built-in hosts, in its order (lada.hosts)
+PLAIN_HOST = "sft"  # the host the baselines, ablations and sensitivity runs use
 BASELINES = ("all", "random", "perplexity", "ifd", "min_ce")
 MAIN_METHODS = ("alone", *BASELINES, "lada")
 ABLATIONS = ("no_cd", "no_explore")  # "without filter" is the "all" run
@@ -127,7 +128,20 @@ def method_overrides(method: str) -> list[str]:
 
 
 def supported(host: str, scenario: str) -> bool:
-    return host != "fedcollm" or scenario in HOMOGENEOUS
+    """A host that averages SLM weights runs only where the SLMs are homogeneous."""
+    return not host_class(host).homogeneous_slms or scenario in HOMOGENEOUS
+
+
+def _quick_plan() -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every host alone and with LaDa in one scenario it supports; the plain host also with
+    the random baseline."""
+    plan = []
+    for host in HOSTS:
+        scen = next(s for s in ("hetero", "homo") if supported(host, s))
+        plan.append(
+            (host, scen, ("alone", "random", "lada") if host == PLAIN_HOST else ("alone", "lada"))
+        )
+    return plan
 
 
 # the core suite's scenario: the embedded default's LLM and SLMs (not pinned: whatever
@@ -156,12 +170,7 @@ def paper_suite(
     runs: list[RunSpec] = []
     skipped: list[str] = []
     if quick:
-        plan = [
-            ("sft", "hetero", ("alone", "random", "lada")),
-            ("fedcot", "hetero", ("alone", "lada")),
-            ("fedcollm", "homo", ("alone", "lada")),
-            ("fedmkt", "hetero", ("alone", "lada")),
-        ]
+        plan = _quick_plan()
         for seed in range(n_seeds):
             for host, scen, methods in plan:
                 runs += [_spec(host, m, scen, seed, "main", base) for m in methods]
@@ -172,11 +181,11 @@ def paper_suite(
             for scen in SCENARIOS:
                 if not supported(host, scen):
                     if seed == 0:
-                        skipped.append(f"{host} × {scen}: FedAvg needs homogeneous SLMs")
+                        skipped.append(f"{host} × {scen}: averaging SLMs needs homogeneous SLMs")
                     continue
                 full = grid or (host, scen) == ("sft", "hetero")
                 methods = MAIN_METHODS if full else ("alone", "lada")
-                if grid and host in LOGIT_HOSTS:
+                if grid and host_class(host).compares_logits:
                     methods = (*methods, "lada_keep")
                 runs += [_spec(host, m, scen, seed, "main", base) for m in methods]
         runs += [_spec("sft", m, "hetero", seed, "ablation", base) for m in ABLATIONS]

@@ -200,7 +200,9 @@ class RunConfig:
     # jobs); None = torch's own default (all cores)
     threads: int | None = 2
     engine: Literal["inprocess", "flower-sim"] = "inprocess"
-    host: Literal["sft", "fedcot", "fedcollm", "fedmkt"] = "sft"  # the host framework (lada.hosts)
+    # the host framework: a host registered in lada.hosts (built in: sft, fedcot, fedcollm,
+    # fedmkt; docs/hosts.md), checked when the run starts
+    host: str = "sft"
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal["lada", "all", "random", "perplexity", "ifd", "min_ce"] = "lada"

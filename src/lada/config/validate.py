@@ -122,6 +122,18 @@ _OPTIM: dict[str, Rule] = {
 }
 _MODEL: dict[str, Rule] = {"dtype": dtype, "device": device}
 
+
+def host_name(v: Any) -> str | None:
+    """A host of the registry (lada.hosts.registry names them without importing any)."""
+    from lada.hosts.registry import host_names
+
+    names = host_names()
+    if v in names:
+        return None
+    near = closest(str(v), names)
+    return "unknown host; " + (f"did you mean {near!r}?" if near else f"hosts: {', '.join(names)}")
+
+
 # class name -> field -> rule (class names, so that this module imports no model code)
 FIELD_RULES: dict[str, dict[str, Rule]] = {
     "RunConfig": {
@@ -129,6 +141,7 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
         "rounds": ge(1, why=" (rounds to run after the base evaluation)"),
         "threads": ge(1, none_ok=True),
         "allocation_count": ge(1, none_ok=True),
+        "host": host_name,
     },
     "ModelConfig": _MODEL,
     "ClientConfig": {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from lada.config.schema import FaultSpec
 from lada.federation.client import ClientRole
@@ -101,3 +103,22 @@ class InProcessEngine:
             except WireError as e:
                 replies[k] = Failure("rejected", f"malformed {task} reply: {e}")
         return replies
+
+
+def run_inprocess(cfg: Any, run_dir: Path, last: int, console: Any = None) -> list[dict[str, Any]]:
+    """The ``inprocess`` engine: the data, the zoo models, every role in this process, then
+    :func:`lada.runner.drive.drive` on an :class:`InProcessEngine`."""
+    from lada.runner.drive import drive
+    from lada.runner.roles import build_client, build_server, prepare_zoo_models
+    from lada.runner.setup import load_run_data
+
+    data = load_run_data(cfg, run_dir)
+    prepare_zoo_models(cfg, data.world_cfg)
+    clients = {
+        k: build_client(cfg, data, k, run_dir / "clients" / f"client_{k}")
+        for k in range(len(cfg.clients))
+    }
+    engine = InProcessEngine(
+        clients, timeouts={k: c.timeout_s for k, c in enumerate(cfg.clients)}, faults=cfg.faults
+    )
+    return drive(cfg, run_dir, build_server(cfg, data), engine, last, data.domains, console)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 
 from lada.config.schema import DistillConfig, EvalConfig, LimitsConfig, LocalTrainConfig
 from lada.data.sample import Sample
+from lada.federation.host import Host
 from lada.federation.protocol import (
     DistillIns,
     DistillRes,
@@ -26,21 +27,13 @@ from lada.federation.protocol import (
     EvaluateIns,
     EvaluateRes,
     GenerateIns,
-    GetWeightsIns,
     LocalTrainIns,
     LocalTrainRes,
-    LogitDistillIns,
-    LogitDistillRes,
-    LogitsIns,
-    LogitsRes,
     PathsRes,
     Payload,
     ScoreIns,
     ScoreRes,
-    SetWeightsIns,
-    SetWeightsRes,
     Task,
-    WeightsRes,
 )
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
@@ -54,7 +47,6 @@ class ClientSettings:
     distill: DistillConfig
     eval: EvalConfig
     seed: int = 0
-    host: str = "sft"  # the host framework (lada.hosts): chooses the distillation loss
     model_name: str = "slm"  # the SLM's name (error messages, e.g. a vocabulary mismatch)
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # instruction checks
 
@@ -65,7 +57,10 @@ def _mean_seen(per_sample: np.ndarray) -> float:
 
 
 class ClientRole:
-    """Holds SLM k. ``handle(task, ins)`` is the only entry point an engine uses."""
+    """Holds SLM k. ``handle(task, ins)`` is the only entry point an engine uses.
+
+    ``host`` (a :class:`lada.federation.host.Host`; default the plain host) adds its task
+    handlers and gives L_host of the distillation step."""
 
     def __init__(
         self,
@@ -76,8 +71,10 @@ class ClientRole:
         public: list[Sample],
         settings: ClientSettings,
         state_dir: str | Path,
+        host: Host | None = None,
     ) -> None:
         self.cid = cid
+        self.host = host or Host()
         self._load_model = load_model
         self.train, self.test = train, test
         self.public = {s.id: s for s in public}
@@ -87,7 +84,15 @@ class ClientRole:
         self.tokenizer: Any = None
         self.ended_round: int | None = None  # the model holds this round's end state
         self.working_round: int | None = None  # the round the model is working on
-        self._vocab: str | None = None
+        self._handlers: Mapping[str, Callable[[Any], Payload]] = {
+            Task.LOCAL_TRAIN: self.local_train,
+            Task.EMBED: self.embed,
+            Task.GENERATE: self.generate,
+            Task.DISTILL: self.distill,
+            Task.EVALUATE: self.evaluate,
+            Task.SCORE: self.score,
+            **self.host.client_handlers(self),
+        }
 
     # ---- state --------------------------------------------------------------------------
 
@@ -124,25 +129,20 @@ class ClientRole:
 
     # ---- tasks --------------------------------------------------------------------------
 
-    def handle(self, task: Task, ins: Payload) -> Payload:
-        handlers = {
-            Task.LOCAL_TRAIN: self.local_train,
-            Task.EMBED: self.embed,
-            Task.GENERATE: self.generate,
-            Task.DISTILL: self.distill,
-            Task.EVALUATE: self.evaluate,
-            Task.SCORE: self.score,
-            Task.GET_WEIGHTS: self.get_weights,
-            Task.SET_WEIGHTS: self.set_weights,
-            Task.LOGITS: self.logits,
-            Task.DISTILL_LOGITS: self.distill_logits,
-        }
+    def handle(self, task: Task | str, ins: Payload) -> Payload:
+        handler = self._handlers.get(str(task))
+        if handler is None:
+            raise ValueError(
+                f"client {self.cid}: task {str(task)!r} is not handled with host "
+                f"{self.host.name!r} (tasks: {', '.join(sorted(self._handlers))})"
+            )
         from lada.federation.guard import answer
 
         # refuses an invalid instruction; stamps the reply with (task, round, client)
-        return answer(self, task, ins, handlers[task])  # type: ignore[arg-type]
+        return answer(self, task, ins, handler)  # type: ignore[arg-type]
 
-    def _seed(self, round_idx: int, task: str) -> int:
+    def task_seed(self, round_idx: int, task: str) -> int:
+        """Seed every RNG for ``task`` of round ``round_idx`` (deterministic per client)."""
         seed = derive_seed(self.settings.seed, "client", self.cid, round_idx, task)
         seed_everything(seed)
         return seed
@@ -151,7 +151,7 @@ class ClientRole:
         from lada.train.sft import sft
 
         self.enter_round(ins.round)
-        seed = self._seed(ins.round, "local_train")
+        seed = self.task_seed(ins.round, "local_train")
         stats = sft(
             self.model,
             self.tokenizer,
@@ -173,10 +173,11 @@ class ClientRole:
         feats = mean_pooled_hidden(self.model, self.tokenizer, texts)
         return EmbedRes(ids=list(ins.ids), features=np.asarray(feats, dtype=np.float32))
 
-    def _own_paths(self, ids: list[str], round_idx: int) -> list[str]:
+    def own_paths(self, ids: list[str], round_idx: int) -> list[str]:
+        """The SLM's own reasoning paths for public ``ids`` (seeded per round)."""
         from lada.eval.generate import generate_paths
 
-        self._seed(round_idx, "generate")
+        self.task_seed(round_idx, "generate")
         d = self.settings.distill
         return generate_paths(
             self.model,
@@ -189,7 +190,7 @@ class ClientRole:
 
     def generate(self, ins: GenerateIns) -> PathsRes:
         self.enter_round(ins.round)
-        paths = self._own_paths(list(ins.ids), ins.round) if ins.ids else []
+        paths = self.own_paths(list(ins.ids), ins.round) if ins.ids else []
         return PathsRes(ids=list(ins.ids), paths=paths)
 
     def distill(self, ins: DistillIns) -> DistillRes:
@@ -202,14 +203,13 @@ class ClientRole:
             return DistillRes(
                 ids=[], loss_before=empty, loss_after=empty, margin=empty, num_pairs=0
             )
-        d = self.settings.distill
-        if d.lambda_cd == 0 and d.preference == "role":
-            own = list(ins.teacher_paths)  # no L_CD: the learner's own paths are not needed
+        if self.needs_own_paths():
+            own = self.own_paths(ids, ins.round)
         else:
-            own = self._own_paths(ids, ins.round)
+            own = list(ins.teacher_paths)  # no L_CD: the learner's own paths are not needed
         rehearse = self.rehearsal(ins.round)
         gold = [s.target() for s in rehearse]
-        seed = self._seed(ins.round, "distill")
+        seed = self.task_seed(ins.round, "distill")
         out = learn_from_paths(
             self.model,
             self.tokenizer,
@@ -218,7 +218,7 @@ class ClientRole:
             own + gold,  # identical pairs: rehearsal adds SFT only
             self.settings.distill,
             replace(self.settings.distill.slm_optim, seed=seed),
-            host=self.settings.host,
+            host_loss=self.host.host_loss,
         )
         n = len(ids)  # only the public picks are reported (and rewarded)
         return DistillRes(
@@ -227,8 +227,14 @@ class ClientRole:
             loss_after=out.loss_after[:n].astype(np.float32),
             margin=out.margin[:n].astype(np.float32),
             num_pairs=out.num_pairs,
-            trained=_trained_mask(out, n),
+            trained=trained_mask(out, n),
         )
+
+    def needs_own_paths(self) -> bool:
+        """Whether a distillation step needs the SLM's own paths (L_CD's other side, or the
+        correctness preference); with λ = 0 and the role preference it does not."""
+        d = self.settings.distill
+        return not (d.lambda_cd == 0 and d.preference == "role")
 
     def rehearsal(self, round_idx: int) -> list[Sample]:
         """``distill.slm_replay`` (ours) private training samples for this round's distillation
@@ -239,86 +245,11 @@ class ClientRole:
         rng = random.Random(derive_seed(self.settings.seed, "client", self.cid, round_idx, "reh"))
         return rng.sample(self.train, n)
 
-    # ---- FedMKT: top-k logits on public gold texts ---------------------------------------
-
     def vocab(self) -> str:
         """The SLM's vocabulary fingerprint (logits are comparable only under equal ones)."""
-        from lada.train.logit_distill import vocab_fingerprint
+        from lada.train.logit_distill import cached_vocab_fingerprint
 
-        if self._vocab is None:
-            self._vocab = vocab_fingerprint(self.tokenizer)
-        return self._vocab
-
-    def logits(self, ins: LogitsIns) -> LogitsRes:
-        """The SLM's top-k logits and CE on the gold texts of public ``ids`` (FedMKT's upload;
-        sent with its vocabulary fingerprint even for no ids, so the server can check it)."""
-        from lada.train.logit_distill import compute_topk
-
-        self.enter_round(ins.round)
-        ids = list(ins.ids)
-        samples = [self.public[i] for i in ids]
-        top = compute_topk(
-            self.model,
-            self.tokenizer,
-            ids,
-            [s.prompt() for s in samples],
-            [s.target() for s in samples],
-            ins.top_k,
-            self.settings.distill.slm_optim.max_length,
-            self.settings.model_name,
-            vocab=self.vocab(),
-        )
-        return LogitsRes(
-            ids=ids,
-            model=top.model,
-            vocab=top.vocab,
-            lengths=top.lengths,
-            indices=top.indices,
-            values=top.values,
-            ce=top.ce,
-        )
-
-    def distill_logits(self, ins: LogitDistillIns) -> LogitDistillRes:
-        """FedMKT's learner step (:mod:`lada.hosts.fedmkt`): LM + distill from the LLM's top-k
-        where the LLM's CE is lower than the SLM's own (min-CE), + λ·L_CD with LaDa's paths."""
-        from lada.hosts.fedmkt import learn_from_logits
-        from lada.train.logit_distill import TopKLogits
-
-        self.enter_round(ins.round)
-        ids = list(ins.ids)
-        empty = np.zeros(0, dtype=np.float32)
-        if not ids:
-            return LogitDistillRes([], empty, empty, empty, num_pairs=0, num_distilled=0)
-        teacher = TopKLogits(
-            ids, ins.lengths, ins.indices, ins.values, ins.ce, ins.vocab, ins.model
-        )
-        paths = list(ins.teacher_paths) or None
-        d = self.settings.distill
-        own = None
-        if paths is not None and not (d.lambda_cd == 0 and d.preference == "role"):
-            own = self._own_paths(ids, ins.round)
-        seed = self._seed(ins.round, "distill")
-        out, n_kd = learn_from_logits(
-            self.model,
-            self.tokenizer,
-            [self.public[i] for i in ids],
-            {0: teacher},
-            paths,
-            own,
-            d,
-            replace(d.slm_optim, seed=seed),
-            learner=self.settings.model_name,
-            vocab=self.vocab(),
-        )
-        return LogitDistillRes(
-            ids=ids,
-            loss_before=out.loss_before.astype(np.float32),
-            loss_after=out.loss_after.astype(np.float32),
-            margin=out.margin.astype(np.float32),
-            num_pairs=out.num_pairs,
-            num_distilled=n_kd,
-            trained=_trained_mask(out, len(ids)),
-        )
+        return cached_vocab_fingerprint(self.tokenizer)
 
     def score(self, ins: ScoreIns) -> ScoreRes:
         """The SLM's NLL of given paths on public ids (allocation baselines)."""
@@ -333,23 +264,6 @@ class ClientRole:
             self.settings.distill.slm_optim.max_length,
         )
         return ScoreRes(ids=list(ins.ids), nll_cond=cond, nll_uncond=uncond)
-
-    def get_weights(self, ins: GetWeightsIns) -> WeightsRes:
-        from lada.hosts.fedavg import flatten
-        from lada.utils.model_state import trainable_state
-
-        self.enter_round(ins.round)
-        st = flatten(trainable_state(self.model))
-        return WeightsRes(
-            num_samples=len(self.train), names=st.names, shapes=st.shapes_json, flat=st.flat
-        )
-
-    def set_weights(self, ins: SetWeightsIns) -> SetWeightsRes:
-        from lada.hosts.fedavg import FlatState, load_flat
-
-        self.enter_round(ins.round)
-        state = FlatState(list(ins.names), json.loads(ins.shapes), ins.flat)
-        return SetWeightsRes(num_params=load_flat(self.model, state))
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
         from lada.eval.accuracy import correctness_bits, evaluate, group_counts
@@ -375,7 +289,7 @@ class ClientRole:
         )
 
 
-def _trained_mask(out: Any, n: int) -> np.ndarray:
+def trained_mask(out: Any, n: int) -> np.ndarray:
     """1 where one of the first n samples entered the loss (lada.train.distill.DistillOutcome)."""
     if out.trained is None:
         return np.ones(n, dtype=np.uint8)

@@ -14,7 +14,6 @@ error) and stamps the reply with its :class:`lada.federation.protocol.Echo`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -86,31 +85,18 @@ class GuardedTransport:
         return out
 
 
-def guarded(transport: Transport, server: Any) -> Transport:
-    """``transport`` behind the server's reply checks (idempotent)."""
+def guarded(transport: Transport, server: Any, host: Any = None) -> Transport:
+    """``transport`` behind the server's reply checks (idempotent); what replies to a host's
+    own tasks must match comes from ``host.expected_reply`` (a
+    :class:`lada.federation.host.Host`; e.g. FedMKT's vocabulary, FedCoLLM's weight layout)."""
     if isinstance(transport, GuardedTransport):
         return transport
     return GuardedTransport(
         transport,
         server.settings.limits,
         server.expected_feature_dim,
-        lambda task: server_expectations(server, task),
+        (lambda task: host.expected_reply(server, task)) if host is not None else None,
     )
-
-
-def server_expectations(server: Any, task: Task) -> Expected | None:
-    """What the server role knows replies to ``task`` must match: its vocabulary for FedMKT's
-    logits (zoo models share one), its copy of the SLM's layout for FedCoLLM's weights."""
-    if task == Task.LOGITS:
-        return Expected(vocab=server.vocab())
-    if task == Task.GET_WEIGHTS:
-        from lada.hosts.fedavg import flatten
-        from lada.utils.model_state import trainable_state
-
-        state = flatten(trainable_state(server.slm()[0]))
-        shapes = tuple(tuple(int(d) for d in s) for s in json.loads(state.shapes_json))
-        return Expected(weight_names=tuple(state.names), weight_shapes=shapes)
-    return None
 
 
 def answer(role: Any, task: Task, ins: Payload, handle: Callable[[Payload], Payload]) -> Payload:

@@ -312,6 +312,35 @@ RESULTS: dict[Task, type[Payload]] = {
 }
 
 
+# tasks that only read the client's model (an engine that keeps mid-round state on disk need
+# not save it after them); any other task may change the model
+READ_ONLY_TASKS: set[str] = {"embed", "generate", "score", "get_weights", "evaluate", "logits"}
+
+
+def register_task(
+    name: str, ins: type[Payload], res: type[Payload], read_only: bool = False
+) -> None:
+    """Add a task a host needs beyond the built-in ones: ``ins`` goes to the client, ``res``
+    comes back. Engines look payload types up here (a Flower ClientApp registers a handler per
+    task known when it is made)."""
+    known = INSTRUCTIONS.get(name), RESULTS.get(name)
+    if known != (None, None) and known != (ins, res):
+        raise ValueError(f"task {name!r} is registered already with other payloads")
+    INSTRUCTIONS[name] = ins  # type: ignore[index]
+    RESULTS[name] = res  # type: ignore[index]
+    if read_only:
+        READ_ONLY_TASKS.add(name)
+
+
+def unregister_task(name: str) -> None:
+    """Forget a registered task (tests); the built-in tasks stay."""
+    if name in {str(t) for t in Task}:
+        raise ValueError(f"task {name!r} is built in")
+    INSTRUCTIONS.pop(name, None)  # type: ignore[call-overload]
+    RESULTS.pop(name, None)  # type: ignore[call-overload]
+    READ_ONLY_TASKS.discard(name)
+
+
 def encode(record: Record) -> bytes:
     """Serialise a record to bytes (JSON header + raw little-endian arrays): the wire format
     of the in-process engine, and the byte count every engine reports."""

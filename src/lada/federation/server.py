@@ -37,7 +37,7 @@ class ServerSettings:
     filter: FilterConfig
     seed: int = 0
     model_name: str = "llm"  # the LLM's name (error messages, e.g. a vocabulary mismatch)
-    slm_name: str = "slm"  # FedCoLLM: the (homogeneous) SLMs' model name
+    slm_name: str = "slm"  # the SLMs' model name (a host holding the SLM on the server)
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # reply checks (validation)
 
 
@@ -50,6 +50,35 @@ class LearnerLosses:
     loss_after: np.ndarray
     margin: np.ndarray
     trained: np.ndarray | None = None  # per id: entered the learner's loss (None: all did)
+
+    @classmethod
+    def rows(cls, outcome: Any, ids: list[str], rows: list[int]) -> LearnerLosses:
+        """The learner's losses on ``ids``, rows ``rows`` of a step's outcome (a
+        :class:`lada.train.distill.DistillOutcome`)."""
+        return cls(
+            ids=list(ids),
+            loss_before=outcome.loss_before[rows],
+            loss_after=outcome.loss_after[rows],
+            margin=outcome.margin[rows],
+            trained=None if outcome.trained is None else outcome.trained[rows],
+        )
+
+    def as_lists(self) -> dict[str, list]:
+        """JSON-able lists (RoundReport.learning)."""
+        return {
+            "ids": list(self.ids),
+            "loss_before": [float(x) for x in self.loss_before],
+            "loss_after": [float(x) for x in self.loss_after],
+            "margin": [float(x) for x in self.margin],
+            # 1: the pick entered the learner's loss (only those are rewarded; issue 12)
+            "trained": [1] * len(self.ids)
+            if self.trained is None
+            else [int(x) for x in np.asarray(self.trained).astype(bool)],
+        }
+
+    def mean(self, which: str) -> float:
+        """Mean of ``loss_before`` or ``loss_after`` (NaN without ids): the round report's."""
+        return float(np.mean(getattr(self, which))) if len(self.ids) else float("nan")
 
 
 @dataclass
@@ -68,12 +97,11 @@ class ServerRole:
         settings: ServerSettings,
         load_slm: Callable[[], tuple[Any, Any]] | None = None,
     ) -> None:
-        """``load_slm`` (FedCoLLM only) loads the clients' (homogeneous) SLM architecture: the
-        server rebuilds the averaged SLM from it to distil it on P."""
+        """``load_slm`` (a host that holds the clients' SLM architecture on the server, e.g.
+        FedCoLLM's averaged SLM) loads it; :meth:`slm` loads it once."""
         self.model, self.tokenizer = load_model()
         self._load_slm = load_slm
         self._slm: tuple[Any, Any] | None = None
-        self._vocab: str | None = None
         self.public = public
         self.public_ids = [s.id for s in public]
         self.by_id = {s.id: s for s in public}
@@ -206,13 +234,7 @@ class ServerRole:
         result: dict[int, LearnerLosses] = {}
         for k in teacher:
             rows = [j for j, it in enumerate(items) if it[0] == k]
-            result[k] = LearnerLosses(
-                ids=[items[j][1] for j in rows],
-                loss_before=out.loss_before[rows],
-                loss_after=out.loss_after[rows],
-                margin=out.margin[rows],
-                trained=None if out.trained is None else out.trained[rows],
-            )
+            result[k] = LearnerLosses.rows(out, [items[j][1] for j in rows], rows)
         return result
 
     def replay_ids(self, own_paths: dict[str, str], exclude: set[str]) -> list[str]:
@@ -230,7 +252,7 @@ class ServerRole:
         labelled = [bool(self.by_id[i].answer) for i in ids]
         return [i for i, good, lab in zip(ids, ok, labelled, strict=True) if good and lab][:n]
 
-    # ---- logit distillation (FedMKT, FedCoLLM) -------------------------------------------
+    # ---- logit hosts (lada.hosts): vocabulary and a second model ------------------------
 
     @property
     def model_name(self) -> str:
@@ -238,90 +260,18 @@ class ServerRole:
 
     def vocab(self) -> str:
         """The LLM's vocabulary fingerprint (lada.train.logit_distill.vocab_fingerprint)."""
-        from lada.train.logit_distill import vocab_fingerprint
+        from lada.train.logit_distill import cached_vocab_fingerprint
 
-        if self._vocab is None:
-            self._vocab = vocab_fingerprint(self.tokenizer)
-        return self._vocab
-
-    def topk(self, ids: list[str]):
-        """The LLM's top-k logits and CE on the gold texts of public ``ids``."""
-        from lada.train.logit_distill import compute_topk
-
-        samples = [self.by_id[i] for i in ids]
-        d = self.settings.distill
-        return compute_topk(
-            self.model,
-            self.tokenizer,
-            ids,
-            [s.prompt() for s in samples],
-            [s.target() for s in samples],
-            d.top_k,
-            d.llm_optim.max_length,
-            self.model_name,
-            vocab=self.vocab(),
-        )
-
-    def learn_logits(
-        self,
-        round_idx: int,
-        logits: dict[int, Any],
-        teacher: dict[int, tuple[list[str], list[str]]] | None,
-        own_paths: dict[str, str],
-    ) -> tuple[dict[int, LearnerLosses], int]:
-        """FedMKT's LLM step: LM + distillation from the SLMs' top-k (``logits[k]``, a
-        TopKLogits; per sample the lowest-CE SLM, if lower than the LLM's), + λ·L_CD on the
-        SLMs' paths with LaDa (``teacher``; None: the host alone, no paths). Returns each
-        client's LearnerLosses on its ids and the number of samples distilled."""
-        from lada.hosts.fedmkt import learn_from_logits
-
-        if teacher is not None:
-            items = [
-                (k, pid, path)
-                for k, (ids, paths) in sorted(teacher.items())
-                for pid, path in zip(ids, paths, strict=True)
-            ]
-        else:
-            wanted = {pid for t in logits.values() for pid in t.ids}
-            items = [(-1, pid, "") for pid in self.public_ids if pid in wanted]
-        if not items:
-            return {}, 0
-        seed = derive_seed(self.settings.seed, "server", round_idx, "distill")
-        seed_everything(seed)
-        out, n_kd = learn_from_logits(
-            self.model,
-            self.tokenizer,
-            [self.by_id[pid] for _, pid, _ in items],
-            logits,
-            [path for _, _, path in items] if teacher is not None else None,
-            [own_paths[pid] for _, pid, _ in items] if teacher is not None else None,
-            self.settings.distill,
-            replace(self.settings.distill.llm_optim, seed=seed),
-            learner=self.model_name,
-            vocab=self.vocab(),
-        )
-        row = {pid: j for j, (_, pid, _) in enumerate(items)}
-        result: dict[int, LearnerLosses] = {}
-        for k, t in logits.items():
-            if teacher is not None:
-                rows = [j for j, (kk, _, _) in enumerate(items) if kk == k]
-            else:
-                rows = [row[pid] for pid in t.ids]
-            result[k] = LearnerLosses(
-                ids=[items[j][1] for j in rows],
-                loss_before=out.loss_before[rows],
-                loss_after=out.loss_after[rows],
-                margin=out.margin[rows],
-                trained=None if out.trained is None else out.trained[rows],
-            )
-        return result, n_kd
+        return cached_vocab_fingerprint(self.tokenizer)
 
     def slm(self) -> tuple[Any, Any]:
-        """FedCoLLM: the server's copy of the SLM architecture (loaded once; the round loads
-        the averaged weights into it)."""
+        """The server's copy of the clients' SLM architecture (loaded once; FedCoLLM loads the
+        averaged weights into it)."""
         if self._slm is None:
             if self._load_slm is None:
-                raise RuntimeError("this server was built without an SLM loader (host fedcollm)")
+                raise RuntimeError(
+                    "this server was built without an SLM loader (a host with server_holds_slm)"
+                )
             self._slm = self._load_slm()
         return self._slm
 

@@ -1,6 +1,6 @@
 """FedCoLLM's server-side mutual distillation (Fan et al., 2024; spec §6).
 
-After the FedAvg step (:func:`lada.hosts.round_steps.fedavg_step`, unchanged: the clients'
+After the FedAvg step (:func:`fedavg_step`, unchanged: the clients'
 trainable SLM weights are averaged and the average is sent back), the server loads the average
 into its own copy of the (homogeneous) SLM architecture and distils on P, both ways, from one
 snapshot (both models' top-k logits are computed before either learns):
@@ -22,15 +22,38 @@ on that client's picks (one averaged SLM is the learner of every S-side filter).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from lada.federation.protocol import SetWeightsIns, Task
+from lada.config.overrides import ConfigError
+from lada.federation.host import Host, Learned, Picks, RoundContext, bind_handlers
+from lada.federation.protocol import (
+    GetWeightsIns,
+    Payload,
+    SetWeightsIns,
+    SetWeightsRes,
+    Task,
+    WeightsRes,
+)
 from lada.federation.server import LearnerLosses
-from lada.hosts.fedavg import FlatState, flatten, load_flat
+from lada.hosts.fedavg import FlatState, fedavg, flatten, load_flat
+from lada.hosts.registry import register_host
+from lada.hosts.vocabulary import check_shared_vocabulary
 from lada.utils.seeding import derive_seed, seed_everything
+
+
+@dataclass(frozen=True)
+class FedCoLLMConfig:
+    """FedCoLLM's settings (read from ``distill.*``, where run configs keep them)."""
+
+    top_k: int = 128  # teacher logits kept per token; clipped to the vocabulary
+    kl_weight: float = 1.0  # LM + 1.0·KL over top-k [FedCoLLM]
+
+    @classmethod
+    def from_distill(cls, d: Any) -> FedCoLLMConfig:
+        return cls(d.top_k, d.fedcollm_kl_weight)
 
 
 def _union(server: Any, alloc: dict[int, Any], d: str) -> list[str]:
@@ -43,68 +66,75 @@ def _rows(ids: list[str], picks: list[str]) -> list[int]:
     return [pos[i] for i in picks]
 
 
+def fedavg_step(rnd: RoundContext) -> FlatState | None:
+    """Clients upload their trainable SLM weights, the server averages them (weighted by
+    private sample counts) and sends the average back to every client that uploaded."""
+    got: dict[int, WeightsRes] = rnd.broadcast(
+        Task.GET_WEIGHTS, {k: GetWeightsIns(rnd.round) for k in rnd.alive}
+    )
+    if not got:
+        return None
+    states = [FlatState(list(r.names), json.loads(r.shapes), r.flat) for r in got.values()]
+    avg = fedavg(states, [max(r.num_samples, 1) for r in got.values()])
+    ins = {k: SetWeightsIns(rnd.round, avg.names, avg.shapes_json, avg.flat) for k in got}
+    rnd.broadcast(Task.SET_WEIGHTS, ins)
+    return avg
+
+
 def server_distill(
-    round_idx: int,
-    server: Any,
-    averaged: FlatState,
-    alloc: dict[int, Any],
-    directions: tuple[str, ...],
-    with_paths: bool,
-    llm_paths: dict[str, str] | None = None,
+    rnd: RoundContext, averaged: FlatState, picks: Picks
 ) -> tuple[FlatState, dict[int, dict[str, LearnerLosses]], dict[str, dict[str, int]]]:
     """Mutual distillation of the LLM and the averaged SLM on the picks (see the module doc).
 
     Returns the distilled SLM's trainable weights, each client's LearnerLosses per direction
     (on its picks) and per direction the numbers of samples distilled and of L_CD pairs."""
     from lada.eval.generate import generate_paths
-    from lada.hosts.fedmkt import learn_from_logits
-    from lada.train.logit_distill import check_same_vocab, compute_topk, vocab_fingerprint
+    from lada.hosts.fedmkt import Learner, LogitLoss, learn_from_logits, server_learner
+    from lada.train.logit_distill import check_same_vocab, topk_on_gold, vocab_fingerprint
 
+    server, alloc, directions = rnd.server, picks.alloc, picks.directions
     slm, slm_tok = server.slm()
     load_flat(slm, averaged)
     d = server.settings.distill
-    slm_name = server.settings.slm_name
-    slm_vocab = vocab_fingerprint(slm_tok)
-    check_same_vocab(server.model_name, server.vocab(), slm_name, slm_vocab)
+    slm_learner = Learner(slm, slm_tok, server.settings.slm_name, vocab_fingerprint(slm_tok))
+    llm_learner = server_learner(server)
+    check_same_vocab(llm_learner.name, llm_learner.vocab, slm_learner.name, slm_learner.vocab)
     s_ids = _union(server, alloc, "S") if "S" in directions else []
     l_ids = _union(server, alloc, "L") if "L" in directions else []
 
-    def gold(ids: list[str]) -> tuple[list[str], list[str]]:
-        samples = [server.by_id[i] for i in ids]
-        return [s.prompt() for s in samples], [s.target() for s in samples]
+    def samples(ids: list[str]) -> list[Any]:
+        return [server.by_id[i] for i in ids]
 
     # one snapshot: both teachers' logits before either model learns
-    llm_top = compute_topk(
+    llm_top = topk_on_gold(
         server.model,
         server.tokenizer,
-        s_ids,
-        *gold(s_ids),
+        samples(s_ids),
         d.top_k,
         d.llm_optim.max_length,
-        server.model_name,
-        vocab=server.vocab(),
+        llm_learner.name,
+        vocab=llm_learner.vocab,
     )
-    slm_top = compute_topk(
+    slm_top = topk_on_gold(
         slm,
         slm_tok,
-        l_ids,
-        *gold(l_ids),
+        samples(l_ids),
         d.top_k,
         d.slm_optim.max_length,
-        slm_name,
-        vocab=slm_vocab,
+        slm_learner.name,
+        vocab=slm_learner.vocab,
     )
     llm_p: dict[str, str] = {}
     slm_p: dict[str, str] = {}
-    if with_paths:
+    if picks.with_paths:
         both = [i for i in server.public_ids if i in set(s_ids) | set(l_ids)]
-        known = dict(llm_paths or {})
-        llm_p = {**known, **server.generate(round_idx, [i for i in both if i not in known])}
-        seed_everything(derive_seed(server.settings.seed, "server", round_idx, "slm_generate"))
+        known = dict(picks.llm_paths)
+        llm_p = {**known, **server.generate(rnd.round, [i for i in both if i not in known])}
+        seed_everything(derive_seed(server.settings.seed, "server", rnd.round, "slm_generate"))
         texts = generate_paths(
             slm,
             slm_tok,
-            gold(both)[0],
+            [s.prompt() for s in samples(both)],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,
         )
@@ -112,39 +142,25 @@ def server_distill(
 
     outcomes = {}
     stats = {side: {"distilled": 0, "pairs": 0} for side in ("S", "L")}
-    for side, ids, model, tok, teacher, teach_p, own_p, optim, name, vocab in (
-        ("S", s_ids, slm, slm_tok, llm_top, llm_p, slm_p, d.slm_optim, slm_name, slm_vocab),
-        (
-            "L",
-            l_ids,
-            server.model,
-            server.tokenizer,
-            slm_top,
-            slm_p,
-            llm_p,
-            d.llm_optim,
-            server.model_name,
-            server.vocab(),
-        ),
+    loss = LogitLoss(1.0, FedCoLLMConfig.from_distill(d).kl_weight, "all")
+    for side, ids, learner, teacher, teach_p, own_p, optim in (
+        ("S", s_ids, slm_learner, llm_top, llm_p, slm_p, d.slm_optim),
+        ("L", l_ids, llm_learner, slm_top, slm_p, llm_p, d.llm_optim),
     ):
         if not ids:
             continue
-        seed = derive_seed(server.settings.seed, "server", round_idx, "fedcollm", side)
+        seed = derive_seed(server.settings.seed, "server", rnd.round, "fedcollm", side)
         seed_everything(seed)
         outcomes[side], stats[side]["distilled"] = learn_from_logits(
-            model,
-            tok,
-            [server.by_id[i] for i in ids],
+            learner,
+            samples(ids),
             {0: teacher},
-            [teach_p[i] for i in ids] if with_paths else None,
-            [own_p[i] for i in ids] if with_paths else None,
             d,
             replace(optim, seed=seed),
-            learner=name,
-            vocab=vocab,
-            lm_weight=1.0,
-            kd_weight=d.fedcollm_kl_weight,
-            selection="all",
+            paths=([teach_p[i] for i in ids], [own_p[i] for i in ids])
+            if picks.with_paths
+            else None,
+            loss=loss,
         )
         stats[side]["pairs"] = outcomes[side].num_pairs
 
@@ -153,72 +169,116 @@ def server_distill(
         for side, ids in (("S", s_ids), ("L", l_ids)):
             if side not in outcomes:
                 continue
-            picks = list(a.ids.get(side, []))
-            rows = _rows(ids, picks)
-            out = outcomes[side]
-            losses.setdefault(k, {})[side] = LearnerLosses(
-                ids=picks,
-                loss_before=out.loss_before[rows],
-                loss_after=out.loss_after[rows],
-                margin=out.margin[rows],
-                trained=None if out.trained is None else out.trained[rows],
+            chosen = list(a.ids.get(side, []))
+            losses.setdefault(k, {})[side] = LearnerLosses.rows(
+                outcomes[side], chosen, _rows(ids, chosen)
             )
     from lada.utils.model_state import trainable_state
 
     return flatten(trainable_state(slm)), losses, stats
 
 
-def transfer(
-    round_idx: int,
-    server: Any,
-    transport: Any,
-    rep: Any,
-    alloc: dict[int, Any],
-    directions: tuple[str, ...],
-    rewards: bool,
-    with_paths: bool,
-    averaged: FlatState | None,
-    llm_paths: dict[str, str] | None = None,
-) -> None:
-    """The round's FedCoLLM step after FedAvg and allocation: server-side distillation on the
-    picks, rewards, and the distilled SLM weights sent to the clients."""
-    from lada.federation.round import Phase, ok_replies
-    from lada.hosts.gold import labelled_only
+@register_host
+class FedCoLLMHost(Host):
+    """FedCoLLM: FedAvg of the homogeneous SLMs after the local step, then server-side mutual
+    distillation of the LLM and the averaged SLM on P, whose result goes back to the clients."""
 
-    alloc = labelled_only(server, alloc)  # gold text only (docs/testbed.md)
-    if averaged is None or not alloc:
-        return
-    with Phase(rep, "distill_server"):
-        distilled, losses, stats = server_distill(
-            round_idx, server, averaged, alloc, directions, with_paths, llm_paths
-        )
-    with Phase(rep, "rewards"):
+    name = "fedcollm"
+    compares_logits = True
+    homogeneous_slms = True
+    server_holds_slm = True
+
+    def check(self, cfg: Any) -> None:
+        check_shared_vocabulary(cfg)
+        models = {(c.model, c.gguf_file, repr(c.lora)) for c in cfg.clients}
+        if len(models) > 1:
+            raise ConfigError(
+                "host fedcollm averages SLM weights (FedAvg) and needs homogeneous SLMs: "
+                f"all clients must use the same model, got {sorted(m[0] for m in models)}"
+            )
+
+    def after_local(self, rnd: RoundContext) -> None:
+        """FedAvg; a client that failed it sits out, and with nothing averaged nobody gets a
+        server-side distillation back."""
+        if not rnd.alive:
+            return
+        with rnd.phase("fedavg"):
+            rnd.host_state = fedavg_step(rnd)
+        rnd.drop_missed()
+        if rnd.host_state is None:
+            rnd.alive = []
+
+    def exchange(self, rnd: RoundContext, picks: Picks) -> FlatState | None:
+        """Nothing crosses the network: both models are on the server; the FedAvg average is
+        what the learning step starts from."""
+        return rnd.host_state
+
+    def learn(self, rnd: RoundContext, picks: Picks, averaged: FlatState | None) -> Learned:
+        """Server-side distillation on the picks, then the distilled SLM weights to the
+        clients; the learners' losses per client and direction (S then L per client)."""
+        from lada.hosts.gold import labelled_only
+
+        learned = Learned()
+        picks = replace(picks, alloc=labelled_only(rnd.server, picks.alloc))  # gold text only
+        if averaged is None or not picks.alloc:
+            return learned
+        with rnd.phase("distill_server"):
+            distilled, losses, stats = server_distill(rnd, averaged, picks)
         for k, per in losses.items():
             for side in ("S", "L"):
                 if side not in per:
                     continue
-                ll = per[side]
-                if rewards:
-                    rep.rewards.setdefault(k, {})[side] = server.reward(k, side, ll)
+                learned.losses.append((k, side, per[side]))
                 key = "slm" if side == "S" else "llm"
-                rep.distill.setdefault(k, {}).update(
+                learned.fields.setdefault(k, {}).update(
                     {
-                        f"{key}_loss_before": float(np.mean(ll.loss_before))
-                        if len(ll.ids)
-                        else float("nan"),
-                        f"{key}_loss_after": float(np.mean(ll.loss_after))
-                        if len(ll.ids)
-                        else float("nan"),
                         f"{key}_pairs": stats[side]["pairs"],
                         f"{key}_distilled_total": stats[side]["distilled"],
                     }
                 )
-    with Phase(rep, "set_weights"):
-        ins = {
-            k: SetWeightsIns(round_idx, distilled.names, distilled.shapes_json, distilled.flat)
-            for k in alloc
-        }
-        ok_replies(rep, Task.SET_WEIGHTS, transport.broadcast(round_idx, Task.SET_WEIGHTS, ins))
+        with rnd.phase("set_weights"):
+            ins = {
+                k: SetWeightsIns(rnd.round, distilled.names, distilled.shapes_json, distilled.flat)
+                for k in picks.alloc
+            }
+            rnd.broadcast(Task.SET_WEIGHTS, ins)
+        return learned
+
+    def expected_reply(self, server: Any, task: Any) -> Any:
+        """Every GET_WEIGHTS reply has the layout of the server's copy of the SLM."""
+        if task == Task.GET_WEIGHTS:
+            from lada.federation.validation import Expected
+            from lada.utils.model_state import trainable_state
+
+            state = flatten(trainable_state(server.slm()[0]))
+            shapes = tuple(tuple(int(d) for d in s) for s in json.loads(state.shapes_json))
+            return Expected(weight_names=tuple(state.names), weight_shapes=shapes)
+        return None
+
+    # ---- the client side ----------------------------------------------------------------
+
+    def client_handlers(self, role: Any) -> Mapping[str, Any]:
+        return bind_handlers(
+            role, {Task.GET_WEIGHTS: client_get_weights, Task.SET_WEIGHTS: client_set_weights}
+        )
 
 
-__all__ = ["server_distill", "transfer"]
+def client_get_weights(role: Any, ins: GetWeightsIns) -> Payload:
+    """The SLM's trainable weights and its number of private samples (the FedAvg weight)."""
+    from lada.utils.model_state import trainable_state
+
+    role.enter_round(ins.round)
+    st = flatten(trainable_state(role.model))
+    return WeightsRes(
+        num_samples=len(role.train), names=st.names, shapes=st.shapes_json, flat=st.flat
+    )
+
+
+def client_set_weights(role: Any, ins: SetWeightsIns) -> Payload:
+    """Load averaged (or distilled) trainable weights into the SLM."""
+    role.enter_round(ins.round)
+    state = FlatState(list(ins.names), json.loads(ins.shapes), ins.flat)
+    return SetWeightsRes(num_params=load_flat(role.model, state))
+
+
+__all__ = ["FedCoLLMConfig", "FedCoLLMHost", "fedavg_step", "server_distill"]

@@ -29,64 +29,103 @@ on its picks (loss on the teacher's path before/after, margin) update the filter
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
+from lada.federation.client import trained_mask
+from lada.federation.host import Host, Learned, Picks, RoundContext, bind_handlers
+from lada.federation.paths import Paths, exchange_paths, learned_from_replies
 from lada.federation.protocol import (
-    DistillRes,
     LogitDistillIns,
     LogitDistillRes,
     LogitsIns,
     LogitsRes,
-    PathsRes,
+    Payload,
     Task,
 )
+from lada.federation.server import LearnerLosses
+from lada.hosts.registry import register_host
+from lada.hosts.vocabulary import check_shared_vocabulary
 from lada.train.distill import DistillOutcome, LogitHook, learn_from_paths
-from lada.train.logit_distill import TopKLogits, check_same_vocab, min_ce_teacher
+from lada.train.logit_distill import TopKLogits, check_same_vocab, min_ce_teacher, topk_on_gold
 from lada.train.loop import OptimConfig
+from lada.utils.seeding import derive_seed, seed_everything
 
 Selection = Literal["min_ce", "all"]
 
 
+@dataclass(frozen=True)
+class Learner:
+    """A model that learns: its tokenizer, its name (messages) and vocabulary fingerprint."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    vocab: str
+
+
+@dataclass(frozen=True)
+class LogitLoss:
+    """lm_weight·LM + kd_weight·KL, and which samples a teacher's logits teach."""
+
+    lm_weight: float
+    kd_weight: float
+    selection: Selection = "min_ce"  # min_ce: only where the teacher's CE is lower (FedMKT)
+
+    @classmethod
+    def fedmkt(cls, cfg: DistillConfig) -> LogitLoss:
+        return cls(cfg.fedmkt_lm_weight, cfg.fedmkt_distill_weight, "min_ce")
+
+
+@dataclass(frozen=True)
+class FedMKTConfig:
+    """FedMKT's settings (read from ``distill.*``, where run configs keep them)."""
+
+    top_k: int = 128  # teacher logits kept per token [FedMKT: 128]; clipped to the vocabulary
+    lm_weight: float = 0.9  # 0.9·LM + 0.1·distill [FedMKT]
+    distill_weight: float = 0.1
+
+    @classmethod
+    def from_distill(cls, d: DistillConfig) -> FedMKTConfig:
+        return cls(d.top_k, d.fedmkt_lm_weight, d.fedmkt_distill_weight)
+
+
 def learn_from_logits(
-    model: Any,
-    tokenizer: Any,
+    learner: Learner,
     samples: Sequence[Sample],
     teachers: Mapping[int, TopKLogits],
-    teacher_paths: Sequence[str] | None,
-    own_paths: Sequence[str] | None,
     cfg: DistillConfig,
     optim: OptimConfig,
-    learner: str,
-    vocab: str,
-    lm_weight: float | None = None,
-    kd_weight: float | None = None,
-    selection: Selection = "min_ce",
+    paths: tuple[Sequence[str], Sequence[str] | None] | None = None,
+    loss: LogitLoss | None = None,
 ) -> tuple[DistillOutcome, int]:
     """One learner's logit-distillation step over ``samples`` (items; a sample may be listed
     once per teacher path, it is then trained by LM and distillation once, by L_CD per item).
 
-    The teacher of each sample: among ``teachers`` holding its id, the lowest CE; with
-    ``selection="min_ce"`` (FedMKT) only when that CE is lower than the learner's own CE on the
-    sample's gold target, measured before the step. Weights default to FedMKT's
-    (``cfg.fedmkt_lm_weight`` / ``cfg.fedmkt_distill_weight``). Raises
-    :class:`~lada.train.logit_distill.VocabularyMismatchError` for a teacher of another
+    ``paths``: (teacher paths, the learner's own paths or None) per item, for λ·L_CD and the
+    reward (None: the host alone, no paths). The teacher of each sample: among ``teachers``
+    holding its id, the lowest CE; with ``selection="min_ce"`` (FedMKT) only when that CE is
+    lower than the learner's own CE on the sample's gold target, measured before the step.
+    ``loss`` defaults to FedMKT's (``cfg.fedmkt_lm_weight`` / ``cfg.fedmkt_distill_weight``).
+    Raises :class:`~lada.train.logit_distill.VocabularyMismatchError` for a teacher of another
     vocabulary. Returns the outcome of :func:`lada.train.distill.learn_from_paths` and the number
     of samples distilled."""
     from lada.train.logprobs import score_texts
 
+    loss = loss or LogitLoss.fedmkt(cfg)
     for t in teachers.values():
-        check_same_vocab(learner, vocab, t.model, t.vocab)
+        check_same_vocab(learner.name, learner.vocab, t.model, t.vocab)
     first: dict[str, int] = {}
     for i, s in enumerate(samples):
         first.setdefault(s.id, i)
     unique = [samples[i] for i in first.values()]
     own_ce = score_texts(
-        model,
-        tokenizer,
+        learner.model,
+        learner.tokenizer,
         [s.prompt() for s in unique],
         [s.target() for s in unique],
         max_length=optim.max_length,
@@ -100,12 +139,12 @@ def learn_from_logits(
         ],
         dtype=np.float64,
     ).reshape(len(keys), len(unique))
-    if selection == "min_ce":
+    if loss.selection == "min_ce":
         chosen = min_ce_teacher(own_ce, teacher_ce)
-    elif selection == "all":
+    elif loss.selection == "all":
         chosen = min_ce_teacher(np.full(len(unique), np.inf), teacher_ce)
     else:
-        raise ValueError(f"unknown selection {selection!r} (min_ce | all)")
+        raise ValueError(f"unknown selection {loss.selection!r} (min_ce | all)")
     per_sample: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for s, c in zip(unique, chosen, strict=True):
         per_sample[s.id] = None if c < 0 else teachers[keys[c]].sample(pos[keys[c]][s.id])
@@ -113,12 +152,20 @@ def learn_from_logits(
     hook = LogitHook(
         teachers=[per_sample[s.id] if f else None for s, f in zip(samples, is_first, strict=True)],
         lm=is_first,
-        lm_weight=cfg.fedmkt_lm_weight if lm_weight is None else lm_weight,
-        kd_weight=cfg.fedmkt_distill_weight if kd_weight is None else kd_weight,
+        lm_weight=loss.lm_weight,
+        kd_weight=loss.kd_weight,
         student=cfg.kd_student,
     )
+    teacher_paths, own_paths = paths if paths is not None else (None, None)
     out = learn_from_paths(
-        model, tokenizer, samples, teacher_paths, own_paths, cfg, optim, logits=hook
+        learner.model,
+        learner.tokenizer,
+        samples,
+        teacher_paths,
+        own_paths,
+        cfg,
+        optim,
+        logits=hook,
     )
     return out, int((chosen >= 0).sum())
 
@@ -127,87 +174,240 @@ def topk_from_payload(r: LogitsRes | LogitDistillIns) -> TopKLogits:
     return TopKLogits(list(r.ids), r.lengths, r.indices, r.values, r.ce, r.vocab, r.model)
 
 
-def transfer(
-    round_idx: int,
-    server: Any,
-    transport: Any,
-    rep: Any,
-    alloc: dict[int, Any],
-    directions: tuple[str, ...],
-    rewards: bool,
-    with_paths: bool,
-    llm_paths: dict[str, str] | None = None,
-    slm_paths: dict[int, PathsRes] | None = None,
-) -> None:
-    """FedMKT's exchange for given picks (``alloc``: all of P with the host alone), with LaDa's
-    paths, L_CD and rewards when ``with_paths`` (plugin lada)."""
-    from lada.federation.round import Phase, exchange_paths, ok_replies, record_learning
+def server_learner(server: Any) -> Learner:
+    return Learner(server.model, server.tokenizer, server.model_name, server.vocab())
 
-    def ok(task: Task, replies: dict[int, Any]) -> dict[int, Any]:
-        return ok_replies(rep, task, replies)
 
-    from lada.hosts.gold import labelled_only
+# ---- the server side -----------------------------------------------------------------------
 
-    alloc = labelled_only(server, alloc)  # gold text only (docs/testbed.md)
-    slm_p: dict[int, PathsRes] = {}
-    llm_p: dict[str, str] = {}
-    if with_paths:
-        slm_p, llm_p = exchange_paths(
-            round_idx, server, transport, rep, alloc, directions, llm_paths, slm_paths
-        )
-        alloc = {k: a for k, a in alloc.items() if k in slm_p}
-    top_k = server.settings.distill.top_k
-    with Phase(rep, "logits"):
-        # every client answers (with no ids in a one-way host): its vocabulary is checked here
-        ask = {
-            k: LogitsIns(round_idx, list(a.ids["L"]) if "L" in directions else [], top_k)
-            for k, a in alloc.items()
-        }
-        got: dict[int, LogitsRes] = ok(
-            Task.LOGITS, transport.broadcast(round_idx, Task.LOGITS, ask)
-        )
-        for r in got.values():
-            check_same_vocab(server.model_name, server.vocab(), r.model, r.vocab)
-        s_ids = [i for i in server.public_ids if any(i in alloc[k].ids["S"] for k in got)]
-        llm_top = server.topk(s_ids) if "S" in directions else None
 
-    distilled: dict[int, LogitDistillRes] = {}
-    if llm_top is not None:
-        with Phase(rep, "distill_slm"):
-            ins = {}
-            for k in got:
-                ids = list(alloc[k].ids["S"])
-                t = llm_top.subset(ids)
-                ins[k] = LogitDistillIns(
-                    round_idx,
-                    ids,
-                    [llm_p[i] for i in ids] if with_paths else [],
-                    t.model,
-                    t.vocab,
-                    t.lengths,
-                    t.indices,
-                    t.values,
-                    t.ce,
+@dataclass
+class LogitExchange:
+    """What FedMKT's exchange holds for the learners: the clients' uploads and the LLM's top-k
+    on the SLM-side picks, and LaDa's paths (empty without paths)."""
+
+    picks: Picks
+    uploads: dict[int, LogitsRes]
+    llm_top: TopKLogits | None
+    paths: Paths
+
+
+def llm_learns_logits(
+    rnd: RoundContext,
+    logits: dict[int, TopKLogits],
+    teacher: dict[int, tuple[list[str], list[str]]] | None,
+    own_paths: dict[str, str],
+) -> tuple[dict[int, LearnerLosses], int]:
+    """FedMKT's LLM step: LM + distillation from the SLMs' top-k (``logits[k]``; per sample
+    the lowest-CE SLM, if lower than the LLM's), + λ·L_CD on the SLMs' paths with LaDa
+    (``teacher``; None: the host alone, no paths). Returns each client's LearnerLosses on its
+    ids and the number of samples distilled."""
+    server = rnd.server
+    if teacher is not None:
+        items = [
+            (k, pid, path)
+            for k, (ids, paths) in sorted(teacher.items())
+            for pid, path in zip(ids, paths, strict=True)
+        ]
+    else:
+        wanted = {pid for t in logits.values() for pid in t.ids}
+        items = [(-1, pid, "") for pid in server.public_ids if pid in wanted]
+    if not items:
+        return {}, 0
+    seed = derive_seed(server.settings.seed, "server", rnd.round, "distill")
+    seed_everything(seed)
+    d = server.settings.distill
+    out, n_kd = learn_from_logits(
+        server_learner(server),
+        [server.by_id[pid] for _, pid, _ in items],
+        logits,
+        d,
+        replace(d.llm_optim, seed=seed),
+        paths=(
+            ([path for _, _, path in items], [own_paths[pid] for _, pid, _ in items])
+            if teacher is not None
+            else None
+        ),
+    )
+    row = {pid: j for j, (_, pid, _) in enumerate(items)}
+    result: dict[int, LearnerLosses] = {}
+    for k, t in logits.items():
+        if teacher is not None:
+            rows = [j for j, (kk, _, _) in enumerate(items) if kk == k]
+        else:
+            rows = [row[pid] for pid in t.ids]
+        result[k] = LearnerLosses.rows(out, [items[j][1] for j in rows], rows)
+    return result, n_kd
+
+
+@register_host
+class FedMKTHost(Host):
+    """FedMKT: selective mutual distillation of top-k logits on P's gold texts (module doc)."""
+
+    name = "fedmkt"
+    compares_logits = True
+
+    def check(self, cfg: Any) -> None:
+        check_shared_vocabulary(cfg)
+
+    def exchange(self, rnd: RoundContext, picks: Picks) -> LogitExchange:
+        """LaDa's paths (with paths), then the clients' top-k uploads for their LLM-side picks
+        and the LLM's top-k for the SLM-side picks, from one snapshot."""
+        from lada.hosts.gold import labelled_only
+
+        server, directions = rnd.server, picks.directions
+        picks = replace(picks, alloc=labelled_only(server, picks.alloc))  # gold text only
+        paths = Paths({}, {})
+        if picks.with_paths:
+            paths = exchange_paths(rnd, picks)
+            picks = replace(picks, alloc={k: a for k, a in picks.alloc.items() if k in paths.slm})
+        alloc = picks.alloc
+        top_k = server.settings.distill.top_k
+        with rnd.phase("logits"):
+            # every client answers (with no ids in a one-way host): its vocabulary is checked here
+            ask = {
+                k: LogitsIns(rnd.round, list(a.ids["L"]) if "L" in directions else [], top_k)
+                for k, a in alloc.items()
+            }
+            got: dict[int, LogitsRes] = rnd.broadcast(Task.LOGITS, ask)
+            for r in got.values():
+                check_same_vocab(server.model_name, server.vocab(), r.model, r.vocab)
+            s_ids = [i for i in server.public_ids if any(i in alloc[k].ids["S"] for k in got)]
+            llm_top = None
+            if "S" in directions:
+                d = server.settings.distill
+                llm_top = topk_on_gold(
+                    server.model,
+                    server.tokenizer,
+                    [server.by_id[i] for i in s_ids],
+                    d.top_k,
+                    d.llm_optim.max_length,
+                    server.model_name,
+                    vocab=server.vocab(),
                 )
-            distilled = ok(
-                Task.DISTILL_LOGITS, transport.broadcast(round_idx, Task.DISTILL_LOGITS, ins)
-            )
+        return LogitExchange(picks, got, llm_top, paths)
 
-    llm_losses = {}
-    n_kd = 0
-    if "L" in directions:
-        with Phase(rep, "distill_llm"):
-            teach = {k: topk_from_payload(r) for k, r in got.items()}
-            paths = {k: (slm_p[k].ids, slm_p[k].paths) for k in got} if with_paths else None
-            llm_losses, n_kd = server.learn_logits(round_idx, teach, paths, llm_p)
+    def learn(self, rnd: RoundContext, picks: Picks, exchanged: LogitExchange) -> Learned:
+        """Each SLM learns from the LLM's top-k (task ``distill_logits``), the LLM from the
+        SLMs' (:func:`llm_learns_logits`); with paths, λ·L_CD joins both."""
+        x = exchanged
+        alloc, directions, got, with_paths = (
+            x.picks.alloc,
+            picks.directions,
+            x.uploads,
+            picks.with_paths,
+        )
+        distilled: dict[int, LogitDistillRes] = {}
+        if x.llm_top is not None:
+            with rnd.phase("distill_slm"):
+                ins = {}
+                for k in got:
+                    ids = list(alloc[k].ids["S"])
+                    t = x.llm_top.subset(ids)
+                    ins[k] = LogitDistillIns(
+                        rnd.round,
+                        ids,
+                        [x.paths.llm[i] for i in ids] if with_paths else [],
+                        t.model,
+                        t.vocab,
+                        t.lengths,
+                        t.indices,
+                        t.values,
+                        t.ce,
+                    )
+                distilled = rnd.broadcast(Task.DISTILL_LOGITS, ins)
+        llm_losses: dict[int, LearnerLosses] = {}
+        n_kd = 0
+        if "L" in directions:
+            with rnd.phase("distill_llm"):
+                teach = {k: topk_from_payload(r) for k, r in got.items()}
+                paths = (
+                    {k: (x.paths.slm[k].ids, x.paths.slm[k].paths) for k in got}
+                    if with_paths
+                    else None
+                )
+                llm_losses, n_kd = llm_learns_logits(rnd, teach, paths, x.paths.llm)
+        learned = learned_from_replies(dict(distilled), llm_losses)
+        for k, r in distilled.items():
+            learned.fields.setdefault(k, {})["slm_distilled"] = r.num_distilled
+        if "L" in directions:
+            for k in got:
+                learned.fields.setdefault(k, {})["llm_distilled_total"] = n_kd
+        return learned
 
-    as_distill: dict[int, DistillRes] = dict(distilled)
-    record_learning(server, rep, as_distill, llm_losses, rewards)
-    for k, r in distilled.items():
-        rep.distill.setdefault(k, {})["slm_distilled"] = r.num_distilled
-    if "L" in directions:
-        for k in got:
-            rep.distill.setdefault(k, {})["llm_distilled_total"] = n_kd
+    def expected_reply(self, server: Any, task: Any) -> Any:
+        """Every LOGITS reply carries the LLM's vocabulary (zoo models share one)."""
+        if task == Task.LOGITS:
+            from lada.federation.validation import Expected
+
+            return Expected(vocab=server.vocab())
+        return None
+
+    # ---- the client side ----------------------------------------------------------------
+
+    def client_handlers(self, role: Any) -> Mapping[str, Any]:
+        return bind_handlers(
+            role, {Task.LOGITS: client_logits, Task.DISTILL_LOGITS: client_distill_logits}
+        )
 
 
-__all__ = ["learn_from_logits", "topk_from_payload", "transfer"]
+def client_logits(role: Any, ins: LogitsIns) -> Payload:
+    """The SLM's top-k logits and CE on the gold texts of public ``ids`` (FedMKT's upload;
+    sent with its vocabulary fingerprint even for no ids, so the server can check it)."""
+    role.enter_round(ins.round)
+    ids = list(ins.ids)
+    top = topk_on_gold(
+        role.model,
+        role.tokenizer,
+        [role.public[i] for i in ids],
+        ins.top_k,
+        role.settings.distill.slm_optim.max_length,
+        role.settings.model_name,
+        vocab=role.vocab(),
+    )
+    return LogitsRes(ids, top.model, top.vocab, top.lengths, top.indices, top.values, top.ce)
+
+
+def client_distill_logits(role: Any, ins: LogitDistillIns) -> Payload:
+    """FedMKT's learner step on a client: LM + distill from the LLM's top-k where the LLM's CE
+    is lower than the SLM's own (min-CE), + λ·L_CD with LaDa's paths."""
+    role.enter_round(ins.round)
+    ids = list(ins.ids)
+    empty = np.zeros(0, dtype=np.float32)
+    if not ids:
+        return LogitDistillRes([], empty, empty, empty, num_pairs=0, num_distilled=0)
+    teacher = TopKLogits(ids, ins.lengths, ins.indices, ins.values, ins.ce, ins.vocab, ins.model)
+    teacher_paths = list(ins.teacher_paths) or None
+    d = role.settings.distill
+    own = None
+    if teacher_paths is not None and role.needs_own_paths():
+        own = role.own_paths(ids, ins.round)
+    seed = role.task_seed(ins.round, "distill")
+    out, n_kd = learn_from_logits(
+        Learner(role.model, role.tokenizer, role.settings.model_name, role.vocab()),
+        [role.public[i] for i in ids],
+        {0: teacher},
+        d,
+        replace(d.slm_optim, seed=seed),
+        paths=(teacher_paths, own) if teacher_paths is not None else None,
+    )
+    return LogitDistillRes(
+        ids=ids,
+        loss_before=out.loss_before.astype(np.float32),
+        loss_after=out.loss_after.astype(np.float32),
+        margin=out.margin.astype(np.float32),
+        num_pairs=out.num_pairs,
+        num_distilled=n_kd,
+        trained=trained_mask(out, len(ids)),
+    )
+
+
+__all__ = [
+    "FedMKTConfig",
+    "FedMKTHost",
+    "Learner",
+    "LogitLoss",
+    "learn_from_logits",
+    "llm_learns_logits",
+    "topk_from_payload",
+]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lada.config.schema import RunConfig
-from lada.federation.round import RoundReport
+from lada.federation.report import RoundReport
 from lada.federation.transport import CommLog
 
 

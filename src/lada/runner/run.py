@@ -1,151 +1,28 @@
-"""`lada run`: rounds, the run directory, checkpoints and resume.
+"""`lada run`: check the config, then run (or resume) it on the configured engine.
 
-RUN_DIR/
-  config.yaml              the config snapshot (resume reads it)
-  data/                    the generated split (synthetic data)
-  metrics.jsonl            one JSON object per round (round 0: before training)
-  selections/round_NNN.json  public ids each filter picked, per client and direction
-  questions/round_NNN.json   per-question correctness of every SLM and of the LLM (bench CIs)
-  learning/round_NNN.json    each learner's per-pick losses before/after its step (filter lift)
-  checkpoints/round_NNN/   the server's LLM and filter states at the end of round NNN
-  clients/client_K/        each client's own state (its SLM), saved by the client
-  state.json               {"last_complete_round": N}: written last, atomically
-  summary.json             base/final accuracies and change, missed rounds, wall time
-  log.txt                  what the run printed (`lada run`)
-  plots/                   PNG curves (`lada show`)
-
-Every file's fields: docs/run-dir.md.
-
-A round is complete once state.json names it; a run killed at any moment loses at most the
-round in progress, and ``--resume`` continues deterministically from the last complete one.
+The run directory's layout, the round loop, checkpoints and resume are in
+:mod:`lada.runner.drive`; the roles in :mod:`lada.runner.roles`; engines (in-process, Flower
+simulation) come from the registry of :mod:`lada.engines`, so this module knows none of them.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lada.config import RunConfig
+from lada.runner.drive import RunDirError, drive, prepare_run_dir
+from lada.runner.roles import build_client, build_server, prepare_zoo_models
 
-from lada.config import RunConfig, load_config, to_dict
-from lada.federation.client import ClientRole, ClientSettings
-from lada.federation.round import RoundReport, run_round
-from lada.federation.server import ServerRole, ServerSettings
-from lada.federation.transport import Transport
-from lada.runner.details import write_round_details
-from lada.runner.metrics_file import read_metrics
-from lada.runner.report import metrics_record, print_final, print_round, run_summary
-from lada.runner.setup import RunData, load_run_data, model_loader
-from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
-
-
-class RunDirError(RuntimeError):
-    pass
-
-
-def _state(run_dir: Path) -> dict[str, Any] | None:
-    p = run_dir / "state.json"
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
-    """Pretrain (once, cached) the zoo models this config names, in parallel; fetch (once,
-    cached) the real ones (lada.models.fetch)."""
-    from lada.models.fetch import fetch_models
-    from lada.models.prepare import is_zoo_name, prepare_models
-
-    names = sorted({m.model for m in [cfg.server, *cfg.clients] if is_zoo_name(m.model)})
-    prepare_models(names, cfg.prepare, world_cfg)
-    fetch_models(sorted({m.model for m in [cfg.server, *cfg.clients]}))
-
-
-def _host_distill(cfg: RunConfig):
-    """The host alone (plugin none) has no contrastive term: λ = 0 (spec §6 plug-in point 2)."""
-    from dataclasses import replace
-
-    return cfg.distill if cfg.plugin == "lada" else replace(cfg.distill, lambda_cd=0.0)
-
-
-def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
-    server = ServerRole(
-        model_loader(cfg.server, cfg, data.world_cfg),
-        data.public,
-        {k: data.test[k] for k in range(len(cfg.clients))},
-        ServerSettings(
-            distill=_host_distill(cfg),
-            eval=cfg.eval,
-            filter=cfg.filter,
-            seed=cfg.seed,
-            model_name=cfg.server.model,
-            slm_name=cfg.clients[0].model if cfg.clients else "slm",
-            limits=cfg.limits,
-        ),
-        # FedCoLLM distils the averaged (homogeneous) SLM on the server
-        load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg)
-        if cfg.host == "fedcollm" and cfg.clients
-        else None,
-    )
-    return server
-
-
-def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> ClientRole:
-    """Client k's role: its SLM, its private data, P; its state lives in ``state_dir``."""
-    return ClientRole(
-        k,
-        model_loader(cfg.clients[k], cfg, data.world_cfg),
-        data.train[k],
-        data.test[k],
-        data.public,
-        ClientSettings(
-            local=cfg.local,
-            distill=_host_distill(cfg),
-            eval=cfg.eval,
-            seed=cfg.seed,
-            host=cfg.host,
-            model_name=cfg.clients[k].model,
-            limits=cfg.limits,
-        ),
-        state_dir,
-    )
-
-
-def make_engine(cfg: RunConfig, clients: dict[int, ClientRole]):
-    if cfg.engine == "inprocess":
-        from lada.engines.inprocess import InProcessEngine
-
-        return InProcessEngine(
-            clients, timeouts={k: c.timeout_s for k, c in enumerate(cfg.clients)}, faults=cfg.faults
-        )
-    raise NotImplementedError(f"engine {cfg.engine!r} is not available in this build")
-
-
-def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple[RunConfig, int]:
-    """Returns the config and the last complete round (0 for a new run)."""
-    state = _state(run_dir)
-    if resume:
-        if not (run_dir / "config.yaml").exists():
-            raise RunDirError(f"{run_dir}: nothing to resume (no config.yaml)")
-        cfg = load_config(run_dir / "config.yaml")
-        return cfg, int(state["last_complete_round"]) if state else -1
-    if state is not None or (run_dir / "metrics.jsonl").exists():
-        raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
-    assert cfg is not None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return cfg, -1
-
-
-def _truncate_metrics(run_dir: Path, last_round: int) -> list[dict[str, Any]]:
-    p = run_dir / "metrics.jsonl"
-    if not p.exists():
-        return []
-    # a line cut by a kill: drop it and what follows
-    kept = [r for r in read_metrics(run_dir, stop_at_cut_line=True) if r["round"] <= last_round]
-    atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in kept))
-    return kept
+__all__ = [
+    "RunDirError",
+    "build_client",
+    "build_server",
+    "drive",
+    "prepare_run_dir",
+    "prepare_zoo_models",
+    "run",
+]
 
 
 def run(
@@ -155,124 +32,20 @@ def run(
     console: Any = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) a federation on the configured engine; returns all rounds' metrics."""
-    run_dir = Path(run_dir)
-    if cfg is not None:  # models and files: before the run directory is made
-        from lada.config.validate import validate
-
-        validate(cfg)
-    cfg, last = prepare_run_dir(run_dir, cfg, resume)
+    from lada.engines import get_engine
     from lada.hosts import check_host_config
 
-    check_host_config(cfg)
+    run_dir = Path(run_dir)
+    if cfg is not None:  # models, files and the host: before the run directory is made
+        from lada.config.validate import validate
+
+        validate(cfg)  # includes check_host_config
+    cfg, last = prepare_run_dir(run_dir, cfg, resume)
+    if resume:
+        check_host_config(cfg)
+    engine = get_engine(cfg.engine)
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    if cfg.engine == "flower-sim":
-        from lada.engines.flower.simulation import run_flower_simulation
-
-        return run_flower_simulation(cfg, run_dir, last, console)
-    data = load_run_data(cfg, run_dir)
-    prepare_zoo_models(cfg, data.world_cfg)
-    clients = {
-        k: build_client(cfg, data, k, run_dir / "clients" / f"client_{k}")
-        for k in range(len(cfg.clients))
-    }
-    engine = make_engine(cfg, clients)
-    return drive(cfg, run_dir, build_server(cfg, data), engine, last, data.domains, console)
-
-
-def drive(
-    cfg: RunConfig,
-    run_dir: Path,
-    server: ServerRole,
-    transport: Transport,
-    last: int,
-    domains: list[list[str]],
-    console: Any = None,
-) -> list[dict[str, Any]]:
-    """Rounds last+1..cfg.rounds on any transport, committing each round to ``run_dir``."""
-    records = _truncate_metrics(run_dir, last)
-    if last >= 0:
-        ckpt = run_dir / "checkpoints" / f"round_{last:03d}"
-        if (ckpt / "llm.safetensors").exists():
-            server.load(ckpt)
-    start = last + 1
-    if start == 0 and not cfg.eval.initial:
-        start = 1
-    for t in range(start, cfg.rounds + 1):
-        t0 = time.perf_counter()
-        if t == 0:
-            report = _initial_evaluation(server, transport)
-        else:
-            report = run_round(
-                t,
-                server,
-                transport,
-                plugin=cfg.plugin,
-                host=cfg.host,
-                allocation=cfg.allocation,
-                allocation_count=cfg.allocation_count,
-                host_transfer=cfg.host_transfer,
-            )
-        report.seconds["total"] = time.perf_counter() - t0
-        record = metrics_record(report, transport.comm, cfg, domains)
-        _commit_round(run_dir, t, server, report, record, cfg)
-        records.append(record)
-        if console is not None:
-            print_round(console, record, cfg)
-    atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
-    if console is not None and records:
-        print_final(console, records[-1], cfg)
-    return records
-
-
-def _initial_evaluation(server: ServerRole, engine) -> RoundReport:
-    """Round 0: accuracies before any federated training (base models)."""
-    from lada.federation.guard import guarded
-    from lada.federation.protocol import EvaluateIns, Task
-    from lada.federation.round import _ok
-
-    engine = guarded(engine, server)
-    rep = RoundReport(round=0)
-    t0 = time.perf_counter()
-    replies = engine.broadcast(0, Task.EVALUATE, {k: EvaluateIns(0) for k in engine.clients()})
-    evals = _ok(rep, Task.EVALUATE, replies)
-    rep.slm_eval = {
-        k: {"accuracy": r.accuracy, "n": r.num_samples, "groups": r.groups, "correct": r.correct}
-        for k, r in evals.items()
-    }
-    rep.llm_eval = server.evaluate(0)
-    rep.seconds["evaluate"] = time.perf_counter() - t0
-    return rep
-
-
-def _commit_round(
-    run_dir: Path,
-    t: int,
-    server: ServerRole,
-    report: RoundReport,
-    record: dict[str, Any],
-    cfg: RunConfig,
-) -> None:
-    """Persist round t; state.json last, so a kill before it means the round is redone."""
-    ckpts = run_dir / "checkpoints"
-    tmp = ckpts / f".round_{t:03d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    server.save(tmp)
-    replace_dir(tmp, ckpts / f"round_{t:03d}")
-    if report.selected:
-        atomic_write_json(
-            run_dir / "selections" / f"round_{t:03d}.json",
-            {str(k): v for k, v in report.selected.items()},
-        )
-    write_round_details(run_dir, t, report)
-    metrics = run_dir / "metrics.jsonl"
-    with metrics.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-    atomic_write_json(run_dir / "state.json", {"last_complete_round": t})
-    if cfg.keep_checkpoints == "last":
-        for old in ckpts.glob("round_*"):
-            if old.name != f"round_{t:03d}":
-                shutil.rmtree(old, ignore_errors=True)
+    return engine(cfg, run_dir, last, console)

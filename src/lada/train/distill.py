@@ -2,8 +2,9 @@
 
     L = sft_weight · NLL(y_pref | x)  +  λ · L_CD(y_pref, y_rej)
 
-Host hooks replace the first term: FedCoT's α·L_rationale + (1 − α)·L_label (``host="fedcot"``),
-and for the logit-distillation hosts (FedMKT, FedCoLLM; a :class:`LogitHook`)
+Host hooks replace the first term: a host's ``host_loss`` (a :data:`HostLoss`, e.g. FedCoT's
+α·L_rationale + (1 − α)·L_label, :mod:`lada.hosts.fedcot`), and for the logit-distillation hosts
+(FedMKT, FedCoLLM; a :class:`LogitHook`)
 ``lm_weight · NLL(gold target | x) + kd_weight · KL(teacher top-k ‖ learner)``, where the
 paths only enter L_CD and the reward (and may be absent: the host alone).
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from lada.train.losses import (
     choose_preference,
     contrastive_distill_loss,
     contrastive_margin,
+    lada_total_loss,
     path_logprob,
 )
 
@@ -70,6 +71,40 @@ class LogitHook:
     lm_weight: float
     kd_weight: float
     student: StudentNorm = "topk"
+
+
+@dataclass
+class PathBatch:
+    """One batch of preferred paths, as a host's L_host sees it (the batch's first rows).
+
+    ``logp``/``mask`` [B, K]: per-token log-probs of the supervised tokens (0 off mask);
+    ``seq`` [B] their sums; ``counts`` [B] supervised tokens (at least 1); ``weight`` [B] 1 for
+    samples that are learned, 0 for those that must not be (unverified paths); ``idx`` the
+    batch's item indices into the step's samples."""
+
+    logp: Tensor
+    mask: Tensor
+    seq: Tensor
+    counts: Tensor
+    weight: Tensor
+    idx: list[int]
+
+
+BatchLoss = Callable[[PathBatch], Tensor]
+# a host's L_host on preferred paths: (cfg, the learner's tokenizer, every item's preferred path)
+# -> the batch loss; default :func:`sft_host_loss`
+HostLoss = Callable[[DistillConfig, object, Sequence[str]], BatchLoss]
+
+
+def sft_host_loss(cfg: DistillConfig, tokenizer: object, preferred: Sequence[str]) -> BatchLoss:
+    """The plain host's L_host: sft_weight · NLL of the preferred paths (mean over the learned
+    samples' tokens)."""
+
+    def loss(b: PathBatch) -> Tensor:
+        w = b.weight
+        return cfg.sft_weight * (-(w * b.seq).sum() / (w * b.counts).sum().clamp(min=1))
+
+    return loss
 
 
 def preference_pairs(
@@ -128,40 +163,48 @@ def _path_logprobs(
     )
 
 
-def learn_from_paths(
+def _pair_logprobs(
     model: nn.Module,
     tokenizer,
+    prompts: list[str],
+    pairs: PreferencePairs,
+    optim: OptimConfig,
+    cfg: DistillConfig,
+) -> tuple[Tensor, Tensor]:
+    """log π of the preferred and of the rejected path of every pair (``cfg.cd_norm``)."""
+    pref = _path_logprobs(model, tokenizer, prompts, pairs.preferred, optim, cfg)
+    rej = _path_logprobs(model, tokenizer, prompts, pairs.rejected, optim, cfg)
+    return pref, rej
+
+
+@dataclass
+class _Targets:
+    """What a step learns from: the kept L_CD pairs, each item's scored text (the teacher's
+    path, or the gold target without paths), its preferred path, and whether it is learned."""
+
+    pairs: PreferencePairs
+    scored: list[str]
+    preferred: list[str]
+    learn: np.ndarray
+
+
+def _targets(
     samples: Sequence[Sample],
     teacher_paths: Sequence[str] | None,
     own_paths: Sequence[str] | None,
     cfg: DistillConfig,
-    optim: OptimConfig,
-    host: str = "sft",
-    logits: LogitHook | None = None,
-) -> DistillOutcome:
-    """Train ``model`` on L = L_host + λ·L_CD over ``samples`` (spec §4).
-
-    L_host is sft_weight·NLL(preferred) for the plain host, FedCoT's
-    α·L_rationale + (1 − α)·L_label on the preferred path for ``host="fedcot"``
-    (α = ``cfg.fedcot_alpha``, :mod:`lada.hosts.fedcot`), and the :class:`LogitHook`'s
-    LM + KL on the gold texts when ``logits`` is given. Only with ``logits`` may
-    ``teacher_paths`` be None (no paths: no L_CD, and ``loss_before``/``loss_after`` are the
-    learner's mean token NLL of the gold targets instead of the teacher's paths)."""
-    n = len(samples)
-    prompts = [s.prompt() for s in samples]
+) -> _Targets:
     if teacher_paths is None:
-        if logits is None:
-            raise ValueError("learn_from_paths needs teacher paths unless a LogitHook is given")
         pairs = PreferencePairs([], [], [], [])
-        scored_texts = [s.target() for s in samples]
+        scored = [s.target() for s in samples]
     else:
         pairs = preference_pairs(samples, teacher_paths, own_paths or teacher_paths, cfg)
-        scored_texts = list(teacher_paths)
+        scored = list(teacher_paths)
     # the preferred path of each sample: the pair's choice, or the teacher's path when skipped
-    preferred = list(scored_texts)
+    preferred = list(scored)
     for j, i in enumerate(pairs.indices):
         preferred[i] = pairs.preferred[j]
-    learn = np.ones(n, dtype=bool)  # samples that enter the loss at all
+    learn = np.ones(len(samples), dtype=bool)  # samples that enter the loss at all
     if cfg.unverified == "skip":
         learn = verified_mask(samples, preferred)
         # a pair contrasts only when the label separates it: preferred right, rejected wrong
@@ -173,42 +216,97 @@ def learn_from_paths(
             [pairs.rejected[j] for j in keep],
             [pairs.teacher_preferred[j] for j in keep],
         )
+    return _Targets(pairs, scored, preferred, learn)
+
+
+@dataclass
+class _Contrast:
+    """λ·L_CD's side of a step: item → pair index (-1: none), whether the term is on, the
+    rejected paths encoded, and the frozen reference's log-probs of both paths of each pair."""
+
+    cfg: DistillConfig
+    pair_of: np.ndarray
+    use: bool
+    enc_rej: list[Encoded]
+    ref_pref: Tensor | None
+    ref_rej: Tensor | None
+
+    def pairs_in(self, idx: list[int]) -> list[int]:
+        """The batch items that carry an L_CD pair."""
+        return [i for i in idx if self.pair_of[i] >= 0] if self.use else []
+
+    def add_to(
+        self,
+        loss: Tensor,
+        pref: tuple[Tensor, Tensor],
+        rej: tuple[Tensor, Tensor],
+        in_pair: list[int],
+    ) -> Tensor:
+        """L = L_host + λ·L_CD (:func:`lada.train.losses.lada_total_loss`) given the learner's
+        (summed log-probs, token counts) of the batch pairs' preferred and rejected paths."""
+        j = torch.as_tensor(self.pair_of[in_pair])
+        dev = pref[0].device
+        norm = self.cfg.cd_norm
+        l_cd = contrastive_distill_loss(
+            path_logprob(*pref, norm),
+            path_logprob(*rej, norm),
+            self.ref_pref[j].to(dev),
+            self.ref_rej[j].to(dev),
+            beta=self.cfg.beta,
+        )
+        return lada_total_loss(loss, l_cd, self.cfg.lambda_cd)
+
+
+def learn_from_paths(
+    model: nn.Module,
+    tokenizer,
+    samples: Sequence[Sample],
+    teacher_paths: Sequence[str] | None,
+    own_paths: Sequence[str] | None,
+    cfg: DistillConfig,
+    optim: OptimConfig,
+    host_loss: HostLoss | None = None,
+    logits: LogitHook | None = None,
+) -> DistillOutcome:
+    """Train ``model`` on L = L_host + λ·L_CD over ``samples`` (spec §4,
+    :func:`lada.train.losses.lada_total_loss`).
+
+    L_host is ``host_loss`` on the preferred paths (default :func:`sft_host_loss`,
+    sft_weight·NLL(preferred); FedCoT's α·L_rationale + (1 − α)·L_label is
+    :meth:`lada.hosts.fedcot.FedCoTHost.host_loss`), or the :class:`LogitHook`'s LM + KL on the
+    gold texts when ``logits`` is given. Only with ``logits`` may
+    ``teacher_paths`` be None (no paths: no L_CD, and ``loss_before``/``loss_after`` are the
+    learner's mean token NLL of the gold targets instead of the teacher's paths)."""
+    if teacher_paths is None and logits is None:
+        raise ValueError("learn_from_paths needs teacher paths unless a LogitHook is given")
+    n = len(samples)
+    prompts = [s.prompt() for s in samples]
+    t = _targets(samples, teacher_paths, own_paths, cfg)
+    pairs = t.pairs
     use_cd = cfg.lambda_cd > 0 and len(pairs) > 0
     pair_of = np.full(n, -1, dtype=np.int64)
     pair_of[pairs.indices] = np.arange(len(pairs))
     pair_prompts = [prompts[i] for i in pairs.indices]
 
-    before_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
+    before_teacher = _score(model, tokenizer, prompts, t.scored, optim)
     ref_pref = ref_rej = None
     if use_cd:
-        ref_pref = _path_logprobs(model, tokenizer, pair_prompts, pairs.preferred, optim, cfg)
-        ref_rej = _path_logprobs(model, tokenizer, pair_prompts, pairs.rejected, optim, cfg)
+        ref_pref, ref_rej = _pair_logprobs(model, tokenizer, pair_prompts, pairs, optim, cfg)
 
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     enc_rej = encode_pairs(tokenizer, pair_prompts, pairs.rejected, optim.max_length)
+    cd = _Contrast(cfg, pair_of, use_cd, enc_rej, ref_pref, ref_rej)
     if logits is None:
-        enc_pref = encode_pairs(tokenizer, prompts, preferred, optim.max_length)
+        enc_pref = encode_pairs(tokenizer, prompts, t.preferred, optim.max_length)
         lengths = [
             len(ids) + (len(enc_rej[pair_of[i]][0]) if pair_of[i] >= 0 else 0)
             for i, (ids, _) in enumerate(enc_pref)
         ]
-        loss_fn = _path_loss_fn(
-            enc_pref,
-            enc_rej,
-            pair_of,
-            use_cd,
-            pad_id,
-            cfg,
-            ref_pref,
-            ref_rej,
-            host,
-            tokenizer,
-            preferred,
-            learn,
-        )
-        active = [i for i in range(n) if learn[i] or pair_of[i] >= 0]  # no empty steps
+        host_batch_loss = (host_loss or sft_host_loss)(cfg, tokenizer, t.preferred)
+        loss_fn = _path_loss_fn(enc_pref, cd, pad_id, host_batch_loss, t.learn)
+        active = [i for i in range(n) if t.learn[i] or pair_of[i] >= 0]  # no empty steps
     else:
         enc_gold = encode_pairs(tokenizer, prompts, [s.target() for s in samples], optim.max_length)
         enc_pp = encode_pairs(tokenizer, pair_prompts, pairs.preferred, optim.max_length)
@@ -221,9 +319,7 @@ def learn_from_paths(
             )
             for i, (ids, _) in enumerate(enc_gold)
         ]
-        loss_fn = _logit_loss_fn(
-            enc_gold, enc_pp, enc_rej, pair_of, use_cd, pad_id, cfg, ref_pref, ref_rej, logits
-        )
+        loss_fn = _logit_loss_fn(enc_gold, enc_pp, cd, pad_id, logits)
         active = [
             i
             for i in range(n)
@@ -246,11 +342,10 @@ def learn_from_paths(
             num_items=n,
         )
 
-    after_teacher = _score(model, tokenizer, prompts, scored_texts, optim)
+    after_teacher = _score(model, tokenizer, prompts, t.scored, optim)
     margin = np.zeros(n, dtype=np.float64)
     if use_cd:
-        pol_pref = _path_logprobs(model, tokenizer, pair_prompts, pairs.preferred, optim, cfg)
-        pol_rej = _path_logprobs(model, tokenizer, pair_prompts, pairs.rejected, optim, cfg)
+        pol_pref, pol_rej = _pair_logprobs(model, tokenizer, pair_prompts, pairs, optim, cfg)
         m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, cfg.beta)
         margin[pairs.indices] = m.numpy()
     return DistillOutcome(
@@ -265,52 +360,28 @@ def learn_from_paths(
 
 def _path_loss_fn(
     enc_pref: list[Encoded],
-    enc_rej: list[Encoded],
-    pair_of: np.ndarray,
-    use_cd: bool,
+    cd: _Contrast,
     pad_id: int,
-    cfg: DistillConfig,
-    ref_pref: Tensor | None,
-    ref_rej: Tensor | None,
-    host: str,
-    tokenizer: Any,
-    preferred: list[str],
+    host_loss: BatchLoss,
     learn: np.ndarray,
 ) -> Callable[[nn.Module, list[int]], tuple[Tensor, Tensor]]:
-    """The path hosts' batch loss: sft_weight·NLL(preferred) (FedCoT: its mix) + λ·L_CD;
-    samples with ``learn[i]`` False (unverified) give no SFT term."""
+    """The path hosts' batch loss: L_host(preferred) + λ·L_CD; samples with ``learn[i]`` False
+    (unverified) give no L_host term."""
     weight = torch.as_tensor(learn, dtype=torch.float32)
-    n_label = None
-    if host == "fedcot":
-        from lada.hosts.fedcot import fedcot_loss, label_token_counts
-
-        n_label = torch.as_tensor(label_token_counts(tokenizer, preferred))
 
     def loss_fn(m: nn.Module, idx: list[int]) -> tuple[Tensor, Tensor]:
-        in_pair = [i for i in idx if pair_of[i] >= 0] if use_cd else []
-        rows = [enc_pref[i] for i in idx] + [enc_rej[pair_of[i]] for i in in_pair]
+        in_pair = cd.pairs_in(idx)
+        rows = [enc_pref[i] for i in idx] + [cd.enc_rej[cd.pair_of[i]] for i in in_pair]
         logp, mask = target_token_logprobs(m, collate(rows, pad_id))
         seq = logp.sum(dim=1)
         counts = mask.sum(dim=1).clamp(min=1)
         b = len(idx)
         nll = -seq[:b] / counts[:b]
         w = weight[idx].to(seq.device)
-        if n_label is None:
-            loss = cfg.sft_weight * (-(w * seq[:b]).sum() / (w * counts[:b]).sum().clamp(min=1))
-        else:
-            loss = fedcot_loss(logp[:b], mask[:b], n_label[idx], cfg.fedcot_alpha, weight=w)
+        loss = host_loss(PathBatch(logp[:b], mask[:b], seq[:b], counts[:b], w, idx))
         if in_pair:
-            j = torch.as_tensor(pair_of[in_pair])
             pos = torch.as_tensor([idx.index(i) for i in in_pair])
-            dev = seq.device
-            l_cd = contrastive_distill_loss(
-                path_logprob(seq[pos], counts[pos], cfg.cd_norm),
-                path_logprob(seq[b:], counts[b:], cfg.cd_norm),
-                ref_pref[j].to(dev),
-                ref_rej[j].to(dev),
-                beta=cfg.beta,
-            )
-            loss = loss + cfg.lambda_cd * l_cd
+            loss = cd.add_to(loss, (seq[pos], counts[pos]), (seq[b:], counts[b:]), in_pair)
         return loss, nll
 
     return loss_fn
@@ -319,24 +390,19 @@ def _path_loss_fn(
 def _logit_loss_fn(
     enc_gold: list[Encoded],
     enc_pp: list[Encoded],
-    enc_rej: list[Encoded],
-    pair_of: np.ndarray,
-    use_cd: bool,
+    cd: _Contrast,
     pad_id: int,
-    cfg: DistillConfig,
-    ref_pref: Tensor | None,
-    ref_rej: Tensor | None,
     hook: LogitHook,
 ) -> Callable[[nn.Module, list[int]], Tensor]:
     """The logit hosts' batch loss: lm_weight·NLL(gold) + kd_weight·KL(top-k) + λ·L_CD."""
 
     def loss_fn(m: nn.Module, idx: list[int]) -> Tensor:
-        in_pair = [i for i in idx if pair_of[i] >= 0] if use_cd else []
+        in_pair = cd.pairs_in(idx)
         gold = [i for i in idx if hook.lm[i] or hook.teachers[i] is not None]
         rows = (
             [enc_gold[i] for i in gold]
-            + [enc_pp[pair_of[i]] for i in in_pair]
-            + [enc_rej[pair_of[i]] for i in in_pair]
+            + [enc_pp[cd.pair_of[i]] for i in in_pair]
+            + [cd.enc_rej[cd.pair_of[i]] for i in in_pair]
         )
         out, targets, mask = target_logits(m, collate(rows, pad_id))
         seq = logprobs_from_logits(out, targets, mask).sum(dim=1)
@@ -352,16 +418,8 @@ def _logit_loss_fn(
             loss = loss + hook.kd_weight * kd_loss
         if in_pair:
             g, p = len(gold), len(in_pair)
-            j = torch.as_tensor(pair_of[in_pair])
-            dev = seq.device
-            l_cd = contrastive_distill_loss(
-                path_logprob(seq[g : g + p], counts[g : g + p], cfg.cd_norm),
-                path_logprob(seq[g + p :], counts[g + p :], cfg.cd_norm),
-                ref_pref[j].to(dev),
-                ref_rej[j].to(dev),
-                beta=cfg.beta,
-            )
-            loss = loss + cfg.lambda_cd * l_cd
+            pref = (seq[g : g + p], counts[g : g + p])
+            loss = cd.add_to(loss, pref, (seq[g + p :], counts[g + p :]), in_pair)
         return loss
 
     return loss_fn

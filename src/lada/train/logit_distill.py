@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -51,6 +52,19 @@ def vocab_fingerprint(tokenizer) -> str:
     items = sorted(tokenizer.get_vocab().items())
     data = json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def cached_vocab_fingerprint(tokenizer: Any) -> str:
+    """:func:`vocab_fingerprint`, computed once per tokenizer object (a role asks for it with
+    every logit exchange)."""
+    try:
+        return _FINGERPRINTS[tokenizer]
+    except KeyError:
+        fp = _FINGERPRINTS[tokenizer] = vocab_fingerprint(tokenizer)
+        return fp
 
 
 def check_same_vocab(learner: str, learner_vocab: str, teacher: str, teacher_vocab: str) -> None:
@@ -167,6 +181,30 @@ def compute_topk(
     )
 
 
+def topk_on_gold(
+    model: Any,
+    tokenizer: Any,
+    samples: Sequence[Any],
+    k: int,
+    max_length: int,
+    model_name: str,
+    vocab: str | None = None,
+) -> TopKLogits:
+    """:func:`compute_topk` on the gold texts (prompt + target) of public ``samples``
+    (:class:`lada.data.sample.Sample`): what every logit host's teacher sends."""
+    return compute_topk(
+        model,
+        tokenizer,
+        [s.id for s in samples],
+        [s.prompt() for s in samples],
+        [s.target() for s in samples],
+        k,
+        max_length,
+        model_name,
+        vocab=vocab,
+    )
+
+
 def min_ce_teacher(learner_ce: np.ndarray, teacher_ce: np.ndarray) -> np.ndarray:
     """FedMKT's min-CE rule per sample: the teacher (row of ``teacher_ce`` [m, n], NaN where a
     teacher sent nothing for the sample) with the lowest CE, if that CE is lower than the
@@ -260,9 +298,11 @@ __all__ = [
     "TopKLogits",
     "VocabularyMismatchError",
     "align_teachers",
+    "cached_vocab_fingerprint",
     "check_same_vocab",
     "compute_topk",
     "min_ce_teacher",
     "topk_distill_loss",
+    "topk_on_gold",
     "vocab_fingerprint",
 ]

@@ -4,7 +4,7 @@ The server and client roles run unchanged; Flower only carries their messages:
 
 ``records``      payload <-> ``RecordDict`` (ConfigRecord + ArrayRecord)
 ``transport``    :class:`FlowerTransport`, the round logic's ``Transport`` over a Flower ``Grid``
-``server_app``   the ``ServerApp`` (runs ``lada.runner.run.drive`` on a FlowerTransport)
+``server_app``   the ``ServerApp`` (runs ``lada.runner.drive.drive`` on a FlowerTransport)
 ``client_app``   the ``ClientApp`` (one ``query.<task>`` handler per protocol task -> ClientRole)
 ``simulation``   ``lada run`` with ``engine: flower-sim`` (Flower's Ray simulation engine)
 

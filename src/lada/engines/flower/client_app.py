@@ -55,13 +55,12 @@ from lada.engines.flower.records import (
     recorddict_size,
     recorddict_to_payload,
 )
-from lada.federation.protocol import INSTRUCTIONS, Task
+from lada.federation.protocol import INSTRUCTIONS, READ_ONLY_TASKS, Task
 
 META = "lada"  # ConfigRecord the transport adds to each message: {"client-id", "fingerprint"}
 WORKING_DIR = ".flower_working"
-# tasks that only read the client's model; after any other task (local_train, distill, and
-# whatever task a host adds, e.g. set_weights) the shim saves the working state
-READ_ONLY_TASKS = frozenset({"embed", "generate", "score", "get_weights", "evaluate", "logits"})
+# after a task that is not read-only (protocol.READ_ONLY_TASKS: local_train, distill, and a
+# host's task unless registered read-only, e.g. set_weights) the shim saves the working state
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ _ROLES_LOCK = threading.Lock()
 
 def _build_entry(site: ClientSite) -> _Entry:
     from lada.config import load_config
-    from lada.runner.run import build_client
+    from lada.runner.roles import build_client
 
     cfg = load_config(site.config)
     if site.data_dir:
@@ -349,7 +348,7 @@ def make_client_app(sim_run_dir: str | None = None) -> ClientApp:
         def _handler(msg: Message, context: Context) -> Message:
             return handle_task(task, msg, context, sim_run_dir)
 
-    for task in Task:
+    for task in list(INSTRUCTIONS):  # the built-in tasks and those hosts registered
         register(task)
 
     @app.query(HELLO_ACTION)

@@ -1,4 +1,4 @@
-"""The ServerApp: a thin shim that runs ``lada.runner.run.drive`` on a :class:`FlowerTransport`.
+"""The ServerApp: a thin shim that runs ``lada.runner.drive.drive`` on a :class:`FlowerTransport`.
 
 In a ``flwr run`` deployment it reads what to run from the run config (``[tool.flwr.app.config]``
 of ``flower_app/pyproject.toml``, overridden with ``flwr run --run-config``); paths are on the
@@ -46,7 +46,7 @@ class ServerJob:
 
 def job_from_run_config(run_config: dict[str, Any]) -> ServerJob:
     from lada.config import load_config
-    from lada.runner.run import prepare_run_dir
+    from lada.runner.drive import prepare_run_dir
 
     run_dir = str(run_config.get("run-dir", "")).strip()
     if not run_dir:
@@ -67,7 +67,8 @@ def serve(grid: Grid, job: ServerJob) -> list[dict[str, Any]]:
     """Discover the clients' nodes and run the remaining rounds of ``job``."""
     from lada.engines.flower.client_app import client_fingerprint
     from lada.engines.flower.transport import FlowerTransport
-    from lada.runner.run import build_server, drive
+    from lada.runner.drive import drive
+    from lada.runner.roles import build_server
     from lada.runner.setup import load_run_data
 
     cfg = job.cfg

@@ -80,7 +80,7 @@ def run_flower_simulation(
     """Run rounds ``last+1 .. cfg.rounds`` of ``cfg`` on Flower's simulation engine."""
     from lada.engines.flower.client_app import make_client_app
     from lada.engines.flower.server_app import ServerJob, make_server_app
-    from lada.runner.run import build_server, prepare_zoo_models
+    from lada.runner.roles import build_server, prepare_zoo_models
     from lada.runner.setup import load_run_data
 
     run_dir = Path(run_dir).resolve()

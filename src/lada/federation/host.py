@@ -1,0 +1,181 @@
+"""The host interface: a host framework (spec §6) as one plug-in.
+
+Modelled on Flower's ``Strategy`` (the round asks the strategy what to do at fixed points) and
+TRL's trainer + config pairs (a host brings its own settings and checks). A host is one class in
+one module; :mod:`lada.hosts` registers the built-in ones by name (``RunConfig.host``), and the
+round (:func:`lada.federation.round.run_round`) sees only this interface:
+
+=====================  ==================================================================
+``check(cfg)``         refuse configurations the host cannot run (before anything is written)
+``after_local(rnd)``   the host's own step after the clients' local training (FedCoLLM: FedAvg)
+``exchange(rnd, p)``   its public exchange on the picks ``p`` (paths, logits, ...)
+``learn(rnd, p, x)``   both learners' steps on what was exchanged; returns :class:`Learned`
+``client_handlers``    client-side task handlers the host adds (``task name -> handler``)
+``host_loss``          L_host on the preferred paths of a path-distillation step
+=====================  ==================================================================
+
+The base class *is* the plain host's behaviour (SFT on private data, the two-way exchange of
+reasoning paths, L_host = sft_weight·NLL): a new host overrides only what differs. LaDa enters a
+host only through the three plug-in points of :class:`lada.federation.plugin.LadaPlugin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+from lada.federation.protocol import PathsRes, Payload, Task
+from lada.federation.report import Phase, RoundReport, ok_replies
+from lada.federation.server import Allocation, LearnerLosses, ServerRole
+from lada.federation.transport import Transport
+
+DIRECTIONS = ("S", "L")  # S: an SLM learns from the LLM; L: the LLM learns from an SLM
+
+
+@dataclass
+class RoundContext:
+    """One round in progress: who takes part, and where its results go."""
+
+    round: int
+    server: ServerRole
+    transport: Transport
+    report: RoundReport
+    alive: list[int]  # clients still in the round (a client that failed a task sits out)
+    host_state: Any = None  # what a host's after-local step hands to its exchange
+
+    def broadcast(self, task: Task | str, ins: Mapping[int, Payload]) -> dict[int, Any]:
+        """Send ``ins[k]`` to each client k; the good replies (failures go to the report)."""
+        replies = self.transport.broadcast(self.round, task, dict(ins))  # type: ignore[arg-type]
+        return self.ok(task, replies)
+
+    def ok(self, task: Task | str, replies: dict[int, Any]) -> dict[int, Any]:
+        """The good replies of a broadcast made elsewhere (failures go to the report)."""
+        return ok_replies(self.report, task, replies)
+
+    def phase(self, name: str) -> Phase:
+        return Phase(self.report, name)
+
+    def drop_missed(self) -> None:
+        """A client that failed any task sits out the rest of the round (keeps its state)."""
+        self.alive = [k for k in self.alive if k not in self.report.missed]
+
+
+@dataclass
+class Picks:
+    """The public ids each (SLM k, LLM) pair transfers in one exchange step, per direction."""
+
+    alloc: dict[int, Allocation]
+    directions: tuple[str, ...]
+    rewards: bool = False  # the picks are the LaDa filters': the learners' losses reward them
+    with_paths: bool = True  # reasoning paths (and λ·L_CD) join a logit host's exchange
+    llm_paths: dict[str, str] = field(default_factory=dict)  # LLM paths already generated
+    slm_paths: dict[int, PathsRes] = field(default_factory=dict)  # SLM paths already generated
+
+
+@dataclass
+class Learned:
+    """What one exchange step taught: each learner's losses on its picks, in the order the
+    rewards are computed ((client, direction, losses)), and further per-client report fields."""
+
+    losses: list[tuple[int, str, LearnerLosses]] = field(default_factory=list)
+    fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, report: RoundReport) -> None:
+        """Each learner's losses on its picks into ``report.learning``, their means before and
+        after (``slm_*`` for S, ``llm_*`` for L) and the fields into ``report.distill``."""
+        for k, side, ll in self.losses:
+            report.learning.setdefault(k, {})[side] = ll.as_lists()
+            key = "slm" if side == "S" else "llm"
+            report.distill.setdefault(k, {}).update(
+                {
+                    f"{key}_loss_before": ll.mean("loss_before"),
+                    f"{key}_loss_after": ll.mean("loss_after"),
+                }
+            )
+        for k, extra in self.fields.items():
+            report.distill.setdefault(k, {}).update(extra)
+
+
+ClientHandler = Callable[[Payload], Payload]
+
+
+def bind_handlers(
+    role: Any, handlers: Mapping[str, Callable[[Any, Any], Payload]]
+) -> dict[str, ClientHandler]:
+    """``{task: handler(role, ins)}`` → ``{task: handler(ins)}`` for one client role."""
+    return {task: partial(fn, role) for task, fn in handlers.items()}
+
+
+class Host:
+    """A host framework; subclass it, set :attr:`name` and register it
+    (:func:`lada.hosts.registry.register_host`). Class attributes describe it to the round,
+    the config checks and the bench suite."""
+
+    name: ClassVar[str] = "paths"
+    # the public-transfer directions it has (S: LLM → SLM, L: SLM → LLM)
+    directions: ClassVar[tuple[str, ...]] = DIRECTIONS
+    # whether it has a public exchange of its own, without LaDa (the plain host has none)
+    exchanges_alone: ClassVar[bool] = True
+    # whether it compares logits (one shared tokenizer needed; ``host_transfer=all`` allowed)
+    compares_logits: ClassVar[bool] = False
+    # whether it averages SLM weights (all clients must hold the same model)
+    homogeneous_slms: ClassVar[bool] = False
+    # whether the server holds a copy of the clients' SLM (ServerRole.slm)
+    server_holds_slm: ClassVar[bool] = False
+
+    # ---- configuration ------------------------------------------------------------------
+
+    def check(self, cfg: Any) -> None:
+        """Raise :class:`lada.config.overrides.ConfigError` for a config this host cannot run
+        (``cfg``: the RunConfig)."""
+
+    # ---- the round (server side) --------------------------------------------------------
+
+    def after_local(self, rnd: RoundContext) -> None:
+        """The host's step after the clients' local training (none by default)."""
+
+    def exchange(self, rnd: RoundContext, picks: Picks) -> Any:
+        """The public exchange on ``picks``; what it returns goes to :meth:`learn`. Default:
+        reasoning paths both ways (:func:`lada.federation.paths.exchange_paths`)."""
+        from lada.federation.paths import exchange_paths
+
+        return exchange_paths(rnd, picks)
+
+    def learn(self, rnd: RoundContext, picks: Picks, exchanged: Any) -> Learned:
+        """Both learners' steps on what was exchanged. Default: each SLM learns the LLM's paths
+        (task ``distill``), the LLM the SLMs' (:func:`lada.federation.paths.learn_paths`)."""
+        from lada.federation.paths import learn_paths
+
+        return learn_paths(rnd, picks, exchanged)
+
+    def expected_reply(self, server: ServerRole, task: Task | str) -> Any:
+        """What every reply to one of this host's tasks must match (a
+        :class:`lada.federation.validation.Expected`), or None (the reply checks of
+        :mod:`lada.federation.guard`)."""
+        return None
+
+    # ---- the client side ----------------------------------------------------------------
+
+    def client_handlers(self, role: Any) -> Mapping[str, ClientHandler]:
+        """Task handlers this host adds to a client (``role``: the ClientRole)."""
+        return {}
+
+    def host_loss(self, cfg: Any, tokenizer: Any, preferred: Sequence[str]) -> Any:
+        """L_host on the preferred paths of a path-distillation step (a
+        :data:`lada.train.distill.HostLoss`); default the plain host's sft_weight·NLL."""
+        from lada.train.distill import sft_host_loss
+
+        return sft_host_loss(cfg, tokenizer, preferred)
+
+
+__all__ = [
+    "DIRECTIONS",
+    "ClientHandler",
+    "Host",
+    "Learned",
+    "Picks",
+    "RoundContext",
+    "bind_handlers",
+]

@@ -1,0 +1,145 @@
+"""LaDa as a plug-in of any host (spec §6): its three plug-in points, in one object.
+
+1. **allocation**: which public ids each (SLM k, LLM) pair transfers, per direction: the
+   learnability-aware filters (``allocation: lada``) or a baseline
+   (:mod:`lada.federation.allocation`); the host alone transfers all of P;
+2. **λ·L_CD**: the contrastive term joins the learner's loss (λ = ``distill.lambda_cd``); the
+   host alone has λ = 0;
+3. **rewards**: after the learners' step their losses on the filters' picks reward the filters.
+
+``host_transfer: all`` (ours, logit hosts only) departs from point 1: the host's own exchange
+runs on all of P without paths, exactly as alone, and LaDa's path step then runs on the picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lada.federation.host import Host, Learned, Picks, RoundContext
+from lada.federation.protocol import EmbedIns, EmbedRes, Task
+
+
+@dataclass(frozen=True)
+class ExchangeStep:
+    """One exchange of a round: picks by ``allocation`` ("lada": the filters; else a
+    baseline, "all" for all of P), then ``host``'s exchange and learning on them."""
+
+    allocation: str
+    host: Host
+    with_paths: bool
+
+
+@dataclass(frozen=True)
+class LadaPlugin:
+    """LaDa's plug-in points; ``enabled=False`` is the host alone (``plugin: none``)."""
+
+    enabled: bool = True
+    allocation: str = "lada"  # lada | all | random | perplexity | ifd | min_ce
+    count: int | None = None  # the baselines' count (None: filter.budget, else 10 % of P)
+    host_transfer: str = "picks"  # picks | all (ours, logit hosts)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> LadaPlugin:
+        return cls(
+            enabled=cfg.plugin == "lada",
+            allocation=cfg.allocation,
+            count=cfg.allocation_count,
+            host_transfer=cfg.host_transfer,
+        )
+
+    # ---- plug-in point 2: λ·L_CD ---------------------------------------------------------
+
+    def distill_config(self, distill: Any) -> Any:
+        """The learners' DistillConfig: as configured with LaDa; the host alone has no
+        contrastive term (λ = 0)."""
+        return distill if self.enabled else replace(distill, lambda_cd=0.0)
+
+    # ---- the round's exchange steps -----------------------------------------------------
+
+    def steps(self, host: Host) -> list[ExchangeStep]:
+        """The exchanges of a round, run in turn."""
+        if not self.enabled:
+            return [ExchangeStep("all", host, with_paths=False)] if host.exchanges_alone else []
+        if self.host_transfer == "all":
+            if not host.compares_logits:
+                raise ValueError(
+                    f"host_transfer='all' needs a host that compares logits, not {host.name!r}"
+                )
+            # the host's own transfer on all of P without paths, exactly as alone; then LaDa's
+            # path step (the plain host's exchange) on the picks
+            return [
+                ExchangeStep("all", host, with_paths=False),
+                ExchangeStep(self.allocation, Host(), with_paths=True),
+            ]
+        return [ExchangeStep(self.allocation, host, with_paths=True)]
+
+    # ---- plug-in point 1: allocation ----------------------------------------------------
+
+    def allocate(self, rnd: RoundContext, step: ExchangeStep, directions: tuple[str, ...]) -> Picks:
+        """The picks of every alive pair for ``step`` (the report notes them)."""
+        if step.allocation == "lada":
+            picks = self._filter_picks(rnd, directions)
+        else:
+            picks = self._baseline_picks(rnd, step.allocation, directions)
+        picks.with_paths = step.with_paths
+        return picks
+
+    def _filter_picks(self, rnd: RoundContext, directions: tuple[str, ...]) -> Picks:
+        server, rep = rnd.server, rnd.report
+        with rnd.phase("allocate"):
+            server.public_features(rnd.round)
+            ins = {k: EmbedIns(rnd.round, server.public_ids) for k in rnd.alive}
+            embeds: dict[int, EmbedRes] = rnd.broadcast(Task.EMBED, ins)
+            alloc = {k: server.allocate(rnd.round, k, r.features) for k, r in embeds.items()}
+            for a in alloc.values():
+                for d in set(a.ids) - set(directions):  # a one-way host: no picks the other way
+                    a.ids[d], a.mode[d] = [], "unused"
+            for k, a in alloc.items():
+                rep.selected[k] = a.ids
+                rep.filter_mode[k] = a.mode
+        return Picks(alloc, directions, rewards=True)
+
+    def _baseline_picks(
+        self, rnd: RoundContext, strategy: str, directions: tuple[str, ...]
+    ) -> Picks:
+        from lada.federation.allocation import allocation_count, baseline_allocate
+
+        server, rep = rnd.server, rnd.report
+        f = server.settings.filter
+        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+        with rnd.phase("allocate"):
+            base = baseline_allocate(
+                rnd.round,
+                strategy,
+                server,
+                rnd.transport,
+                rnd.alive,
+                directions,
+                n,
+                rnd.ok,
+            )
+            for k, a in base.alloc.items():
+                rep.selected[k] = a.ids
+                rep.filter_mode[k] = a.mode
+        return Picks(
+            base.alloc,
+            directions,
+            rewards=False,
+            llm_paths=base.llm_paths,
+            slm_paths=base.slm_paths,
+        )
+
+    # ---- plug-in point 3: rewards -------------------------------------------------------
+
+    def reward(self, rnd: RoundContext, picks: Picks, learned: Learned) -> None:
+        """Rewards from the learners' losses on the filters' picks (spec §5.5; not for a
+        baseline's picks), then the losses into the report."""
+        with rnd.phase("rewards"):
+            if picks.rewards:
+                for k, side, losses in learned.losses:
+                    rnd.report.rewards.setdefault(k, {})[side] = rnd.server.reward(k, side, losses)
+            learned.record(rnd.report)
+
+
+__all__ = ["ExchangeStep", "LadaPlugin"]
