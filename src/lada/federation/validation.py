@@ -83,7 +83,7 @@ def validate_reply(
     ``feature_dim``: the width this client's EMBED features had before (its filters' input),
     when known; ``expect``: what the server knows a reply must match (vocabulary, weights)."""
     try:
-        _check_reply(Task(task), instruction, reply, limits, client, feature_dim, expect)
+        _check_reply(_as_task(task), instruction, reply, limits, client, feature_dim, expect)
     except _Bad as e:
         return str(e)
     return None
@@ -98,12 +98,19 @@ def validate_instruction(
     """Raise :class:`InvalidMessage` when ``instruction`` is not a well-formed ``task``
     message for a client holding the public ids ``public_ids``."""
     try:
-        _check_instruction(Task(task), instruction, limits, public_ids)
+        _check_instruction(_as_task(task), instruction, limits, public_ids)
     except _Bad as e:
         raise InvalidMessage(f"{task} instruction rejected: {e}") from None
 
 
 # ---- shared pieces ---------------------------------------------------------------------
+
+
+def _as_task(task: Task | str) -> Task | str:
+    """A built-in task as its :class:`Task`; a task a host registered
+    (:func:`lada.federation.protocol.register_task`) as its name: it gets the generic checks
+    (payload type, echo, field limits, round, ids)."""
+    return Task(task) if task in {t.value for t in Task} else str(task)
 
 
 def _need(ok: bool, reason: str) -> None:
