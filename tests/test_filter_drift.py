@@ -96,7 +96,9 @@ def test_explore_net_learns_the_decision_time_residual(residual: str) -> None:
         np.testing.assert_allclose(filt.hist_f1, np.concatenate(stored))  # kept, never refit
         np.testing.assert_allclose(target.numpy(), y - np.concatenate(stored), rtol=1e-6)
         assert np.abs(target.numpy() - (y - now)).max() > 1e-3  # not the in-sample residual
-        np.testing.assert_array_equal(phi.numpy()[: stored[0].size], filt.hist_phi[: stored[0].size])
+        np.testing.assert_array_equal(
+            phi.numpy()[: stored[0].size], filt.hist_phi[: stored[0].size]
+        )
     else:
         np.testing.assert_allclose(target.numpy(), y - now, rtol=1e-5, atol=1e-6)
 
@@ -160,7 +162,6 @@ def test_gradient_phi_of_several_layers_matches_autograd() -> None:
     filt = LearnabilityFilter(5, small(explore_grad_layers=2))
     filt.update(np.random.default_rng(0).normal(size=(20, 5)), np.linspace(0, 1, 20))
     assert filt.hist_phi.shape == (20, 33 + 32 * 32 + 32)
-
 
 
 def test_frozen_contexts_are_the_first_pools_every_round() -> None:

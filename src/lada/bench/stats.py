@@ -200,36 +200,51 @@ def paired_delta(
     return replace(seed_question_bootstrap(per_seed), rounds=tuple(rounds))
 
 
-def _run_filter_settings(run_dir: Path) -> tuple[float, str]:
+def _run_filter_settings(run_dir: Path) -> tuple[float, str, float | None]:
+    """(α, sample signal, unteachable_reward) of a run's filters (config.yaml; defaults of old runs)."""
     import yaml
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     f = cfg.get("filter", {}) or {}
-    return float(f.get("alpha", 0.5)), str(f.get("sample_signal", "loss_drop"))
+    floor = f.get("unteachable_reward")  # absent in runs made before it existed: none
+    return (
+        float(f.get("alpha", 0.5)),
+        str(f.get("sample_signal", "loss_drop")),
+        None if floor is None else float(floor),
+    )
 
 
 def realised_rewards(run_dir: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
     """{(client k, direction): {round: r_i of that learner's picks}} from learning/, spec §3's
     reward (lada.filter.rewards.RewardTracker: α and signal from the run's config), chained
     over the rounds in order. Where the run saved which picks were trained, only those count
-    (untrained picks' losses move by drift alone). Rounds without picks are absent."""
+    (untrained picks' losses move by drift alone); where the run also saved the teacher paths
+    (a path exchange), its untrained picks count at the run's ``filter.unteachable_reward``
+    (lada.filter.rewarding), as the filter learnt them. Rounds without picks are absent."""
     from lada.filter.rewards import RewardTracker
 
-    alpha, signal = _run_filter_settings(run_dir)
+    alpha, signal, floor = _run_filter_settings(run_dir)
     trackers: dict[tuple[str, str], RewardTracker] = {}
     out: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     for p in sorted((run_dir / "learning").glob("round_*.json")):
         t = int(p.stem.split("_")[1])
         for k, per in json.loads(p.read_text()).items():
             for d, losses in per.items():
+                n_unteachable = 0
                 if "trained" in losses:  # only trained picks are rewarded (issue 12)
-                    keep = [i for i, ok in enumerate(losses["trained"]) if ok]
+                    ok = losses["trained"]
+                    if "paths" in losses:
+                        n_unteachable = sum(1 for a in ok if not a)
+                    keep = [i for i, a in enumerate(ok) if a]
                     losses = {key: [v[i] for i in keep] for key, v in losses.items()}
-                if not losses["ids"]:
-                    continue
-                tr = trackers.setdefault((k, d), RewardTracker(alpha, signal))  # type: ignore[arg-type]
-                r = tr.step(losses["loss_after"], losses["loss_before"], losses["margin"])
-                out.setdefault((k, d), {})[t] = r
+                r = np.zeros(0)
+                if losses["ids"]:
+                    tr = trackers.setdefault((k, d), RewardTracker(alpha, signal))  # type: ignore[arg-type]
+                    r = tr.step(losses["loss_after"], losses["loss_before"], losses["margin"])
+                if floor is not None and n_unteachable:
+                    r = np.concatenate([r, np.full(n_unteachable, floor)])
+                if r.size:
+                    out.setdefault((k, d), {})[t] = r
     return out
 
 

@@ -164,6 +164,8 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
         "llm_replay": ge(0),
         "slm_replay": ge(0),
         "llm_memory": ge(0),
+        "boundary_quantile": within(0, 1),
+        "boundary_reference": ge(2, why=" (the threshold compares reference questions)"),
         "sft_weight": ge(0),
         "fedcot_alpha": within(0, 1),
         "top_k": ge(1),
@@ -193,6 +195,7 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
         "alpha": within(0, 1),
         "seed": ge(0),
         "max_history": ge(1, none_ok=True),
+        "unteachable_reward": within(0, 1, none_ok=True),
     },
     "PrepareConfig": {
         "vocab_size": ge(260, why=" (256 bytes + 4 special tokens)"),

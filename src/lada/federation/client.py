@@ -189,9 +189,33 @@ class ClientRole:
         )
 
     def generate(self, ins: GenerateIns) -> PathsRes:
+        """SLM k teaching the LLM: its paths for public ``ids``, empty where it abstains
+        (``distill.slm_teaches: boundary``: outside its knowledge boundary)."""
         self.enter_round(ins.round)
-        paths = self.own_paths(list(ins.ids), ins.round) if ins.ids else []
-        return PathsRes(ids=list(ins.ids), paths=paths)
+        ids = list(ins.ids)
+        teach = self.teachable(ids)
+        told = self.own_paths([i for i, t in zip(ids, teach, strict=True) if t], ins.round)
+        it = iter(told)
+        return PathsRes(ids=ids, paths=[next(it) if t else "" for t in teach])
+
+    def teachable(self, ids: list[str]) -> np.ndarray:
+        """Which public ``ids`` this client may teach (lada.train.boundary): all with
+        ``distill.slm_teaches: all``; else those inside its knowledge boundary, measured in
+        its current model's features against its own training questions."""
+        from lada.train.boundary import inside_boundary
+
+        d = self.settings.distill
+        if d.slm_teaches == "all" or not ids:
+            return np.ones(len(ids), dtype=bool)
+        return inside_boundary(
+            self.model,
+            self.tokenizer,
+            [s.prompt() for s in self.train],
+            [self.public[i].prompt() for i in ids],
+            d.boundary_quantile,
+            limit=d.boundary_reference,
+            seed=derive_seed(self.settings.seed, "client", self.cid, "boundary"),
+        )
 
     def distill(self, ins: DistillIns) -> DistillRes:
         from lada.train.distill import learn_from_paths

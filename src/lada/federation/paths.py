@@ -60,7 +60,14 @@ def learn_paths(rnd: RoundContext, picks: Picks, paths: Paths) -> Learned:
     with rnd.phase("distill_llm"):
         teach = {k: (r.ids, r.paths) for k, r in paths.slm.items()}
         llm = rnd.server.learn(rnd.round, teach, paths.llm) if "L" in directions else {}
-    return learned_from_replies(distilled, llm)
+    learned = learned_from_replies(distilled, llm)
+    for k, side, losses in learned.losses:  # the teacher paths, for learning/round_NNN.json
+        if side == "S":
+            teacher = paths.llm
+        else:
+            teacher = dict(zip(paths.slm[k].ids, paths.slm[k].paths, strict=True))
+        losses.paths = [teacher.get(i, "") for i in losses.ids]
+    return learned
 
 
 def learned_from_replies(

@@ -50,6 +50,9 @@ class LearnerLosses:
     loss_after: np.ndarray
     margin: np.ndarray
     trained: np.ndarray | None = None  # per id: entered the learner's loss (None: all did)
+    # per id: the teacher's path the learner was taught (public text the server holds anyway:
+    # the LLM's own paths, or the SLM's paths it received); None where not recorded
+    paths: list[str] | None = None
 
     @classmethod
     def rows(cls, outcome: Any, ids: list[str], rows: list[int]) -> LearnerLosses:
@@ -74,6 +77,7 @@ class LearnerLosses:
             "trained": [1] * len(self.ids)
             if self.trained is None
             else [int(x) for x in np.asarray(self.trained).astype(bool)],
+            **({} if self.paths is None else {"paths": list(self.paths)}),
         }
 
     def mean(self, which: str) -> float:
@@ -169,21 +173,30 @@ class ServerRole:
     # ---- the LLM's own work -------------------------------------------------------------
 
     def generate(self, round_idx: int, ids: list[str]) -> dict[str, str]:
+        """The LLM's paths for public ``ids``, empty where it abstains
+        (``distill.llm_teaches: labelled``: P has no label for the question)."""
         from lada.eval.generate import generate_paths
 
         if not ids:
             return {}
         seed_everything(derive_seed(self.settings.seed, "server", round_idx, "generate"))
         d = self.settings.distill
+        told = [i for i in ids if self.teaches(i)]
         paths = generate_paths(
             self.model,
             self.tokenizer,
-            [self.by_id[i].prompt() for i in ids],
+            [self.by_id[i].prompt() for i in told],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,
             desc="paths LLM",
         )
-        return dict(zip(ids, paths, strict=True))
+        out = dict.fromkeys(ids, "")
+        out.update(zip(told, paths, strict=True))
+        return out
+
+    def teaches(self, pid: str) -> bool:
+        """Whether the LLM writes a path for public sample ``pid`` (``distill.llm_teaches``)."""
+        return self.settings.distill.llm_teaches == "all" or bool(self.by_id[pid].answer)
 
     def learn(
         self,

@@ -87,6 +87,12 @@ class FilterConfig:
     """x of the pool (ours): "live" = this round's contexts (the models' current features);
     "frozen" = the contexts of the first round the filter saw, reused every round, so x cannot
     encode the round at all (but no longer follows the learner's state)."""
+    unteachable_reward: float | None = 0.0
+    """Reward of a pick of a path exchange that was not trained because its teacher could not
+    teach it: the teacher abstained (the question lies outside what it can answer,
+    ``distill.llm_teaches`` / ``slm_teaches``) or its path missed P's gold answer
+    (``distill.unverified=skip``) (ours): 0.0, the lowest reward, so that the filter learns which
+    picks a teacher can teach; None: such picks are not rewarded (issue 12's rule)."""
     seed: int = 0
     """Seed of network init, mini-batch shuffling and the cold-start k-means (ours)."""
     max_history: int | None = None
@@ -122,6 +128,8 @@ class FilterConfig:
             raise ValueError(f"unknown sample_signal {self.sample_signal!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha must lie in [0, 1]")
+        if self.unteachable_reward is not None and not 0.0 <= self.unteachable_reward <= 1.0:
+            raise ValueError("unteachable_reward must be None or lie in [0, 1]")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError("max_history must be None or >= 1")
 

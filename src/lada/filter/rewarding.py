@@ -1,7 +1,11 @@
 """From a learner's losses on its picks to the filter's update and the round's numbers.
 
-Only picks the learner actually trained on are rewarded (``distill.unverified=skip`` leaves
-picks with an unverified path out of the loss; their loss change measures drift, not learning).
+Only picks the learner actually trained on get the spec's reward (``distill.unverified=skip``
+leaves picks with an unverified path out of the loss; their loss change measures drift, not
+learning). A pick of a path exchange that was not trained because its teacher could not teach
+it (it abstained, or its path missed P's gold answer) gets ``filter.unteachable_reward``
+instead (ours, default 0: the lowest reward), a definite outcome rather than a loss change, so
+that the filter learns which picks a teacher can teach this learner.
 The filter learns each reward with what it saw when it picked the sample
 (:meth:`LearnabilityFilter.update_picks`).
 """
@@ -23,6 +27,7 @@ class PickLosses(Protocol):
     loss_after: np.ndarray
     margin: np.ndarray
     trained: np.ndarray | None
+    # optional: each pick's teacher path ("" = the teacher abstained); see unteachable_rows
 
 
 def trained_rows(losses: PickLosses) -> np.ndarray:
@@ -36,28 +41,60 @@ def trained_rows(losses: PickLosses) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+def unteachable_rows(losses: PickLosses) -> np.ndarray:
+    """Indices into ``losses.ids`` of the untrained picks of a path exchange: the teacher
+    abstained (an empty path, lada.train.boundary) or its path missed P's gold answer
+    (``distill.unverified=skip``). None when the teacher paths are not recorded (a logit host's
+    picks, untrained by its own rule)."""
+    paths = getattr(losses, "paths", None)
+    if paths is None:
+        return np.zeros(0, dtype=np.int64)
+    trained = np.zeros(len(losses.ids), dtype=bool)
+    trained[trained_rows(losses)] = True
+    return np.flatnonzero(~trained)
+
+
 def reward_picks(
     filt: LearnabilityFilter, losses: PickLosses, pool_pos: dict[str, int]
 ) -> dict[str, Any]:
-    """Rewards (spec §3) of the trained picks, learnt by ``filt``; returns the round's numbers
-    for metrics.jsonl: ``mean_reward`` (NaN when nothing was rewarded), ``r_batch``, ``n``
-    (rewarded), ``n_untrained`` and :meth:`LearnabilityFilter.round_stats`."""
+    """Rewards (spec §3) of the trained picks, and ``filter.unteachable_reward`` (ours) for the
+    picks this teacher could not teach (:func:`unteachable_rows`), learnt by ``filt``; returns
+    the round's numbers for metrics.jsonl: ``mean_reward`` (NaN when nothing was rewarded),
+    ``r_batch``, ``n`` (rewarded), ``n_untrained``, ``n_abstained`` (empty teacher paths),
+    ``mean_reward_trained``/``reward_std_trained`` (the spec's reward alone) and
+    :meth:`LearnabilityFilter.round_stats`."""
     rows = trained_rows(losses)
     n_untrained = len(losses.ids) - rows.size
-    if rows.size == 0:
-        stats = filt.round_stats(np.zeros(0), np.zeros(0))
-        return {"mean_reward": float("nan"), "n": 0, "n_untrained": n_untrained, **stats}
-    r = filt.compute_rewards(
-        np.asarray(losses.loss_after)[rows],
-        np.asarray(losses.loss_before)[rows],
-        np.asarray(losses.margin)[rows],
-    )
-    idx = np.asarray([pool_pos[losses.ids[j]] for j in rows], dtype=np.int64)
-    filt.update_picks(idx, r)
-    return {
-        "mean_reward": float(np.mean(r)),
-        "r_batch": float(filt.tracker.last_r_batch or 0.0),
-        "n": int(rows.size),
+    unteachable = unteachable_rows(losses)
+    paths = getattr(losses, "paths", None)
+    counts = {
         "n_untrained": int(n_untrained),
+        "n_abstained": sum(1 for p in paths if not p) if paths is not None else 0,
+    }
+    floor = filt.config.unteachable_reward
+    if floor is None:
+        unteachable = unteachable[:0]
+    if rows.size + unteachable.size == 0:
+        stats = filt.round_stats(np.zeros(0), np.zeros(0))
+        return {"mean_reward": float("nan"), "n": 0, **counts, **stats}
+    r = np.zeros(0)
+    if rows.size:  # the spec's reward: only over what was learnt (B_t, r_batch, g_i)
+        r = filt.compute_rewards(
+            np.asarray(losses.loss_after)[rows],
+            np.asarray(losses.loss_before)[rows],
+            np.asarray(losses.margin)[rows],
+        )
+    r_all = np.concatenate([r, np.full(unteachable.size, float(floor or 0.0))])
+    picks = np.concatenate([rows, unteachable])
+    idx = np.asarray([pool_pos[losses.ids[j]] for j in picks], dtype=np.int64)
+    filt.update_picks(idx, r_all)
+    return {
+        "mean_reward": float(np.mean(r_all)),
+        "r_batch": float(filt.tracker.last_r_batch or 0.0) if rows.size else float("nan"),
+        "n": int(picks.size),
+        # the spec's reward over the trained picks alone (without the abstentions' floor)
+        "mean_reward_trained": float(np.mean(r)) if r.size else float("nan"),
+        "reward_std_trained": float(np.std(r)) if r.size else float("nan"),
+        **counts,
         **filt.last_round_stats,
     }

@@ -205,18 +205,29 @@ def _targets(
     for j, i in enumerate(pairs.indices):
         preferred[i] = pairs.preferred[j]
     learn = np.ones(len(samples), dtype=bool)  # samples that enter the loss at all
+    if teacher_paths is not None:
+        # an empty teacher path is an abstention (lada.train.boundary): nothing to learn, and no
+        # pair may contrast an empty path
+        learn = np.array([bool(p) for p in teacher_paths], dtype=bool)
+        keep = [j for j in range(len(pairs)) if pairs.preferred[j] and pairs.rejected[j]]
+        pairs = _subset(pairs, keep)
     if cfg.unverified == "skip":
-        learn = verified_mask(samples, preferred)
+        learn &= verified_mask(samples, preferred)
         # a pair contrasts only when the label separates it: preferred right, rejected wrong
         rej_ok = verified_mask([samples[i] for i in pairs.indices], pairs.rejected)
         keep = [j for j, i in enumerate(pairs.indices) if learn[i] and not rej_ok[j]]
-        pairs = PreferencePairs(
-            [pairs.indices[j] for j in keep],
-            [pairs.preferred[j] for j in keep],
-            [pairs.rejected[j] for j in keep],
-            [pairs.teacher_preferred[j] for j in keep],
-        )
+        pairs = _subset(pairs, keep)
     return _Targets(pairs, scored, preferred, learn)
+
+
+def _subset(pairs: PreferencePairs, keep: Sequence[int]) -> PreferencePairs:
+    """The pairs at positions ``keep``."""
+    return PreferencePairs(
+        [pairs.indices[j] for j in keep],
+        [pairs.preferred[j] for j in keep],
+        [pairs.rejected[j] for j in keep],
+        [pairs.teacher_preferred[j] for j in keep],
+    )
 
 
 @dataclass
