@@ -146,10 +146,11 @@ def test_core_suite_is_the_issue_12_plan_with_fair_rehearsal() -> None:
     from lada.bench.suite import core_suite
 
     runs, _ = core_suite()
-    assert len(runs) == 3 * (2 * 3 + 1)
+    assert len(runs) == 3 * (2 * 3 + 2)
     cells = {(r.host, r.method) for r in runs}
     assert cells == {(h, m) for h in ("sft", "fedmkt") for m in ("alone", "random", "lada")} | {
-        ("sft", "cd_mean")
+        ("sft", "cd_mean"),
+        ("fedmkt", "alone_s5"),
     }
     assert {r.scenario for r in runs} == {"default"} and {r.seed for r in runs} == {0, 1, 2}
     # the embedded default's models: no model is pinned
@@ -159,6 +160,10 @@ def test_core_suite_is_the_issue_12_plan_with_fair_rehearsal() -> None:
         assert {"rounds=5", "eval.limit=null", "distill.slm_replay=0"} <= set(r.overrides)
     (cd,) = [r for r in runs if r.method == "cd_mean" and r.seed == 0]
     assert "distill.cd_norm=mean" in cd.overrides
+    (s5,) = [r for r in runs if r.method == "alone_s5" and r.seed == 0]
+    assert {"plugin=none", "distill.llm_optim.lr=0.001", "distill.llm_optim.epochs=15"} <= set(
+        s5.overrides
+    )
 
 
 def _spec_run(runs_dir: Path, spec, slm: str, llm: str, drops: list[float]) -> None:

@@ -91,15 +91,19 @@ def tok():
     return build_tokenizer(corpus * 4, vocab_size=220)
 
 
-def _client(tok, tmp_path, teaches: str, quantile: float = 0.05):
+def _client(tok, tmp_path, teaches: str, quantile: float = 0.05, model=None):
     from lada.federation.client import ClientRole, ClientSettings
 
     settings = ClientSettings(
         LocalTrainConfig(),
-        DistillConfig(slm_teaches=teaches, boundary_quantile=quantile),  # type: ignore[arg-type]
+        DistillConfig(
+            slm_teaches=teaches,  # type: ignore[arg-type]
+            boundary_quantile=quantile,
+            max_new_tokens=24,
+        ),
         EvalConfig(),
     )
-    load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
+    load = lambda: (model or build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
     return ClientRole(0, load, FIGS, [], PUBLIC, settings, tmp_path / teaches)
 
 
@@ -107,7 +111,7 @@ def test_client_abstains_outside_its_boundary_and_sends_empty_paths(tok, tmp_pat
     ids = [s.id for s in PUBLIC]
     client = _client(tok, tmp_path, "boundary", quantile=0.0)
     client.enter_round(1)
-    inside = client.teachable(ids)
+    inside = client.inside_boundary(ids)
     assert inside.dtype == bool and inside.shape == (8,)
     # questions about the client's own entity lie nearer its training questions than the others
     assert inside[:4].sum() > inside[4:].sum()
@@ -116,7 +120,52 @@ def test_client_abstains_outside_its_boundary_and_sends_empty_paths(tok, tmp_pat
     assert [p == "" for p in res.paths] == [not x for x in inside]
     every = _client(tok, tmp_path, "all").handle(Task.GENERATE, GenerateIns(1, ids))
     assert all(isinstance(p, str) for p in every.paths) and every.ids == ids
-    assert client.teachable([]).size == 0
+    assert client.inside_boundary([]).size == 0
+
+
+@pytest.fixture(scope="module")
+def fig_model(tok):
+    """slm-xs trained until it answers the fig questions (and, alike, the public ones)."""
+    from lada.train.sft import sft
+
+    model = build_model("slm-xs", tok, seed=0)
+    sft(
+        model,
+        tok,
+        [s.prompt() for s in FIGS],
+        [s.target() for s in FIGS],
+        OptimConfig(lr=5e-3, batch_size=8, max_steps=150, warmup_steps=5),
+    )
+    return model
+
+
+def test_agreement_counts_are_seeded_and_high_for_a_model_sure_of_its_answers(tok, fig_model):
+    from lada.eval.consistency import agreement_counts
+    from lada.eval.extract import extract_answer
+    from lada.eval.generate import generate_paths
+
+    prompts = [s.prompt() for s in FIGS]
+    greedy = [extract_answer(p, "number") for p in generate_paths(fig_model, tok, prompts)]
+    assert greedy == [s.answer for s in FIGS]  # it learnt them
+    kw = {"samples": 4, "temperature": 0.7, "max_new_tokens": 24, "seed": 5}
+    sure = agreement_counts(fig_model, tok, prompts, greedy, **kw)
+    assert sure.shape == (8,) and sure.max() <= 4 and sure.mean() >= 3.0
+    assert np.array_equal(sure, agreement_counts(fig_model, tok, prompts, greedy, **kw))
+    wrong = agreement_counts(fig_model, tok, prompts, ["999"] * 8, **kw)
+    assert wrong.sum() == 0  # nobody reaches an answer it never writes
+    assert agreement_counts(fig_model, tok, prompts, [None] * 8, **kw).sum() == 0
+    hot = agreement_counts(build_model("slm-xs", tok, seed=1), tok, prompts, greedy, **kw)
+    assert hot.mean() < sure.mean()  # an untrained model does not agree with these answers
+
+
+def test_consistent_teaching_is_a_subset_of_the_boundary(tok, tmp_path, fig_model) -> None:
+    ids = [s.id for s in PUBLIC]
+    b = _client(tok, tmp_path, "boundary", quantile=0.0, model=fig_model)
+    c = _client(tok, tmp_path, "consistent", quantile=0.0, model=fig_model)
+    pb = b.handle(Task.GENERATE, GenerateIns(1, ids)).paths
+    pc = c.handle(Task.GENERATE, GenerateIns(1, ids)).paths
+    assert all(x == "" or x == y for x, y in zip(pc, pb, strict=True))  # never more, same text
+    assert any(pb) and sum(map(bool, pc)) <= sum(map(bool, pb))
 
 
 def test_server_teaches_only_labelled_questions_unless_told_otherwise(tok) -> None:
@@ -191,3 +240,18 @@ def test_without_recorded_paths_untrained_picks_stay_unrewarded() -> None:
     assert unteachable_rows(losses).size == 0
     out = reward_picks(filt, losses, {f"p{i}": i for i in range(6)})
     assert out["n"] == 2 and filt.hist_r.size == 2
+
+
+def test_sample_paths_is_seeded_and_cold_sampling_is_greedy(tok) -> None:
+    from lada.eval.generate import generate_paths, sample_paths
+
+    model = build_model("slm-xs", tok, seed=2)
+    prompts = [s.prompt() for s in FIGS[:4]]
+    kw = {"max_new_tokens": 12}
+    a = sample_paths(model, tok, prompts, samples=3, temperature=1.0, seed=7, **kw)
+    assert [len(x) for x in a] == [3] * 4
+    assert a == sample_paths(model, tok, prompts, samples=3, temperature=1.0, seed=7, **kw)
+    assert a != sample_paths(model, tok, prompts, samples=3, temperature=1.0, seed=8, **kw)
+    cold = sample_paths(model, tok, prompts, samples=2, temperature=1e-4, seed=0, **kw)
+    greedy = generate_paths(model, tok, prompts, **kw)
+    assert cold == [[g, g] for g in greedy]

@@ -14,6 +14,7 @@ from lada.bench.suite import RunSpec
 COMPARISONS = [
     ("lada", "alone", "LaDa − host alone"),
     ("lada", "random", "LaDa − random allocation"),
+    ("lada", "alone_s5", "LaDa − host alone (its LLM step 1e-3 × 15)"),
     ("lada", "all", "LaDa − all of P"),
     ("lada_keep", "alone", "LaDa (host keeps all of P) − host alone"),
     ("cd_mean", "lada", "per-token L_CD − LaDa (per-path L_CD)"),
@@ -98,7 +99,7 @@ def kind_table(specs: list[RunSpec], runs_dir: Path) -> str:
     ]
     keys = sorted({(h, sc) for h, sc, _ in cells}, key=lambda k: (_order(k[0]), k[1]))
     for host, scen in keys:
-        for a, b, label in COMPARISONS[:2]:
+        for a, b, label in COMPARISONS[:3]:  # vs the host alone (both steps) and random
             if (host, scen, a) not in cells or (host, scen, b) not in cells:
                 continue
             ra, rb = _pair(cells[host, scen, a], cells[host, scen, b])

@@ -120,6 +120,11 @@ def method_overrides(method: str) -> list[str]:
         return ["plugin=lada", "allocation=lada", "filter.use_explore=false"]
     if method.startswith("alpha="):
         return ["plugin=lada", "allocation=lada", f"filter.alpha={method.split('=')[1]}"]
+    if method == "alone_s5":
+        # the host alone with session 5's LLM step (lr 1e-3 x 15 epochs, the bench's 100-step cap
+        # kept): a logit host learns P's gold texts, not SLM paths, and may take a larger step
+        # than the one chosen (session 6) for LaDa's path step; the stronger baseline is shown
+        return ["plugin=none", "distill.llm_optim.lr=0.001", "distill.llm_optim.epochs=15"]
     if method == "cd_mean":
         return ["plugin=lada", "allocation=lada", "distill.cd_norm=mean"]
     if method.startswith("lambda="):
@@ -210,4 +215,5 @@ def core_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
         for host in CORE_HOSTS:
             runs += [_spec(host, m, scen, seed, "main", FULL_OVERRIDES) for m in CORE_METHODS]
         runs.append(_spec("sft", "cd_mean", scen, seed, "ablation", FULL_OVERRIDES))
+        runs.append(_spec("fedmkt", "alone_s5", scen, seed, "main", FULL_OVERRIDES))
     return runs, ["other hosts and scenarios (the paper suite runs them)"]

@@ -84,13 +84,14 @@ def _group(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
 
 
 def _method_order(methods: set[str]) -> list[str]:
-    order = ["alone", *BASELINES, "lada", "lada_keep", "no_cd", "no_explore"]
+    order = ["alone", "alone_s5", *BASELINES, "lada", "lada_keep", "no_cd", "no_explore"]
     order += [f"alpha={a}" for a in ALPHAS] + [f"lambda={x}" for x in LAMBDAS]
     return [m for m in order if m in methods] + sorted(methods - set(order))
 
 
 METHOD_LABEL = {
     "alone": "host alone",
+    "alone_s5": "host alone, LLM step 1e-3 × 15 (session 5)",
     "all": "all of P",
     "random": "random",
     "perplexity": "perplexity",

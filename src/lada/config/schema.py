@@ -93,11 +93,16 @@ class DistillConfig:
     # question names private entities that only a client can answer); "boundary": SLM k teaches
     # only questions inside its knowledge boundary (nearest-neighbour similarity to its own
     # training questions in its own features, at least the boundary_quantile-quantile of theirs
-    # among themselves); "all": every pick (the spec). Measured reason: docs/results.md
+    # among themselves); "consistent": inside the boundary and self-consistent (at least
+    # consistency_agree of consistency_samples sampled paths reach its greedy answer,
+    # lada.eval.consistency); "all": every pick (the spec). Measured reasons: docs/testbed.md
     llm_teaches: Literal["labelled", "all"] = "labelled"
-    slm_teaches: Literal["boundary", "all"] = "boundary"
+    slm_teaches: Literal["consistent", "boundary", "all"] = "consistent"
     boundary_quantile: float = 0.05
     boundary_reference: int = 1000  # at most this many distinct training questions as reference
+    consistency_samples: int = 5
+    consistency_agree: int = 4
+    consistency_temperature: float = 0.7
     # the client's side of the same (ours): SLM k's distillation step also trains (SFT on the
     # gold path, no L_CD, no reward) on this many of its private training samples, drawn anew
     # each round, i.e. L_host on private data joins λ·L_CD in one step (spec §5.4 "L_host +

@@ -129,8 +129,12 @@ def greedy_decode(
     stop: _AnswerStops | None = None,
     on_done: Callable[[int], object] | None = None,
     check_every: int | None = None,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Greedy new token ids for every prompt (input order), EOS excluded.
+    """Greedy new token ids for every prompt (input order), EOS excluded; with
+    ``temperature`` > 0, tokens sampled from softmax(logits / temperature) instead (pure
+    temperature sampling, drawn with ``generator``; lada.eval.consistency).
 
     Prompts are sorted by length (longest first) and cut into batches (little left padding);
     each batch is prefilled once and decoded with a KV cache, one token per step, computing
@@ -166,7 +170,7 @@ def greedy_decode(
                     use_cache=True,
                     logits_to_keep=1,
                 ).logits
-            nxt = logits[:, -1].argmax(-1)
+            nxt = _next_token(logits[:, -1], temperature, generator)
             rows = list(idx)  # prompt index of each live batch row
             pos = positions[:, -1]
             steps: list[torch.Tensor] = []  # tokens since the last check, [live rows] each
@@ -203,10 +207,57 @@ def greedy_decode(
                     use_cache=True,
                     logits_to_keep=1,
                 ).logits
-                nxt = logits[:, -1].argmax(-1)
+                nxt = _next_token(logits[:, -1], temperature, generator)
     finally:
         model.train(was_training)
     return out
+
+
+def _next_token(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The argmax, or with ``temperature`` > 0 a draw from softmax(logits / temperature)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def sample_paths(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    samples: int,
+    temperature: float,
+    seed: int,
+    max_new_tokens: int = 160,
+    batch_size: int = 64,
+) -> list[list[str]]:
+    """``samples`` paths per prompt drawn at ``temperature`` (each stopped after its answer
+    line, as :func:`generate_paths`), by the same decode loop; ``seed`` fixes the draws (a
+    generator of its own: the global RNG is untouched)."""
+    if not prompts or samples <= 0:
+        return [[] for _ in prompts]
+    encoded = encode_prompts(tokenizer, prompts)
+    rows = [ids for ids in encoded for _ in range(samples)]
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with merged_adapters(model):
+        ids = greedy_decode(
+            model,
+            rows,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            eos_ids=_eos_ids(model, tokenizer),
+            pad_id=_pad_id(tokenizer),
+            stop=_AnswerStops(tokenizer),
+            temperature=temperature,
+            generator=gen,
+        )
+    texts = [_cut_after_answer(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:

@@ -190,18 +190,22 @@ class ClientRole:
 
     def generate(self, ins: GenerateIns) -> PathsRes:
         """SLM k teaching the LLM: its paths for public ``ids``, empty where it abstains
-        (``distill.slm_teaches: boundary``: outside its knowledge boundary)."""
+        (``distill.slm_teaches``: outside its knowledge boundary, or, with ``consistent``,
+        where its sampled paths do not agree with its greedy answer)."""
         self.enter_round(ins.round)
         ids = list(ins.ids)
-        teach = self.teachable(ids)
-        told = self.own_paths([i for i, t in zip(ids, teach, strict=True) if t], ins.round)
-        it = iter(told)
-        return PathsRes(ids=ids, paths=[next(it) if t else "" for t in teach])
+        teach = self.inside_boundary(ids)
+        told = [i for i, t in zip(ids, teach, strict=True) if t]
+        paths = dict(zip(told, self.own_paths(told, ins.round), strict=True))
+        if self.settings.distill.slm_teaches == "consistent":
+            keep = self.consistent({i: p for i, p in paths.items() if p}, ins.round)
+            paths = {i: p for i, p in paths.items() if i in keep}
+        return PathsRes(ids=ids, paths=[paths.get(i, "") for i in ids])
 
-    def teachable(self, ids: list[str]) -> np.ndarray:
-        """Which public ``ids`` this client may teach (lada.train.boundary): all with
-        ``distill.slm_teaches: all``; else those inside its knowledge boundary, measured in
-        its current model's features against its own training questions."""
+    def inside_boundary(self, ids: list[str]) -> np.ndarray:
+        """Which public ``ids`` lie inside this client's knowledge boundary
+        (lada.train.boundary; all with ``distill.slm_teaches: all``), measured in its current
+        model's features against its own training questions."""
         from lada.train.boundary import inside_boundary
 
         d = self.settings.distill
@@ -216,6 +220,34 @@ class ClientRole:
             limit=d.boundary_reference,
             seed=derive_seed(self.settings.seed, "client", self.cid, "boundary"),
         )
+
+    def consistent(self, paths: dict[str, str], round_idx: int) -> set[str]:
+        """The public ids whose greedy path's answer at least ``distill.consistency_agree`` of
+        ``distill.consistency_samples`` sampled paths reach (lada.eval.consistency)."""
+        from lada.eval.consistency import agreement_counts
+        from lada.eval.extract import extract_answer
+
+        d = self.settings.distill
+        ids = list(paths)
+        if not ids:
+            return set()
+        samples = [self.public[i] for i in ids]
+        # a sample that runs twice as long as the longest greedy path is not reaching its answer
+        longest = max(len(self.tokenizer(paths[i])["input_ids"]) for i in ids)
+        counts = agreement_counts(
+            self.model,
+            self.tokenizer,
+            [s.prompt() for s in samples],
+            [extract_answer(paths[i], s.answer_type) for i, s in zip(ids, samples, strict=True)],
+            answer_type=[s.answer_type for s in samples],
+            samples=d.consistency_samples,
+            temperature=d.consistency_temperature,
+            max_new_tokens=min(d.max_new_tokens, 2 * longest + 8),
+            # all samples in one batch: decode steps of tiny models cost their overhead, not rows
+            batch_size=max(d.gen_batch_size, min(1024, len(ids) * d.consistency_samples)),
+            seed=derive_seed(self.settings.seed, "client", self.cid, round_idx, "consistency"),
+        )
+        return {i for i, c in zip(ids, counts, strict=True) if c >= d.consistency_agree}
 
     def distill(self, ins: DistillIns) -> DistillRes:
         from lada.train.distill import learn_from_paths

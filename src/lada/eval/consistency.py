@@ -1,0 +1,66 @@
+"""Self-consistency of a model's answers (ours; Wang et al., ICLR 2023): how many of ``k``
+sampled reasoning paths reach the same final answer as its greedy path.
+
+A teacher's agreement with itself tells its right answers from its wrong ones where its own
+confidence does not: on the embedded testbed an SLM's unlabelled public questions inside its
+knowledge boundary on which 5 of 5 samples agree with the greedy answer are 94-100 % right,
+those with at most 2 of 5 0-29 % (docs/results.md, session 6). Filtering self-written paths
+on unlabelled questions by majority agreement before training on them is the recipe of
+"Large Language Models Can Self-Improve" (Huang et al., 2022); here it decides which paths an
+SLM may teach the LLM (``distill.slm_teaches: consistent``).
+
+Sampling runs the project's one decode loop (:func:`lada.eval.generate.sample_paths`: finished
+rows leave the batch, each path stops after its answer line) with a seeded generator of its
+own, so a resumed run samples the same paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def agreement_counts(
+    model: object,
+    tokenizer: object,
+    prompts: Sequence[str],
+    answers: Sequence[str | None],
+    *,
+    answer_type: Sequence[str] | str = "number",
+    samples: int = 5,
+    temperature: float = 0.7,
+    max_new_tokens: int = 160,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> np.ndarray:
+    """int [len(prompts)]: how many of ``samples`` paths sampled per prompt
+    (:func:`lada.eval.generate.sample_paths`) end with the final answer ``answers[i]`` (the
+    greedy path's; None never agrees)."""
+    from lada.eval.extract import extract_answer
+    from lada.eval.generate import sample_paths
+
+    n = len(prompts)
+    if len(answers) != n:
+        raise ValueError(f"{len(answers)} answers for {n} prompts")
+    kinds = [answer_type] * n if isinstance(answer_type, str) else list(answer_type)
+    counts = np.zeros(n, dtype=np.int64)
+    if n == 0 or samples <= 0:
+        return counts
+    drawn = sample_paths(
+        model,  # type: ignore[arg-type]
+        tokenizer,  # type: ignore[arg-type]
+        prompts,
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    for i, paths in enumerate(drawn):
+        if answers[i] is not None:
+            counts[i] = sum(extract_answer(p, kinds[i]) == answers[i] for p in paths)
+    return counts
+
+
+__all__ = ["agreement_counts"]
