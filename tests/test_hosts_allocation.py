@@ -262,3 +262,12 @@ def test_main_table_shows_the_gap_to_the_host_alone_and_one_scenario_of_bytes() 
     assert "| 15.0 ± 7.1 | 20.0 ± 0.0 |" in alone and alone.endswith("| 4.000 ± 0.000 (homo) |")
     assert delta == "| fedcollm | Δ LaDa − alone | – | – | +15.0 | -10.0 | – | – | |"
     assert "1.000 (homo)" in lada
+
+
+def test_perplexity_and_ifd_never_pick_what_the_teacher_abstained_on() -> None:
+    from lada.federation.allocation import _taught, pick_ifd, pick_perplexity
+
+    nll = _taught(np.array([1.0, 5.0, 3.0, 9.0]), ["a", "b", "", ""])
+    assert np.isnan(nll[2:]).all() and nll[:2].tolist() == [1.0, 5.0]
+    assert pick_perplexity(nll, 3).tolist() == [0, 1]  # fewer than asked, none abstained
+    assert pick_ifd(nll, np.full(4, 2.0), 3).tolist() == [0, 1]

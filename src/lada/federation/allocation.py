@@ -7,7 +7,8 @@ transferred in a round:
 - ``all``: all of P (also the "without filter" ablation);
 - ``random``: ``count`` ids uniformly at random (seeded per round, client and direction);
 - ``perplexity``: the ``count`` ids whose teacher path has the highest learner perplexity
-  PPL(y|x) = exp(mean token NLL of y given x);
+  PPL(y|x) = exp(mean token NLL of y given x) (perplexity and IFD skip ids whose teacher
+  abstained: an empty path, :mod:`lada.train.boundary`);
 - ``ifd``: the ``count`` ids with the highest IFD = PPL(y|x) / PPL(y) among those with IFD < 1
   (Cherry-LLM's rule: IFD ≥ 1 means the question does not help), filled if needed with the
   lowest IFD ≥ 1;
@@ -52,7 +53,10 @@ def allocation_count(
 
 
 def _top(scores: np.ndarray, count: int) -> np.ndarray:
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    """The ``count`` highest scores' indices, sorted; NaN scores are never picked."""
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    order = order[~np.isnan(s[order])]
     return np.sort(order[:count]).astype(np.int64)
 
 
@@ -151,7 +155,8 @@ def baseline_allocate(
                 ),
             )
             for k, r in scored.items():
-                picks[k]["S"] = _pick_scored(strategy, r.nll_cond, r.nll_uncond, count)
+                cond, uncond = _taught(r.nll_cond, teacher), _taught(r.nll_uncond, teacher)
+                picks[k]["S"] = _pick_scored(strategy, cond, uncond, count)
         if "L" in directions:
             gen: dict[int, PathsRes] = ok(
                 Task.GENERATE,
@@ -162,6 +167,7 @@ def baseline_allocate(
             out.slm_paths = gen
             for k, r in gen.items():
                 cond, uncond = score_nll(server.model, server.tokenizer, prompts, r.paths, max_len)
+                cond, uncond = _taught(cond, r.paths), _taught(uncond, r.paths)
                 picks[k]["L"] = _pick_scored(strategy, cond, uncond, count)
     else:  # min_ce: both sides' CE on P's gold targets
         gold = [s.target() for s in server.public]
@@ -186,6 +192,14 @@ def baseline_allocate(
         for d in directions:
             out.alloc[k].ids[d] = [ids[i] for i in picks[k][d]]
             out.alloc[k].mode[d] = strategy
+    return out
+
+
+def _taught(scores: np.ndarray, paths: Sequence[str]) -> np.ndarray:
+    """``scores`` with NaN where the teacher abstained (an empty path, lada.train.boundary):
+    perplexity and IFD then never pick a sample that nobody would learn."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    out[np.array([not p for p in paths], dtype=bool)] = np.nan
     return out
 
 
