@@ -59,7 +59,8 @@ def reward_picks(
 ) -> dict[str, Any]:
     """Rewards (spec §3) of the trained picks, and ``filter.unteachable_reward`` (ours) for the
     picks this teacher could not teach (:func:`unteachable_rows`), learnt by ``filt``; returns
-    the round's numbers for metrics.jsonl: ``mean_reward`` (NaN when nothing was rewarded),
+    the round's numbers for metrics.jsonl: ``mean_reward`` (None when nothing was rewarded;
+    every undefined number is None, never NaN, so metrics.jsonl stays strict JSON),
     ``r_batch``, ``n`` (rewarded), ``n_untrained``, ``n_abstained`` (empty teacher paths),
     ``mean_reward_trained``/``reward_std_trained`` (the spec's reward alone) and
     :meth:`LearnabilityFilter.round_stats`."""
@@ -76,7 +77,7 @@ def reward_picks(
         unteachable = unteachable[:0]
     if rows.size + unteachable.size == 0:
         stats = filt.round_stats(np.zeros(0), np.zeros(0))
-        return {"mean_reward": float("nan"), "n": 0, **counts, **stats}
+        return {"mean_reward": None, "n": 0, **counts, **stats}
     r = np.zeros(0)
     if rows.size:  # the spec's reward: only over what was learnt (B_t, r_batch, g_i)
         r = filt.compute_rewards(
@@ -90,11 +91,11 @@ def reward_picks(
     filt.update_picks(idx, r_all)
     return {
         "mean_reward": float(np.mean(r_all)),
-        "r_batch": float(filt.tracker.last_r_batch or 0.0) if rows.size else float("nan"),
+        "r_batch": float(filt.tracker.last_r_batch or 0.0) if rows.size else None,
         "n": int(picks.size),
         # the spec's reward over the trained picks alone (without the abstentions' floor)
-        "mean_reward_trained": float(np.mean(r)) if r.size else float("nan"),
-        "reward_std_trained": float(np.std(r)) if r.size else float("nan"),
+        "mean_reward_trained": float(np.mean(r)) if r.size else None,
+        "reward_std_trained": float(np.std(r)) if r.size else None,
         **counts,
         **filt.last_round_stats,
     }

@@ -14,6 +14,19 @@ from lada.federation.report import RoundReport
 from lada.federation.transport import CommLog
 
 
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None, recursively through
+    dicts, lists and tuples: metrics.jsonl and summary.json stay strict JSON (no ``NaN``
+    literal), and a record read back equals the record written."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -34,7 +47,7 @@ def metrics_record(
     slm = {str(k): v["accuracy"] for k, v in sorted(rep.slm_eval.items())}
     llm = {str(k): v["accuracy"] for k, v in sorted(rep.llm_eval.items())}
     totals = comm.round_totals(rep.round)
-    return {
+    return finite_or_none({
         "round": rep.round,
         "slm_accuracy": slm,
         "slm_accuracy_mean": _mean(list(slm.values())),
@@ -62,7 +75,7 @@ def metrics_record(
             "slm": {str(k): json.loads(v["groups"]) for k, v in rep.slm_eval.items()},
             "llm": {str(k): v["groups"] for k, v in rep.llm_eval.items()},
         },
-    }
+    })
 
 
 def short_model_name(name: str) -> str:
