@@ -25,3 +25,18 @@ def test_strict_skips_blank_lines_and_names_a_bad_line(tmp_path: Path) -> None:
 def test_resume_mode_drops_a_cut_line_and_what_follows(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"round": 0}\n{"round": 1}\n{"rou\n{"round": 3}\n')
     assert read_metrics(tmp_path, stop_at_cut_line=True) == [{"round": 0}, {"round": 1}]
+
+
+def test_undefined_numbers_are_written_as_null() -> None:
+    import json
+    import math
+
+    import numpy as np
+
+    from lada.runner.report import finite_or_none
+
+    rec = {"a": float("nan"), "b": [1.0, np.float32("inf"), (2, np.float64(0.5))], "c": {"d": None}}
+    out = finite_or_none(rec)
+    assert out == {"a": None, "b": [1.0, None, [2, 0.5]], "c": {"d": None}}
+    text = json.dumps(out, allow_nan=False)  # strict JSON: would raise on NaN/inf
+    assert json.loads(text) == out and not math.isnan(out["b"][2][1])

@@ -47,35 +47,37 @@ def metrics_record(
     slm = {str(k): v["accuracy"] for k, v in sorted(rep.slm_eval.items())}
     llm = {str(k): v["accuracy"] for k, v in sorted(rep.llm_eval.items())}
     totals = comm.round_totals(rep.round)
-    return finite_or_none({
-        "round": rep.round,
-        "slm_accuracy": slm,
-        "slm_accuracy_mean": _mean(list(slm.values())),
-        "llm_accuracy": llm,  # the LLM on client k's test set
-        "llm_accuracy_mean": _mean(list(llm.values())),
-        "llm_accuracy_by_domain": _by_domain(rep.llm_eval),
-        "client_models": {str(k): c.model for k, c in enumerate(cfg.clients)},
-        "client_domains": {str(k): d for k, d in enumerate(domains)},
-        "selected": {
-            str(k): {d: len(ids) for d, ids in v.items()} for k, v in rep.selected.items()
-        },
-        "filter_mode": {str(k): v for k, v in rep.filter_mode.items()},
-        "mean_reward": {
-            str(k): {d: r["mean_reward"] for d, r in v.items()} for k, v in rep.rewards.items()
-        },
-        # per filter (client, direction): score_std, n_selected, reward mean/std/drift, ...
-        "filter": {str(k): v for k, v in rep.rewards.items()},
-        "local_loss": {str(k): v["mean_loss"] for k, v in rep.local.items()},
-        "distill": {str(k): v for k, v in rep.distill.items()},
-        "bytes": {**totals, "by_task": comm.round_by_task(rep.round)},
-        "seconds": rep.seconds,
-        "missed": {str(k): v for k, v in rep.missed.items()},
-        "rejected": {str(k): v for k, v in rep.rejected.items()},
-        "groups": {
-            "slm": {str(k): json.loads(v["groups"]) for k, v in rep.slm_eval.items()},
-            "llm": {str(k): v["groups"] for k, v in rep.llm_eval.items()},
-        },
-    })
+    return finite_or_none(
+        {
+            "round": rep.round,
+            "slm_accuracy": slm,
+            "slm_accuracy_mean": _mean(list(slm.values())),
+            "llm_accuracy": llm,  # the LLM on client k's test set
+            "llm_accuracy_mean": _mean(list(llm.values())),
+            "llm_accuracy_by_domain": _by_domain(rep.llm_eval),
+            "client_models": {str(k): c.model for k, c in enumerate(cfg.clients)},
+            "client_domains": {str(k): d for k, d in enumerate(domains)},
+            "selected": {
+                str(k): {d: len(ids) for d, ids in v.items()} for k, v in rep.selected.items()
+            },
+            "filter_mode": {str(k): v for k, v in rep.filter_mode.items()},
+            "mean_reward": {
+                str(k): {d: r["mean_reward"] for d, r in v.items()} for k, v in rep.rewards.items()
+            },
+            # per filter (client, direction): score_std, n_selected, reward mean/std/drift, ...
+            "filter": {str(k): v for k, v in rep.rewards.items()},
+            "local_loss": {str(k): v["mean_loss"] for k, v in rep.local.items()},
+            "distill": {str(k): v for k, v in rep.distill.items()},
+            "bytes": {**totals, "by_task": comm.round_by_task(rep.round)},
+            "seconds": rep.seconds,
+            "missed": {str(k): v for k, v in rep.missed.items()},
+            "rejected": {str(k): v for k, v in rep.rejected.items()},
+            "groups": {
+                "slm": {str(k): json.loads(v["groups"]) for k, v in rep.slm_eval.items()},
+                "llm": {str(k): v["groups"] for k, v in rep.llm_eval.items()},
+            },
+        }
+    )
 
 
 def short_model_name(name: str) -> str:
