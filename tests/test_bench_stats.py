@@ -166,6 +166,25 @@ def test_core_suite_is_the_issue_12_plan_with_fair_rehearsal() -> None:
     )
 
 
+def test_rehearsal_suite_gives_both_sides_the_same_private_rehearsal() -> None:
+    from lada.bench.suite import rehearsal_suite
+    from lada.config import load_config
+    from lada.hosts import host_class
+    from lada.runner.roles import run_plugin
+
+    runs, _ = rehearsal_suite()
+    assert {(r.host, r.method, r.seed) for r in runs} == {
+        ("sft", m, s) for m in ("alone", "random", "lada") for s in (0, 1, 2)
+    }
+    for r in runs:
+        assert {"rounds=5", "eval.limit=null", "distill.slm_replay=200"} <= set(r.overrides)
+        assert "distill.slm_replay=0" not in r.overrides
+        cfg = load_config(None, list(r.overrides))
+        assert cfg.distill.slm_replay == 200  # LaDa's and random's distillation step rehearse
+        after_local = run_plugin(cfg).rehearses_after_local(cfg.distill, host_class("sft")())
+        assert after_local is (r.method == "alone")  # ... and the host alone after local training
+
+
 def _spec_run(runs_dir: Path, spec, slm: str, llm: str, drops: list[float]) -> None:
     d = runs_dir / spec.name
     _run(runs_dir, spec.name, {"slm": {"0": slm}, "llm": {"0": llm}}, last=1)

@@ -11,7 +11,7 @@ import pytest
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
-from lada.federation.protocol import Task
+from lada.federation.protocol import LocalTrainIns, Task
 from lada.models import build_model, build_tokenizer
 from lada.train.distill import learn_from_paths, verified_mask
 from lada.train.loop import OptimConfig
@@ -129,21 +129,66 @@ def _enc(tok, sample: Sample, path: str) -> dict:
     return {"input_ids": ids, "labels": ids.clone()}
 
 
-def _client(tok, tmp_path, replay: int, train: list[Sample]):
+def _client(tok, tmp_path, replay: int, train: list[Sample], local=None, **settings_kw):
     from lada.config.schema import EvalConfig, LocalTrainConfig
     from lada.federation.client import ClientRole, ClientSettings
 
     settings = ClientSettings(
-        LocalTrainConfig(),
+        local or LocalTrainConfig(),
         DistillConfig(
             slm_replay=replay,
             lambda_cd=0.0,
             slm_optim=OptimConfig(lr=3e-3, batch_size=4, epochs=10, warmup_steps=0),
         ),
         EvalConfig(),
+        **settings_kw,
     )
     load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
-    return ClientRole(0, load, train, [], SAMPLES, settings, tmp_path / f"c{replay}")
+    name = f"c{replay}" + ("r" if settings_kw else "")
+    return ClientRole(0, load, train, [], SAMPLES, settings, tmp_path / name)
+
+
+def test_host_alone_gets_the_same_rehearsal_after_its_local_step(tok, tmp_path, monkeypatch):
+    """distill.slm_replay_alone (ours, fairness): the plain host alone ends local training with
+    the private samples LaDa's distillation step rehearses in that round, learnt by the same
+    function; only hosts whose LaDa step is the path step and that have no exchange alone."""
+    import lada.train.distill as distill_mod
+    from lada.config import load_config
+    from lada.config.schema import LocalTrainConfig
+    from lada.hosts import host_class
+    from lada.runner.roles import run_plugin
+
+    for overrides, host, expected in [
+        (["plugin=none", "distill.slm_replay_alone=true"], "sft", True),
+        (["plugin=none"], "sft", False),  # default: the host alone is its own round
+        (["plugin=none", "distill.slm_replay_alone=true", "distill.slm_replay=0"], "sft", False),
+        (["plugin=lada", "distill.slm_replay_alone=true"], "sft", False),  # LaDa's own step
+        (["plugin=none", "distill.slm_replay_alone=true"], "fedcot", False),  # rehearses already
+        (["plugin=none", "distill.slm_replay_alone=true"], "fedmkt", False),  # LaDa's doesn't
+    ]:
+        cfg = load_config(None, overrides)
+        got = run_plugin(cfg).rehearses_after_local(cfg.distill, host_class(host)())
+        assert got is expected, (overrides, host)
+
+    calls: list[list[str]] = []
+    real = distill_mod.learn_from_paths
+
+    def spy(model, tok_, samples, *args, **kw):
+        calls.append([s.id for s in samples])
+        return real(model, tok_, samples, *args, **kw)
+
+    monkeypatch.setattr(distill_mod, "learn_from_paths", spy)
+    private = SAMPLES[4:]
+    local = LocalTrainConfig(optim=OptimConfig(lr=1e-3, batch_size=4, max_steps=1))
+    lada_side = _client(tok, tmp_path, 4, private, local)
+    alone = _client(tok, tmp_path, 4, private, local, rehearse_after_local=True)
+    alone.handle(Task.LOCAL_TRAIN, LocalTrainIns(1))
+    assert calls == [[s.id for s in lada_side.rehearsal(1)]]  # the same draw as LaDa's step
+    plain = _client(tok, tmp_path, 4, private, local)
+    plain.handle(Task.LOCAL_TRAIN, LocalTrainIns(1))
+    assert len(calls) == 1  # without the flag, local training alone
+    x = _enc(tok, SAMPLES[7], RIGHT[7])
+    assert alone.model(**x).loss.item() != plain.model(**x).loss.item()
 
 
 def test_client_rehearses_private_samples_in_its_distillation_step(tok, tmp_path) -> None:

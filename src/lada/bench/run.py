@@ -1,4 +1,4 @@
-"""`lada bench --suite paper|core`: execute the suite, then write results.csv, results.md (with
+"""`lada bench --suite paper|core|rehearsal`: execute the suite, then write results.csv, results.md (with
 paired CIs and filter lift), plots."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from lada.bench.compare import kind_table, lift_table, paired_table
 from lada.bench.execute import execute
 from lada.bench.plots import accuracy_plots, learnability_maps
-from lada.bench.suite import SUITES, core_suite, paper_suite
+from lada.bench.suite import SUITES, core_suite, paper_suite, rehearsal_suite
 from lada.bench.tables import result_row, write_csv, write_markdown
 
 
@@ -36,12 +36,14 @@ def bench(
 
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
-    if suite == "core" and (quick or grid):
-        raise ValueError("--quick and --grid belong to the paper suite, not to core")
+    if suite != "paper" and (quick or grid):
+        raise ValueError(f"--quick and --grid belong to the paper suite, not to {suite}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if suite == "core":
         specs, skipped = core_suite(seeds=seeds)
+    elif suite == "rehearsal":
+        specs, skipped = rehearsal_suite(seeds=seeds)
     else:
         specs, skipped = paper_suite(quick=quick, seeds=seeds, grid=grid)
     todo = [s for s in specs if not only or any(fnmatch(s.name, pat) for pat in only)]

@@ -21,9 +21,11 @@ samples inside the distillation step exists only on LaDa's side (a host alone ha
 distillation step to put it in), so with it LaDa's SLMs would train on more private data than
 the host alone's; the bench gives it to neither.
 
-Suites: ``paper`` (below) and ``core`` (:func:`core_suite`: hosts sft and fedmkt with the
+Suites: ``paper`` (below), ``core`` (:func:`core_suite`: hosts sft and fedmkt with the
 embedded default's models, alone / random / LaDa, plus cd_mean with sft, 3 seeds: the
-comparisons with paired CIs in the shortest time).
+comparisons with paired CIs in the shortest time) and ``rehearsal`` (:func:`rehearsal_suite`:
+the plain host's alone / random / LaDa with the same private rehearsal for both sides instead
+of none).
 
 The full plan runs every host alone and with LaDa in every scenario, and the baselines,
 ablations and sensitivity with the plain host in ``hetero`` (``grid=True``: every baseline
@@ -85,7 +87,16 @@ FULL_OVERRIDES = [
     "distill.llm_optim.steps_cap=100",
     "distill.slm_replay=0",
 ]
-SUITES = ("paper", "core")
+# The rehearsal suite (ours, session 7): the plain host with the spec's one-step client loss,
+# L_host + λ·L_CD with L_host holding private data too (distill.slm_replay=200, the embedded
+# default's), and the host alone given the same private rehearsal after its local step
+# (distill.slm_replay_alone): the issue's other fair option ("the same rehearsal for both").
+REHEARSAL_OVERRIDES = [
+    *(o for o in FULL_OVERRIDES if not o.startswith("distill.slm_replay=")),
+    "distill.slm_replay=200",
+    "distill.slm_replay_alone=true",
+]
+SUITES = ("paper", "core", "rehearsal")
 CORE_HOSTS = ("sft", "fedmkt")
 CORE_METHODS = ("alone", "lada", "random")  # in run order: with 2 jobs the main pair first
 
@@ -217,3 +228,14 @@ def core_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
         runs.append(_spec("sft", "cd_mean", scen, seed, "ablation", FULL_OVERRIDES))
         runs.append(_spec("fedmkt", "alone_s5", scen, seed, "main", FULL_OVERRIDES))
     return runs, ["other hosts and scenarios (the paper suite runs them)"]
+
+
+def rehearsal_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
+    """The plain host alone / random allocation / LaDa with the same private rehearsal on both
+    sides (:data:`REHEARSAL_OVERRIDES`), the embedded default's models, 3 seeds by default."""
+    runs = []
+    for seed in range(3 if seeds is None else seeds):
+        runs += [
+            _spec("sft", m, CORE_SCENARIO, seed, "main", REHEARSAL_OVERRIDES) for m in CORE_METHODS
+        ]
+    return runs, ["FedMKT: its LaDa step has no path step and so no private rehearsal"]

@@ -108,6 +108,11 @@ class DistillConfig:
     # each round, i.e. L_host on private data joins λ·L_CD in one step (spec §5.4 "L_host +
     # λ·L_CD") instead of the public paths overwriting what the local step taught; 0 = off
     slm_replay: int = 200
+    # fairness (ours): the host alone (plugin none) gives its clients the same rehearsal: each
+    # ends its local step with the slm_replay private samples LaDa's distillation step would
+    # rehearse in that round (same draw, same slm_optim, same loss), so that a comparison with
+    # LaDa differs in the public paths alone; false = the host alone is its own round only
+    slm_replay_alone: bool = False
     # memory (ours): the LLM's distillation step also rehearses up to this many SLM paths of
     # earlier rounds that reached P's gold answer (most recent first), so that what it learnt
     # from the SLMs in one round is not forgotten by the next; 0 = off

@@ -49,6 +49,9 @@ class ClientSettings:
     seed: int = 0
     model_name: str = "slm"  # the SLM's name (error messages, e.g. a vocabulary mismatch)
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # instruction checks
+    # the host alone's matched rehearsal (distill.slm_replay_alone, ours): the local step ends
+    # with the private samples LaDa's distillation step would rehearse (ClientRole.rehearse)
+    rehearse_after_local: bool = False
 
 
 def _mean_seen(per_sample: np.ndarray) -> float:
@@ -159,6 +162,8 @@ class ClientRole:
             [s.target() for s in self.train],
             replace(self.settings.local.optim, seed=seed),
         )
+        if self.settings.rehearse_after_local:
+            self.rehearse(ins.round)
         return LocalTrainRes(
             num_samples=len(self.train),
             # over the samples the step saw (max_steps may stop before an epoch ends: NaN = unseen)
@@ -284,6 +289,29 @@ class ClientRole:
             margin=out.margin[:n].astype(np.float32),
             num_pairs=out.num_pairs,
             trained=trained_mask(out, n),
+        )
+
+    def rehearse(self, round_idx: int) -> None:
+        """The host alone's matched rehearsal (``distill.slm_replay_alone``, ours): the private
+        samples :meth:`rehearsal` draws for this round, learnt exactly as LaDa's distillation
+        step learns them (gold paths as identical pairs: SFT through L_host, no L_CD), with the
+        distillation step's optimiser and seed, but without public picks."""
+        from lada.train.distill import learn_from_paths
+
+        rehearse = self.rehearsal(round_idx)
+        if not rehearse:
+            return
+        gold = [s.target() for s in rehearse]
+        seed = self.task_seed(round_idx, "distill")
+        learn_from_paths(
+            self.model,
+            self.tokenizer,
+            rehearse,
+            gold,
+            gold,
+            self.settings.distill,
+            replace(self.settings.distill.slm_optim, seed=seed),
+            host_loss=self.host.host_loss,
         )
 
     def needs_own_paths(self) -> bool:

@@ -124,6 +124,9 @@ class Host:
     homogeneous_slms: ClassVar[bool] = False
     # whether the server holds a copy of the clients' SLM (ServerRole.slm)
     server_holds_slm: ClassVar[bool] = False
+    # whether its SLM-side step is the path step (task ``distill``: the step that holds
+    # ``distill.slm_replay``'s private rehearsal); a host with its own learning step says False
+    slm_learns_paths: ClassVar[bool] = True
 
     # ---- configuration ------------------------------------------------------------------
 

@@ -55,6 +55,19 @@ class LadaPlugin:
         contrastive term (λ = 0)."""
         return distill if self.enabled else replace(distill, lambda_cd=0.0)
 
+    def rehearses_after_local(self, distill: Any, host: Host) -> bool:
+        """Whether clients end their local step with LaDa's private rehearsal
+        (``distill.slm_replay_alone``, ours, fairness): in the host alone, exactly when the same
+        host with LaDa would rehearse (its SLM step is the path step) and its own round would
+        not (it has no exchange alone): the plain host."""
+        return (
+            not self.enabled
+            and distill.slm_replay_alone
+            and distill.slm_replay > 0
+            and host.slm_learns_paths
+            and not host.exchanges_alone
+        )
+
     # ---- the round's exchange steps -----------------------------------------------------
 
     def steps(self, host: Host) -> list[ExchangeStep]:

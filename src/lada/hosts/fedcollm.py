@@ -185,6 +185,7 @@ class FedCoLLMHost(Host):
 
     name = "fedcollm"
     compares_logits = True
+    slm_learns_paths = False  # its own logit step (no path step, no private rehearsal)
     homogeneous_slms = True
     server_holds_slm = True
 

@@ -246,6 +246,7 @@ class FedMKTHost(Host):
 
     name = "fedmkt"
     compares_logits = True
+    slm_learns_paths = False  # its own logit step (no path step, no private rehearsal)
 
     def check(self, cfg: Any) -> None:
         check_shared_vocabulary(cfg)

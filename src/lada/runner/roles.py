@@ -74,6 +74,7 @@ def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> Clie
             seed=cfg.seed,
             model_name=cfg.clients[k].model,
             limits=cfg.limits,
+            rehearse_after_local=run_plugin(cfg).rehearses_after_local(cfg.distill, run_host(cfg)),
         ),
         state_dir,
         host=run_host(cfg),
