@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -33,3 +34,18 @@ def lada_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture()
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture()
+def single_thread() -> Iterator[None]:
+    """Tiny problems: one thread avoids OpenMP/BLAS oversubscription on a busy test machine
+    (use it per module: ``pytestmark = pytest.mark.usefixtures("single_thread")``)."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)

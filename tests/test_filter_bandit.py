@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from lada.filter import FilterConfig, LearnabilityFilter, select_by_score
 from lada.filter.features import SentenceEmbedder, mean_pooled_hidden, pair_context
 from lada.filter.nets import ExploitNet
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Tiny problems: one thread avoids OpenMP/BLAS oversubscription on a busy test machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 DIM = 8

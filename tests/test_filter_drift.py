@@ -5,13 +5,11 @@ test_filter_numbers_in_metrics)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from lada.filter import FilterConfig, LearnabilityFilter
 from lada.filter.config import LEGACY_RULE
@@ -20,16 +18,7 @@ from lada.filter.rewarding import reward_picks
 from lada.filter.simulate import DriftingBandit
 from lada.filter.targets import round_reward_target, round_z
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small(**kw: object) -> FilterConfig:

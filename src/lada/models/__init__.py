@@ -6,8 +6,7 @@ load without torch (the CLI validates configs before any heavy import).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lada.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "LoraSettings": "lada.models.lora_config",
@@ -26,11 +25,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lada.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr("lada.models", _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)
