@@ -174,7 +174,7 @@ def test_rehearsal_suite_gives_both_sides_the_same_private_rehearsal() -> None:
 
     runs, _ = rehearsal_suite()
     assert {(r.host, r.method, r.seed) for r in runs} == {
-        ("sft", m, s) for m in ("alone", "random", "lada") for s in (0, 1, 2)
+        ("sft", m, s) for m in ("alone", "random", "lada", "random_labelled") for s in (0, 1, 2)
     }
     for r in runs:
         assert {"rounds=5", "eval.limit=null", "distill.slm_replay=200"} <= set(r.overrides)

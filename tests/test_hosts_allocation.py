@@ -92,7 +92,9 @@ class _FakeTransport:
         return out
 
 
-@pytest.mark.parametrize("strategy", ["all", "random", "perplexity", "ifd", "min_ce"])
+@pytest.mark.parametrize(
+    "strategy", ["all", "random", "random_labelled", "perplexity", "ifd", "min_ce"]
+)
 @pytest.mark.parametrize("directions", [("S", "L"), ("S",)])
 def test_each_baseline_returns_valid_ids_and_counts(
     strategy: str, directions: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
@@ -271,3 +273,31 @@ def test_perplexity_and_ifd_never_pick_what_the_teacher_abstained_on() -> None:
     assert np.isnan(nll[2:]).all() and nll[:2].tolist() == [1.0, 5.0]
     assert pick_perplexity(nll, 3).tolist() == [0, 1]  # fewer than asked, none abstained
     assert pick_ifd(nll, np.full(4, 2.0), 3).tolist() == [0, 1]
+
+
+def test_random_labelled_picks_labelled_questions_on_the_slm_side_only() -> None:
+    public = _public(20)
+    unlabelled = {f"p{i}" for i in range(0, 20, 2)}
+    public = [
+        Sample(id=s.id, domain=s.domain, question=s.question, answer="", answer_type="number")
+        if s.id in unlabelled
+        else s
+        for s in public
+    ]
+    server = SimpleNamespace(
+        public=public,
+        public_ids=[s.id for s in public],
+        settings=SimpleNamespace(
+            seed=0, distill=SimpleNamespace(llm_optim=SimpleNamespace(max_length=64))
+        ),
+    )
+    seen_l: set[str] = set()
+    for r in range(1, 6):
+        out = A.baseline_allocate(
+            r, "random_labelled", server, _FakeTransport(), [0, 1], ("S", "L"), 6, None
+        )
+        for a in out.alloc.values():
+            assert len(a.ids["S"]) == 6 and not set(a.ids["S"]) & unlabelled
+            assert len(a.ids["L"]) == 6
+            seen_l |= set(a.ids["L"])
+    assert seen_l & unlabelled  # the LLM side draws from all of P

@@ -14,6 +14,7 @@ from lada.bench.suite import RunSpec
 COMPARISONS = [
     ("lada", "alone", "LaDa − host alone"),
     ("lada", "random", "LaDa − random allocation"),
+    ("lada", "random_labelled", "LaDa − random among labelled P (SLM side)"),
     ("lada", "alone_s5", "LaDa − host alone (its LLM step 1e-3 × 15)"),
     ("lada", "all", "LaDa − all of P"),
     ("lada_keep", "alone", "LaDa (host keeps all of P) − host alone"),

@@ -99,6 +99,9 @@ REHEARSAL_OVERRIDES = [
 SUITES = ("paper", "core", "rehearsal")
 CORE_HOSTS = ("sft", "fedmkt")
 CORE_METHODS = ("alone", "lada", "random")  # in run order: with 2 jobs the main pair first
+# random_labelled (ours, session 7): random picks, on the SLM side among P's labelled questions
+# only (the LLM teaches no other): does LaDa's filter beat not asking where the teacher abstains?
+REHEARSAL_METHODS = (*CORE_METHODS, "random_labelled")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def method_overrides(method: str) -> list[str]:
         return ["plugin=none"]
     if method in BASELINES:
         return ["plugin=lada", f"allocation={method}"]
+    if method == "random_labelled":  # a control (ours): rehearsal suite only
+        return ["plugin=lada", "allocation=random_labelled"]
     if method == "lada":
         return ["plugin=lada", "allocation=lada"]
     if method == "lada_keep":
@@ -231,11 +236,13 @@ def core_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
 
 
 def rehearsal_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
-    """The plain host alone / random allocation / LaDa with the same private rehearsal on both
-    sides (:data:`REHEARSAL_OVERRIDES`), the embedded default's models, 3 seeds by default."""
+    """The plain host alone / random allocation / LaDa, and random picks among labelled P on the
+    SLM side (``random_labelled``), with the same private rehearsal on both sides
+    (:data:`REHEARSAL_OVERRIDES`), the embedded default's models, 3 seeds by default."""
     runs = []
     for seed in range(3 if seeds is None else seeds):
         runs += [
-            _spec("sft", m, CORE_SCENARIO, seed, "main", REHEARSAL_OVERRIDES) for m in CORE_METHODS
+            _spec("sft", m, CORE_SCENARIO, seed, "main", REHEARSAL_OVERRIDES)
+            for m in REHEARSAL_METHODS
         ]
     return runs, ["FedMKT: its LaDa step has no path step and so no private rehearsal"]

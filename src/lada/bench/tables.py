@@ -94,6 +94,7 @@ METHOD_LABEL = {
     "alone_s5": "host alone, LLM step 1e-3 × 15 (session 5)",
     "all": "all of P",
     "random": "random",
+    "random_labelled": "random, SLM side among labelled P (ours)",
     "perplexity": "perplexity",
     "ifd": "IFD",
     "min_ce": "min-CE (FedMKT)",

@@ -229,7 +229,9 @@ class RunConfig:
     host: str = "sft"
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
-    allocation: Literal["lada", "all", "random", "perplexity", "ifd", "min_ce"] = "lada"
+    allocation: Literal[
+        "lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce"
+    ] = "lada"
     allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
     # ours, logit hosts (fedmkt, fedcollm) with plugin lada: "picks" restricts the host's own
     # public transfer to the allocation's picks (spec §6, plug-in point 1); "all" keeps the host's

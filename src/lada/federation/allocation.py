@@ -6,6 +6,11 @@ transferred in a round:
 - ``lada``: the learnability-aware filters (``ServerRole.allocate``; rewards update them);
 - ``all``: all of P (also the "without filter" ablation);
 - ``random``: ``count`` ids uniformly at random (seeded per round, client and direction);
+- ``random_labelled`` (ours): on the SLM side (S) ``count`` ids at random among P's
+  *labelled* questions, the only ones the LLM teaches with ``distill.llm_teaches: labelled``;
+  on the LLM side as ``random``. A control for LaDa's SLM-side filters, which learn to pick
+  questions their teacher can teach: does a filter beat simply not asking where the teacher
+  abstains?
 - ``perplexity``: the ``count`` ids whose teacher path has the highest learner perplexity
   PPL(y|x) = exp(mean token NLL of y given x) (perplexity and IFD skip ids whose teacher
   abstained: an empty path, :mod:`lada.train.boundary`);
@@ -39,7 +44,7 @@ from lada.federation.protocol import GenerateIns, PathsRes, ScoreIns, ScoreRes, 
 from lada.federation.server import Allocation
 from lada.utils.seeding import derive_seed
 
-STRATEGIES = ("lada", "all", "random", "perplexity", "ifd", "min_ce")
+STRATEGIES = ("lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce")
 
 
 def allocation_count(
@@ -144,6 +149,15 @@ def baseline_allocate(
             }
             for k in alive
         }
+    elif strategy == "random_labelled":
+        labelled = np.flatnonzero([bool(s.answer) for s in server.public])
+        for k in alive:
+            for d in directions:
+                rs = derive_seed(seed, "random", round_idx, k, d) % 2**32
+                if d == "S":
+                    picks[k][d] = np.sort(labelled[pick_random(len(labelled), count, rs)])
+                else:
+                    picks[k][d] = pick_random(n, count, rs)
     elif strategy in ("perplexity", "ifd"):
         if "S" in directions:
             out.llm_paths = server.generate(round_idx, ids)

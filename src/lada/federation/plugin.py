@@ -35,7 +35,7 @@ class LadaPlugin:
     """LaDa's plug-in points; ``enabled=False`` is the host alone (``plugin: none``)."""
 
     enabled: bool = True
-    allocation: str = "lada"  # lada | all | random | perplexity | ifd | min_ce
+    allocation: str = "lada"  # lada | all | random | random_labelled | perplexity | ifd | min_ce
     count: int | None = None  # the baselines' count (None: filter.budget, else 10 % of P)
     host_transfer: str = "picks"  # picks | all (ours, logit hosts)
 
