@@ -67,7 +67,7 @@ def decode_weights(model: PreTrainedModel) -> Iterator[bool]:
 
     A model that autocasts to a lower dtype (bf16 on a CPU with native bf16) generates with a
     copy of its linear layers in that dtype, LoRA folded in, made once for the call
-    (:func:`lada.models.inference_weights.cast_linear_copy`: no autocast, so no re-cast of the
+    (:func:`lada.models.cast_weights.cast_linear_copy`: no autocast, so no re-cast of the
     weights at every step); other models run with LoRA merged (:func:`merged_adapters`).
     """
     dtype = getattr(model, "lada_autocast", None)
@@ -75,7 +75,7 @@ def decode_weights(model: PreTrainedModel) -> Iterator[bool]:
         with merged_adapters(model):
             yield False
         return
-    from lada.models.inference_weights import cast_linear_copy
+    from lada.models.cast_weights import cast_linear_copy
 
     with cast_linear_copy(model, dtype):
         yield False
@@ -167,7 +167,7 @@ def greedy_decode(
     on CPU, 8 on GPU: the check is the loop's only host synchronisation; tokens produced past a
     row's end are cut off, so the output does not depend on it).
     """
-    from lada.models.inference_weights import preallocated_cache
+    from lada.models.cast_weights import preallocated_cache
 
     device = next(model.parameters()).device
     if check_every is None:

@@ -1,19 +1,23 @@
-"""Weights and KV cache for inference calls (generation, greedy decoding).
+"""Linear layers computed from a cast copy of their weights, and the decode loop's KV cache.
 
-* :func:`cast_linear_copy`: for the duration of a call, every linear layer (a peft LoRA layer
-  with its adapters folded in) is replaced by :class:`CastLinear`, which holds a copy of its
-  effective weight in a compute dtype (bf16) made once, and casts its input to that dtype and
-  its output back. Everything else (embeddings, norms, attention, the KV cache, the residual
-  stream) keeps the model's own dtype (fp32). This is what bf16 autocast does for matmuls,
-  without autocast's re-cast of every frozen fp32 weight at every forward pass (autocast caches
-  casts only of weights that require grad, and a LoRA model's base weights do not): decoding
-  one token per row reads every weight once per step, so the re-cast used to cost more than
-  bf16 saved. The model's own parameters are never touched (no merge / unmerge round-off).
+* :func:`cast_linear_copy`: for the duration of a call (a generation, a training run, a
+  scoring pass), linear layers are replaced by :class:`CastLinear`, which holds a copy of the
+  layer's weight in a compute dtype (bf16) made once, casts its input to that dtype and its
+  output back to the input's dtype. With ``fold_lora`` (inference) every linear layer is
+  replaced, a peft LoRA layer whole with its adapters folded into the copy; without it
+  (training) only *frozen* linear layers are (the base layers inside LoRA layers, the head),
+  so that the adapters still train. The model's own parameters are never touched (no merge /
+  unmerge round-off).
+
+  Why (measured, docs/real-models.md): this is what bf16 autocast does for matmuls, without
+  autocast's re-cast of every frozen fp32 weight at every forward pass (autocast caches casts
+  only of weights that require grad; a LoRA model's base weights do not). And since the
+  outputs come back in the input's dtype, the residual stream, norms, attention and KV cache
+  stay fp32: on this CPU (AVX512-BF16, no AMX) fp32 attention is faster than bf16 attention,
+  forward and backward.
 * :class:`PreallocatedLayer` / :func:`preallocated_cache`: a ``DynamicCache`` whose full-attention
   layers write new keys and values into a buffer sized for the whole call, instead of
   concatenating (``torch.cat`` copies the whole cache of every layer at every step).
-
-Measured reasons and numbers: docs/real-models.md ("Speed").
 """
 
 from __future__ import annotations
@@ -44,42 +48,46 @@ class CastLinear(nn.Module):
 
 
 def _lora_effective_weight(layer: nn.Module) -> tuple[Tensor, Tensor | None] | None:
-    """The weight a peft LoRA linear layer computes with (base + active adapters' deltas), or
-    None when ``layer`` is not one."""
+    """The weight a (vanilla) peft LoRA linear layer computes with (base + the active
+    adapters' deltas), or None when ``layer`` is not one."""
     base = getattr(layer, "base_layer", None)
     if not (isinstance(base, nn.Linear) and hasattr(layer, "get_delta_weight")):
         return None
+    if getattr(layer, "lora_variant", None):  # DoRA and other variants: not folded here
+        return None
     weight = base.weight
     if not getattr(layer, "merged", False) and not getattr(layer, "disable_adapters", False):
-        active = layer.active_adapters
-        deltas = [layer.get_delta_weight(a) for a in active if a in layer.lora_A]
+        deltas = [layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A]
         if deltas:
             weight = weight + sum(deltas)
     return weight, base.bias
 
 
 def _replacements(
-    module: nn.Module, dtype: torch.dtype
+    module: nn.Module, dtype: torch.dtype, fold_lora: bool
 ) -> Iterator[tuple[nn.Module, str, nn.Module]]:
-    """``(parent, name, new)`` for every linear layer below ``module`` (LoRA layers whole)."""
+    """``(parent, name, new)`` for the linear layers below ``module`` that get a cast copy."""
     for name, child in module.named_children():
-        lora = _lora_effective_weight(child)
+        lora = _lora_effective_weight(child) if fold_lora else None
         if lora is not None:
             yield module, name, CastLinear(*lora, dtype)
-        elif isinstance(child, nn.Linear):
+        elif isinstance(child, nn.Linear) and (fold_lora or not child.weight.requires_grad):
             yield module, name, CastLinear(child.weight, child.bias, dtype)
-        else:
-            yield from _replacements(child, dtype)
+        elif not isinstance(child, nn.Linear):
+            yield from _replacements(child, dtype, fold_lora)
 
 
 @contextlib.contextmanager
-def cast_linear_copy(model: nn.Module, dtype: torch.dtype) -> Iterator[nn.Module]:
-    """Every linear layer of ``model`` computes in ``dtype`` from a copy made on entry
-    (LoRA adapters folded in); restored on exit. Inference only (the copies take no grads)."""
+def cast_linear_copy(
+    model: nn.Module, dtype: torch.dtype, *, fold_lora: bool = True
+) -> Iterator[nn.Module]:
+    """Linear layers of ``model`` compute in ``dtype`` from copies made on entry, restored on
+    exit. ``fold_lora`` (inference): every linear layer, LoRA adapters folded in; else
+    (training) only the frozen ones (weights that do not require grad), adapters untouched."""
     with torch.no_grad():
         swaps = [
             (parent, name, getattr(parent, name), new)
-            for parent, name, new in _replacements(model, dtype)
+            for parent, name, new in _replacements(model, dtype, fold_lora)
         ]
     for parent, name, _, new in swaps:
         setattr(parent, name, new)
@@ -88,6 +96,19 @@ def cast_linear_copy(model: nn.Module, dtype: torch.dtype) -> Iterator[nn.Module
     finally:
         for parent, name, old, _ in swaps:
             setattr(parent, name, old)
+
+
+@contextlib.contextmanager
+def frozen_cast_copy(model: nn.Module) -> Iterator[nn.Module]:
+    """For a model that autocasts to a lower dtype (``model.lada_autocast``, bf16 on a CPU with
+    native bf16): its frozen linear layers compute from a copy in that dtype for the duration
+    (:func:`cast_linear_copy` without folding); other models pass through."""
+    dtype = getattr(model, "lada_autocast", None)
+    if dtype is None:
+        yield model
+        return
+    with cast_linear_copy(model, dtype, fold_lora=False):
+        yield model
 
 
 class PreallocatedLayer(DynamicLayer):

@@ -14,7 +14,7 @@ import torch
 
 from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
 from lada.models import build_model, build_tokenizer
-from lada.models.inference_weights import (
+from lada.models.cast_weights import (
     CastLinear,
     PreallocatedLayer,
     cast_linear_copy,
@@ -135,3 +135,56 @@ def test_preallocated_cache_replaces_full_attention_layers_only(lora_model):
     cache = preallocated_cache(model, 32)
     assert len(cache.layers) == model.config.num_hidden_layers
     assert all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
+
+
+def _lora_grads(model, ids):
+    model.zero_grad(set_to_none=True)
+    model(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_training_copy_casts_frozen_layers_only_and_keeps_gradients(lora_model):
+    """Without folding, only frozen linear layers get a copy: the adapters stay trainable and,
+    with an fp32 copy, their gradients are the model's own."""
+    model, _ = lora_model
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8]])
+    reference = _lora_grads(model, ids)
+    with cast_linear_copy(model, torch.float32, fold_lora=False):
+        casts = [n for n, m in model.named_modules() if isinstance(m, CastLinear)]
+        assert all(n.endswith("base_layer") or n.endswith("lm_head") for n in casts)
+        assert len(casts) == 7 * model.config.num_hidden_layers + 1
+        grads = _lora_grads(model, ids)
+    assert grads.keys() == reference.keys() and all("lora_" in n for n in grads)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, reference[name], atol=1e-6, rtol=1e-5)
+    model.zero_grad(set_to_none=True)
+
+
+def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_model, tok):
+    """A model that autocasts to bf16 trains with its frozen layers cast once (lada.train.loop):
+    the adapters learn, the base weights and modules come back untouched."""
+    from lada.train.loop import OptimConfig
+    from lada.train.sft import sft
+
+    model, tok2 = lora_model
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    model.lada_autocast = torch.bfloat16
+    try:
+        stats = sft(
+            model,
+            tok2,
+            PROMPTS[:8] * 4,
+            [f"Answer: {2 * a}" for a in range(8)] * 4,
+            OptimConfig(lr=1e-2, batch_size=8, epochs=3, warmup_steps=0),
+        )
+    finally:
+        model.lada_autocast = None
+    assert stats.step_losses[-1] < stats.step_losses[0]
+    assert not any(isinstance(m, CastLinear) for m in model.modules())
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], v) for n, v in base.items())
+    assert any(not torch.equal(params[n], v) for n, v in lora.items())
+    with torch.no_grad():  # leave the shared fixture as the other tests expect it
+        for n, v in lora.items():
+            params[n].copy_(v)
