@@ -36,9 +36,10 @@ def generate_paths(
 
     With ``stop_at_answer`` a row stops after its first complete ``Answer: X`` line (the
     continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
-    (LaDa's own decode loop: length-sorted batches, KV cache, finished rows dropped, the model's
-    autocast dtype for the prefill), with LoRA adapters merged for the duration
-    (:func:`merged_adapters`) and a progress bar labelled ``desc``.
+    (LaDa's own decode loop: length-sorted batches, a preallocated KV cache, finished rows
+    dropped) with the weights of :func:`decode_weights` (a bf16 copy of the linear layers with
+    LoRA folded in on a model that autocasts to bf16, else LoRA merged for the duration) and a
+    progress bar labelled ``desc``.
     """
     if not prompts:
         return []
@@ -165,7 +166,10 @@ def greedy_decode(
     ``max_new_tokens``) leaves the batch: its cache rows are dropped, so long stragglers do not
     carry the whole batch. Finished rows are checked every ``check_every`` steps (default: 1
     on CPU, 8 on GPU: the check is the loop's only host synchronisation; tokens produced past a
-    row's end are cut off, so the output does not depend on it).
+    row's end are cut off, so the output does not depend on it). The KV cache of a batch is
+    preallocated for its prompt width + ``max_new_tokens`` (no copy of the cache per step).
+    ``autocast``: the prefill runs under the model's autocast (off when the caller computes
+    from a cast copy of the weights, :func:`decode_weights`).
     """
     from lada.models.cast_weights import preallocated_cache
 
@@ -220,8 +224,8 @@ def greedy_decode(
                             layer.batch_select_indices(sel)
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
                 pos = pos + 1
-                # one token per row is memory-bound: autocast would re-cast every fp32 weight
-                # to bf16 each step, so decode steps run in the weights' own dtype
+                # no autocast in decode steps: it would re-cast every fp32 weight each step
+                # (with a cast copy of the linear layers, decode_weights, there is none to do)
                 logits = model(
                     input_ids=nxt[:, None],
                     attention_mask=mask,
