@@ -36,15 +36,16 @@ def generate_paths(
 
     With ``stop_at_answer`` a row stops after its first complete ``Answer: X`` line (the
     continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
-    (LaDa's own decode loop: length-sorted batches, KV cache, finished rows dropped, the model's
-    autocast dtype for the prefill), with LoRA adapters merged for the duration
-    (:func:`merged_adapters`) and a progress bar labelled ``desc``.
+    (LaDa's own decode loop: length-sorted batches, a preallocated KV cache, finished rows
+    dropped) with the weights of :func:`decode_weights` (a bf16 copy of the linear layers with
+    LoRA folded in on a model that autocasts to bf16, else LoRA merged for the duration) and a
+    progress bar labelled ``desc``.
     """
     if not prompts:
         return []
     encoded = encode_prompts(tokenizer, prompts)
     stop = _AnswerStops(tokenizer) if stop_at_answer else None
-    with progress_bar(desc, total=len(prompts)) as bar, merged_adapters(model):
+    with progress_bar(desc, total=len(prompts)) as bar, decode_weights(model) as autocast:
         ids = greedy_decode(
             model,
             encoded,
@@ -54,9 +55,31 @@ def generate_paths(
             pad_id=_pad_id(tokenizer),
             stop=stop,
             on_done=bar.advance,
+            autocast=autocast,
         )
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [_cut_after_answer(t) if stop_at_answer else t for t in texts]
+
+
+@contextlib.contextmanager
+def decode_weights(model: PreTrainedModel) -> Iterator[bool]:
+    """The weights a generation call runs with; yields whether forward passes should still
+    run under the model's autocast (:func:`lada.models.precision.autocast_for`).
+
+    A model that autocasts to a lower dtype (bf16 on a CPU with native bf16) generates with a
+    copy of its linear layers in that dtype, LoRA folded in, made once for the call
+    (:func:`lada.models.cast_weights.cast_linear_copy`: no autocast, so no re-cast of the
+    weights at every step); other models run with LoRA merged (:func:`merged_adapters`).
+    """
+    dtype = getattr(model, "lada_autocast", None)
+    if dtype is None:
+        with merged_adapters(model):
+            yield False
+        return
+    from lada.models.cast_weights import cast_linear_copy
+
+    with cast_linear_copy(model, dtype):
+        yield False
 
 
 @contextlib.contextmanager
@@ -131,6 +154,7 @@ def greedy_decode(
     check_every: int | None = None,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    autocast: bool = True,
 ) -> list[list[int]]:
     """Greedy new token ids for every prompt (input order), EOS excluded; with
     ``temperature`` > 0, tokens sampled from softmax(logits / temperature) instead (pure
@@ -142,9 +166,12 @@ def greedy_decode(
     ``max_new_tokens``) leaves the batch: its cache rows are dropped, so long stragglers do not
     carry the whole batch. Finished rows are checked every ``check_every`` steps (default: 1
     on CPU, 8 on GPU: the check is the loop's only host synchronisation; tokens produced past a
-    row's end are cut off, so the output does not depend on it).
+    row's end are cut off, so the output does not depend on it). The KV cache of a batch is
+    preallocated for its prompt width + ``max_new_tokens`` (no copy of the cache per step).
+    ``autocast``: the prefill runs under the model's autocast (off when the caller computes
+    from a cast copy of the weights, :func:`decode_weights`).
     """
-    from transformers import DynamicCache
+    from lada.models.cast_weights import preallocated_cache
 
     device = next(model.parameters()).device
     if check_every is None:
@@ -160,8 +187,8 @@ def greedy_decode(
             batch = left_pad([encoded[i] for i in idx], pad_id)
             mask = batch["attention_mask"].to(device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            cache = DynamicCache(config=model.config)
-            with autocast_for(model):  # the prefill is compute-bound: autocast pays there
+            cache = preallocated_cache(model, mask.shape[1] + max_new_tokens)
+            with autocast_for(model) if autocast else contextlib.nullcontext():
                 logits = model(
                     input_ids=batch["input_ids"].to(device),
                     attention_mask=mask,
@@ -197,8 +224,8 @@ def greedy_decode(
                             layer.batch_select_indices(sel)
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
                 pos = pos + 1
-                # one token per row is memory-bound: autocast would re-cast every fp32 weight
-                # to bf16 each step, so decode steps run in the weights' own dtype
+                # no autocast in decode steps: it would re-cast every fp32 weight each step
+                # (with a cast copy of the linear layers, decode_weights, there is none to do)
                 logits = model(
                     input_ids=nxt[:, None],
                     attention_mask=mask,
@@ -244,7 +271,7 @@ def sample_paths(
     rows = [ids for ids in encoded for _ in range(samples)]
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    with merged_adapters(model):
+    with decode_weights(model) as autocast:
         ids = greedy_decode(
             model,
             rows,
@@ -255,6 +282,7 @@ def sample_paths(
             stop=_AnswerStops(tokenizer),
             temperature=temperature,
             generator=gen,
+            autocast=autocast,
         )
     texts = [_cut_after_answer(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]

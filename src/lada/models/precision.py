@@ -12,7 +12,10 @@
 
 The choice is attached to the model (``model.lada_autocast``) and applied by
 :func:`autocast_for` around every forward pass LaDa makes (``lada.train.logprobs``,
-``lada.eval.generate``), so no call site needs a flag.
+``lada.eval.generate``), so no call site needs a flag. With CPU autocast, each training run,
+scoring pass and generation call also casts the frozen linear weights to bf16 once for the
+call (:mod:`lada.models.cast_weights`; generation folds LoRA into the copy and runs without
+autocast), instead of autocast re-casting them at every forward pass.
 """
 
 from __future__ import annotations

@@ -104,8 +104,11 @@ def train(
     ``num_items`` sizes ``per_sample_loss`` (default: largest index + 1). Randomness inside
     the loop (dropout) is seeded by ``cfg.seed``; the global RNG state is left untouched.
     """
+    from lada.models.cast_weights import frozen_cast_copy
+
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    # a model that autocasts (bf16 on CPU): frozen weights cast once for the run, not per pass
+    with torch.random.fork_rng(devices=devices), frozen_cast_copy(model):
         torch.manual_seed(cfg.seed)
         return _train(model, batches, loss_fn, cfg, progress, item_tokens, num_items)
 
