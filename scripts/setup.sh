@@ -11,5 +11,5 @@ fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # torch first and pinned: any other resolution drags in a multi-GB CUDA build
 "$VENV/bin/pip" install --disable-pip-version-check -q "torch==2.13.0"
-"$VENV/bin/pip" install --disable-pip-version-check -q -e ".[dev]"
+"$VENV/bin/pip" install --disable-pip-version-check -q -e ".[dev,gguf]"
 echo "$want" > "$STAMP"

