@@ -28,6 +28,9 @@ class ModelConfig:
     dtype: str = "float32"
     device: str = "auto"  # "auto" = cuda when available, else cpu
     chat_template: Literal["auto", "off"] = "auto"  # auto: use the tokenizer's when it has one
+    # generation (evaluation, paths): lean = lada.models.lean_decoder (Llama / Qwen2: fused
+    # projections, LoRA folded in); hf = the model's own forward; auto = lean where it can run
+    decoder: Literal["auto", "lean", "hf"] = "auto"
 
 
 @dataclass

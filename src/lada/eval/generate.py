@@ -10,6 +10,7 @@ greedy ``generate``'s token for token (tests/test_generate.py).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -19,6 +20,8 @@ from lada.data.sample import ANSWER_PREFIX
 from lada.models.precision import autocast_for
 from lada.train.batching import encode_prompts, left_pad
 from lada.utils.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -31,21 +34,26 @@ def generate_paths(
     batch_size: int = 64,
     stop_at_answer: bool = True,
     desc: str = "generate",
+    decoder: str | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (in input order), special tokens stripped.
 
     With ``stop_at_answer`` a row stops after its first complete ``Answer: X`` line (the
     continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
     (LaDa's own decode loop: length-sorted batches, a preallocated KV cache, finished rows
-    dropped) with the weights of :func:`decode_weights` (a bf16 copy of the linear layers with
-    LoRA folded in on a model that autocasts to bf16, else LoRA merged for the duration) and a
-    progress bar labelled ``desc``.
+    dropped) with a progress bar labelled ``desc``, on the lean decoder where the model allows
+    it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the model's ``lada_decoder`` set at
+    load time, else ``auto``; :func:`choose_decoder`), else on the model's own forward with
+    the weights of :func:`decode_weights`.
     """
     if not prompts:
         return []
     encoded = encode_prompts(tokenizer, prompts)
     stop = _AnswerStops(tokenizer) if stop_at_answer else None
-    with progress_bar(desc, total=len(prompts)) as bar, decode_weights(model) as autocast:
+    with (
+        progress_bar(desc, total=len(prompts)) as bar,
+        _decoding(model, decoder) as (engine, autocast),
+    ):
         ids = greedy_decode(
             model,
             encoded,
@@ -56,9 +64,22 @@ def generate_paths(
             stop=stop,
             on_done=bar.advance,
             autocast=autocast,
+            decoder=engine,
         )
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [_cut_after_answer(t) if stop_at_answer else t for t in texts]
+
+
+@contextlib.contextmanager
+def _decoding(model: PreTrainedModel, decoder: str | None) -> Iterator[tuple[str, bool]]:
+    """``(engine, autocast)`` for :func:`greedy_decode`: the lean decoder makes its own weight
+    copies; the model's own forward runs with :func:`decode_weights`."""
+    engine = choose_decoder(model, decoder or getattr(model, "lada_decoder", "auto"))
+    if engine == "lean":
+        yield engine, False
+        return
+    with decode_weights(model) as autocast:
+        yield engine, autocast
 
 
 @contextlib.contextmanager
@@ -140,6 +161,72 @@ class _AnswerStops:
         return "\n" in self.after[row].lstrip()
 
 
+DECODERS = ("auto", "lean", "hf")
+_TOLD: set[str] = set()
+
+
+def choose_decoder(model: PreTrainedModel, decoder: str = "auto") -> str:
+    """``lean`` (:class:`lada.models.lean_decoder.LeanDecoder`) or ``hf`` (the model's own
+    forward). ``auto`` takes the lean decoder where the model supports it and logs why not
+    otherwise; ``lean`` on a model it cannot run is an error."""
+    from lada.models.lean_decoder import lean_decoder_unsupported
+
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
+    if decoder == "hf":
+        return "hf"
+    reason = lean_decoder_unsupported(model)
+    if reason is None:
+        return "lean"
+    if decoder == "lean":
+        raise ValueError(f"decoder='lean' cannot run this model: {reason}")
+    if reason not in _TOLD:  # once per reason, not at every call
+        _TOLD.add(reason)
+        log.info("generation runs the model's own forward (lean decoder: %s)", reason)
+    return "hf"
+
+
+class _ModelSteps:
+    """Decode steps through the model's own forward with a preallocated cache (the interface of
+    :class:`lada.models.lean_decoder.LeanDecoder`: ``prefill``, ``step``, ``keep``)."""
+
+    def __init__(self, model: PreTrainedModel, autocast: bool) -> None:
+        self.model = model
+        self.autocast = autocast
+        self.cache_kw = _cache_keyword(model)
+
+    def prefill(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, capacity: int
+    ) -> torch.Tensor:
+        from lada.models.cast_weights import preallocated_cache
+
+        self.mask = mask
+        self.cache = preallocated_cache(self.model, capacity)
+        with autocast_for(self.model) if self.autocast else contextlib.nullcontext():
+            return self._forward(input_ids, positions)
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        # no autocast in decode steps: it would re-cast every fp32 weight each step
+        # (with a cast copy of the linear layers, decode_weights, there is none to do)
+        return self._forward(tokens[:, None], positions[:, None])
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.mask = self.mask[rows]
+        for layer in self.cache.layers:
+            layer.batch_select_indices(rows)
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            **{self.cache_kw: self.cache},
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+
+
 @torch.no_grad()
 def greedy_decode(
     model: PreTrainedModel,
@@ -155,6 +242,7 @@ def greedy_decode(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     autocast: bool = True,
+    decoder: str = "auto",
 ) -> list[list[int]]:
     """Greedy new token ids for every prompt (input order), EOS excluded; with
     ``temperature`` > 0, tokens sampled from softmax(logits / temperature) instead (pure
@@ -168,45 +256,53 @@ def greedy_decode(
     on CPU, 8 on GPU: the check is the loop's only host synchronisation; tokens produced past a
     row's end are cut off, so the output does not depend on it). The KV cache of a batch is
     preallocated for its prompt width + ``max_new_tokens`` (no copy of the cache per step).
-    ``autocast``: the prefill runs under the model's autocast (off when the caller computes
-    from a cast copy of the weights, :func:`decode_weights`).
-    """
-    from lada.models.cast_weights import preallocated_cache
+    With the lean decoder, the start all prompts of a batch share (a chat template's system
+    turn) is computed once for the batch.
 
+    ``decoder`` (:func:`choose_decoder`): ``lean`` runs
+    :class:`lada.models.lean_decoder.LeanDecoder` (fused projections, LoRA folded in, in the
+    model's autocast dtype); ``hf`` the model's own forward, where ``autocast`` says whether
+    the prefill runs under the model's autocast (off when the caller computes from a cast copy
+    of the weights, :func:`decode_weights`).
+    """
     device = next(model.parameters()).device
     if check_every is None:
         check_every = 1 if device.type == "cpu" else 8
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     out: list[list[int]] = [[] for _ in encoded]
-    cache_kw = _cache_keyword(model)
+    from lada.models.lean_decoder import LeanDecoder
+
+    if choose_decoder(model, decoder) == "lean":
+        steps: LeanDecoder | _ModelSteps = LeanDecoder(model, getattr(model, "lada_autocast", None))
+    else:
+        steps = _ModelSteps(model, autocast)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = left_pad([encoded[i] for i in idx], pad_id)
+            prompts = [encoded[i] for i in idx]
+            shared = _shared_prefix(prompts) if isinstance(steps, LeanDecoder) else 0
+            batch = left_pad([ids[shared:] for ids in prompts], pad_id)
             mask = batch["attention_mask"].to(device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            cache = preallocated_cache(model, mask.shape[1] + max_new_tokens)
-            with autocast_for(model) if autocast else contextlib.nullcontext():
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=mask,
-                    position_ids=positions,
-                    **{cache_kw: cache},
-                    use_cache=True,
-                    logits_to_keep=1,
-                ).logits
-            nxt = _next_token(logits[:, -1], temperature, generator)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+            logits = steps.prefill(
+                batch["input_ids"].to(device),
+                mask,
+                positions,
+                shared + mask.shape[1] + max_new_tokens,
+                **({"prefix": torch.tensor(prompts[0][:shared])} if shared else {}),
+            )
+            nxt = _next_token(logits, temperature, generator)
             rows = list(idx)  # prompt index of each live batch row
             pos = positions[:, -1]
-            steps: list[torch.Tensor] = []  # tokens since the last check, [live rows] each
+            pending: list[torch.Tensor] = []  # tokens since the last check, [live rows] each
             for step in range(max_new_tokens):
-                steps.append(nxt)
+                pending.append(nxt)
                 last = step == max_new_tokens - 1
                 if (step + 1) % check_every == 0 or last:
-                    block = torch.stack(steps, 1).tolist()
-                    steps = []
+                    block = torch.stack(pending, 1).tolist()
+                    pending = []
                     keep = []
                     for r, (i, toks) in enumerate(zip(rows, block, strict=True)):
                         if _extend(out[i], toks, eos_ids, stop, i) or last:
@@ -219,25 +315,26 @@ def greedy_decode(
                     if len(keep) < len(rows):
                         sel = torch.tensor(keep, device=device)
                         rows = [rows[r] for r in keep]
-                        nxt, mask, pos = nxt[sel], mask[sel], pos[sel]
-                        for layer in cache.layers:
-                            layer.batch_select_indices(sel)
-                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                        nxt, pos = nxt[sel], pos[sel]
+                        steps.keep(sel)
                 pos = pos + 1
-                # no autocast in decode steps: it would re-cast every fp32 weight each step
-                # (with a cast copy of the linear layers, decode_weights, there is none to do)
-                logits = model(
-                    input_ids=nxt[:, None],
-                    attention_mask=mask,
-                    position_ids=pos[:, None],
-                    **{cache_kw: cache},
-                    use_cache=True,
-                    logits_to_keep=1,
-                ).logits
-                nxt = _next_token(logits[:, -1], temperature, generator)
+                nxt = _next_token(steps.step(nxt, pos), temperature, generator)
     finally:
         model.train(was_training)
     return out
+
+
+def _shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all ``prompts`` share (each keeps at least one of its own);
+    0 for a single prompt."""
+    if len(prompts) < 2:
+        return 0
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 def _next_token(
@@ -261,6 +358,7 @@ def sample_paths(
     seed: int,
     max_new_tokens: int = 160,
     batch_size: int = 64,
+    decoder: str | None = None,
 ) -> list[list[str]]:
     """``samples`` paths per prompt drawn at ``temperature`` (each stopped after its answer
     line, as :func:`generate_paths`), by the same decode loop; ``seed`` fixes the draws (a
@@ -271,7 +369,7 @@ def sample_paths(
     rows = [ids for ids in encoded for _ in range(samples)]
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    with decode_weights(model) as autocast:
+    with _decoding(model, decoder) as (engine, autocast):
         ids = greedy_decode(
             model,
             rows,
@@ -283,6 +381,7 @@ def sample_paths(
             temperature=temperature,
             generator=gen,
             autocast=autocast,
+            decoder=engine,
         )
     texts = [_cut_after_answer(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]

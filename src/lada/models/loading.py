@@ -73,6 +73,7 @@ def load_causal_lm(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "float32",
     chat_template: str = "auto",
+    decoder: str = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` with the model in eval mode.
 
@@ -81,7 +82,9 @@ def load_causal_lm(
     model cannot be ``save_pretrained``: see :func:`convert_gguf_to_hf`). ``dtype`` is ``auto``,
     ``fp32``, ``bf16`` or ``fp16`` (:mod:`lada.models.precision`); ``chat_template`` ``auto``
     wraps prompts in the tokenizer's chat template when it has one, ``off`` never does
-    (:func:`lada.train.batching.use_chat_template`).
+    (:func:`lada.train.batching.use_chat_template`). ``decoder`` (``auto`` | ``lean`` | ``hf``,
+    :func:`lada.eval.generate.choose_decoder`) is what generation runs on, kept on the model as
+    ``model.lada_decoder``; ``lean`` on a model the lean decoder cannot run is an error here.
     """
     from lada.models.precision import apply_precision, choose_precision
 
@@ -101,6 +104,10 @@ def load_causal_lm(
     if lora is not None:
         model = apply_lora(model, lora)
     apply_precision(model, precision)
+    from lada.eval.generate import choose_decoder
+
+    choose_decoder(model, decoder)  # a clear error now for decoder='lean' on a model it can't run
+    model.lada_decoder = decoder  # type: ignore[attr-defined]
     log.info("%s: %s on %s", src, precision.describe(), target)
     model.to(target)
     return model.eval(), tokenizer

@@ -161,6 +161,7 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any):
             device=mc.device,
             dtype=mc.dtype,
             chat_template=mc.chat_template,
+            decoder=mc.decoder,
         )
 
     return load

@@ -1,0 +1,204 @@
+"""The lean decoder (lada.models.lean_decoder) against the model's own forward: logits of the
+prefill and of every step, greedy tokens, grouped-query heads, LoRA folded in, bf16 compute,
+and the models it refuses (tiny local models only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from lada.eval.generate import choose_decoder, greedy_decode
+from lada.models import build_model, build_tokenizer
+from lada.models.cast_weights import cast_linear_copy
+from lada.models.lean_decoder import LeanDecoder, lean_decoder_unsupported
+from lada.models.zoo import ModelSpec
+from lada.train.batching import encode_prompts, left_pad
+
+PROMPTS = [f"Double {a}\n" for a in range(7)] + ["Max has 3 cards. He buys 4 more.\n", "Hi\n"]
+# grouped-query attention (2 query heads per key head), both families the lean decoder knows
+GQA = {
+    "llama": ModelSpec("gqa-llama", "llama", 64, 2, 4, 2, 160, tie_word_embeddings=False),
+    "qwen2": ModelSpec("gqa-qwen2", "qwen2", 64, 2, 4, 2, 160),
+}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    corpus = PROMPTS * 3 + [f"Step: {a}+{a}={2 * a}\nAnswer: {2 * a}" for a in range(30)]
+    return build_tokenizer(corpus, vocab_size=300)
+
+
+def _with_lora(model):
+    """``model`` with non-zero LoRA adapters on every projection (peft)."""
+    from lada.models.loading import LoraSettings, apply_lora
+
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+def _batch(tok):
+    batch = left_pad(encode_prompts(tok, PROMPTS), tok.pad_token_id)
+    mask = batch["attention_mask"]
+    return batch["input_ids"], mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _reference_logits(model, ids, mask, positions, new_tokens):
+    """Last-position logits of the model's own forward (full recompute, no cache) for the
+    prompts and then for each of ``new_tokens`` appended one at a time."""
+    out = []
+    with torch.no_grad():
+        for n in range(new_tokens.shape[1] + 1):
+            full = torch.cat([ids, new_tokens[:, :n]], 1)
+            m = torch.cat([mask, mask.new_ones(len(ids), n)], 1)
+            p = torch.cat([positions, positions[:, -1:] + torch.arange(1, n + 1)], 1)
+            out.append(model(input_ids=full, attention_mask=m, position_ids=p).logits[:, -1])
+    return out
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("lora", [False, True])
+def test_logits_equal_the_models_forward(tok, family, lora):
+    model = build_model(GQA[family], tok, seed=1)
+    model = _with_lora(model) if lora else model
+    ids, mask, positions = _batch(tok)
+    new = torch.randint(5, 200, (len(ids), 4), generator=torch.Generator().manual_seed(0))
+    expected = _reference_logits(model, ids, mask, positions, new)
+
+    dec = LeanDecoder(model)
+    got = [dec.prefill(ids, mask, positions, ids.shape[1] + 4)]
+    for j in range(4):
+        got.append(dec.step(new[:, j], positions[:, -1] + j + 1))
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+
+
+def test_dropping_rows_keeps_the_others_exact(tok):
+    model = build_model(GQA["llama"], tok, seed=2)
+    ids, mask, positions = _batch(tok)
+    new = torch.randint(5, 200, (len(ids), 3), generator=torch.Generator().manual_seed(1))
+    expected = _reference_logits(model, ids, mask, positions, new)
+    dec = LeanDecoder(model)
+    dec.prefill(ids, mask, positions, ids.shape[1] + 3)
+    dec.step(new[:, 0], positions[:, -1] + 1)
+    rows = torch.tensor([0, 3, 8])
+    dec.keep(rows)
+    got = dec.step(new[rows, 1], positions[rows, -1] + 2)
+    torch.testing.assert_close(got, expected[2][rows], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_greedy_tokens_equal_the_models_own_decoding(tok, family):
+    model = _with_lora(build_model(GQA[family], tok, seed=4))
+    encoded = encode_prompts(tok, PROMPTS)
+    kw = dict(max_new_tokens=12, batch_size=4, eos_ids={tok.eos_token_id}, pad_id=tok.pad_token_id)
+    assert choose_decoder(model) == "lean"
+    lean = greedy_decode(model, encoded, decoder="lean", **kw)
+    own = greedy_decode(model, encoded, decoder="hf", **kw)
+    assert lean == own
+    assert sum(map(len, lean)) > len(PROMPTS)  # it generated something
+
+
+def test_bf16_compute_matches_the_cast_copy_forward(tok):
+    """With a bf16 compute dtype the lean decoder computes what the model's forward computes
+    on the bf16 cast copy of its linear layers (lada.models.cast_weights), up to round-off."""
+    model = _with_lora(build_model(GQA["qwen2"], tok, seed=5))
+    ids, mask, positions = _batch(tok)
+    with cast_linear_copy(model, torch.bfloat16), torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    got = LeanDecoder(model, torch.bfloat16).prefill(ids, mask, positions, ids.shape[1] + 1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected.float(), atol=2e-2, rtol=2e-2)
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.8
+
+
+def test_models_it_cannot_run_are_named_and_refused(tok, caplog):
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2))
+    assert "gpt2" in lean_decoder_unsupported(gpt2)
+    sliding = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            use_sliding_window=True,
+            sliding_window=8,
+            max_window_layers=0,
+        )
+    )
+    assert "sliding" in lean_decoder_unsupported(sliding)
+    with pytest.raises(ValueError, match="cannot run this model: model type 'gpt2'"):
+        LeanDecoder(gpt2)
+    with pytest.raises(ValueError, match="decoder='lean' cannot run this model"):
+        choose_decoder(gpt2, "lean")
+    with pytest.raises(ValueError, match="expected one of auto, lean, hf"):
+        choose_decoder(gpt2, "fast")
+    from lada.eval import generate
+
+    generate._TOLD.clear()
+    with caplog.at_level(logging.INFO, logger="lada.eval.generate"):
+        assert choose_decoder(gpt2, "auto") == "hf"
+    assert "lean decoder: model type 'gpt2'" in caplog.text
+
+
+def test_dora_adapters_are_not_folded(tok):
+    from peft import LoraConfig, get_peft_model
+
+    model = build_model(GQA["llama"], tok, seed=6)
+    dora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], use_dora=True))
+    assert "q_proj" in lean_decoder_unsupported(dora)
+
+
+def test_a_shared_prefix_computed_once_gives_the_same_logits(tok):
+    from lada.eval.generate import _shared_prefix
+
+    model = _with_lora(build_model(GQA["llama"], tok, seed=7))
+    system = encode_prompts(tok, ["You are a careful solver of word problems.\n"])[0]
+    encoded = [system + ids for ids in encode_prompts(tok, PROMPTS)]
+    shared = _shared_prefix(encoded)
+    assert shared >= len(system)
+    full = left_pad(encoded, tok.pad_token_id)
+    mask = full["attention_mask"]
+    expected = LeanDecoder(model).prefill(
+        full["input_ids"], mask, (mask.cumsum(-1) - 1).clamp(min=0), mask.shape[1] + 2
+    )
+    rest = left_pad([ids[shared:] for ids in encoded], tok.pad_token_id)
+    rmask = rest["attention_mask"]
+    positions = (rmask.cumsum(-1) - 1).clamp(min=0) + shared
+    dec = LeanDecoder(model)
+    got = dec.prefill(
+        rest["input_ids"],
+        rmask,
+        positions,
+        shared + rmask.shape[1] + 2,
+        prefix=torch.tensor(encoded[0][:shared]),
+    )
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    nxt = got.argmax(-1)
+    step = dec.step(nxt, positions[:, -1] + 1)
+    reference = _reference_logits(
+        model, full["input_ids"], mask, (mask.cumsum(-1) - 1).clamp(min=0), nxt[:, None]
+    )[1]
+    torch.testing.assert_close(step, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prefix_leaves_every_prompt_a_token():
+    from lada.eval.generate import _shared_prefix
+
+    assert _shared_prefix([[1, 2, 3]]) == 0
+    assert _shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert _shared_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert _shared_prefix([[7, 2], [1, 2]]) == 0
