@@ -21,7 +21,15 @@ from lada.train.batching import (
     encode_prompts,
     length_bucketed_batches,
 )
-from lada.train.logprobs import score_texts, sequence_logprobs, token_nll_per_sample
+from lada.train.logprobs import (
+    logprobs_from_logits,
+    score_texts,
+    sequence_logprobs,
+    supervised_logits,
+    target_logits,
+    target_token_logprobs,
+    token_nll_per_sample,
+)
 from lada.train.loop import OptimConfig, lr_lambda, train
 from lada.train.sft import sft
 
@@ -160,6 +168,47 @@ def test_sequence_logprobs_is_differentiable(model, tok):
     grad = model.get_input_embeddings().weight.grad
     assert grad is not None and grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_supervised_rows_equal_the_full_window_in_value_and_gradient(model, tok):
+    batch = collate(encode_pairs(tok, PROMPTS, TARGETS, max_length=512), tok.pad_token_id)
+    logits, targets, mask = supervised_logits(model, batch)
+    assert logits.shape == (int(mask.sum()), model.config.vocab_size) and targets.shape[0] == len(
+        logits
+    )
+    model.zero_grad()
+    full = logprobs_from_logits(*target_logits(model, batch))
+    full.sum().backward()
+    expected = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    cut, cut_mask = target_token_logprobs(model, batch)  # the supervised-rows path
+    cut.sum().backward()
+    torch.testing.assert_close(cut_mask, mask)
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
+    assert bool((cut[~mask] == 0).all())
+    torch.testing.assert_close(
+        model.get_input_embeddings().weight.grad, expected, rtol=1e-4, atol=1e-6
+    )
+    model.zero_grad(set_to_none=True)
+
+
+def test_target_token_logprobs_without_an_output_head_uses_the_full_window(model, tok):
+    batch = collate(encode_pairs(tok, PROMPTS, TARGETS, max_length=512), tok.pad_token_id)
+
+    class NoHead(torch.nn.Module):  # a model that does not expose its output embeddings
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+    wrapped = NoHead(model)
+    assert supervised_logits(wrapped, batch) is None
+    with torch.no_grad():
+        got, _ = target_token_logprobs(wrapped, batch)
+        want, _ = target_token_logprobs(model, batch)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_score_texts_aligned_and_restores_mode(model, tok):
