@@ -7,20 +7,22 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first.
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
-  a preallocated KV cache, finished rows dropped; on a model that autocasts to bf16, its linear
-  layers computed from a bf16 copy made once per call with LoRA folded in, the rest in fp32)
-  vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
+  projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
+  to bf16, preallocated KV cache, shared prompt prefix computed once) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
-  bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights).
-  Tokens per second counts the tokens of the final paths (the same work for all).
+  bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights), and
+  our decode loop on the model's own forward (``decoder="hf"``: session 7's generator).
+  Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
   attention scores left out) over the best matmul FLOP/s measured in this run (``torch.mm``
   of 2048^2 in fp32 and bf16; the dtype our run computes in).
 
     python benchmarks/real_model_speed.py [--train-steps 8] [--prompts 16] [--new-tokens 64]
+        [--repeats 2]
 
 The last line reads ``train_ratio=X generate_ratio=Y mfu=Z``.
 """
@@ -95,6 +97,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=2, help="generation: best of N, alternated")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto")
     args = p.parse_args()
@@ -166,37 +169,40 @@ def main() -> None:
     def ntok(texts: list[str]) -> int:
         return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
-    def timed(fn) -> tuple[list[str], float]:
-        fn(gen_prompts[:2], 4)  # warm-up
-        t0 = time.perf_counter()
-        out = fn(gen_prompts, args.new_tokens)
-        return [_cut_after_answer(t) for t in out], time.perf_counter() - t0
-
-    mine, t_ours = timed(lambda p, n: generate_paths(ours, tok, p, max_new_tokens=n, batch_size=bs))
-    ref, t_hf = timed(lambda p, n: hf_generate_paths(ours, tok, p, max_new_tokens=n, batch_size=bs))
     plain, _ = load_causal_lm(path, dtype="fp32", device=args.device)  # no LoRA at all
-    ref0, t_plain = timed(
-        lambda p, n: hf_generate_paths(plain, tok, p, max_new_tokens=n, batch_size=bs)
-    )
     half = copy.deepcopy(ours).merge_and_unload().to(torch.bfloat16)  # the peer in bf16
-    ref16, t_half = timed(
-        lambda p, n: hf_generate_paths(half, tok, p, max_new_tokens=n, batch_size=bs)
+    runs = {  # name -> (model, generate function)
+        "lada generate_paths, LoRA model": (ours, generate_paths),
+        "lada, model's own forward (decoder=hf)": (
+            ours,
+            lambda *a, **k: generate_paths(*a, decoder="hf", **k),
+        ),
+        "model.generate, same LoRA model": (ours, hf_generate_paths),
+        "model.generate, base without LoRA": (plain, hf_generate_paths),
+        "model.generate, merged LoRA in bf16": (half, hf_generate_paths),
+    }
+    texts: dict[str, list[str]] = {}
+    best: dict[str, float] = {}
+    for model, fn in runs.values():
+        fn(model, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)  # warm-up
+    for _ in range(args.repeats):  # alternated, best of --repeats each (load hits all alike)
+        for name, (model, fn) in runs.items():
+            t0 = time.perf_counter()
+            out = fn(model, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+            texts[name] = [_cut_after_answer(t) for t in out]
+    rate = {name: ntok(texts[name]) / best[name] for name in runs}
+    for name in runs:
+        print(
+            f"generate  {name:40s} {ntok(texts[name]):6d} tok in {best[name]:7.2f}s "
+            f"= {rate[name]:7.1f} tok/s"
+        )
+    mine, ref = texts["lada generate_paths, LoRA model"], texts["model.generate, same LoRA model"]
+    gen_ours, gen_hf = (
+        rate["lada generate_paths, LoRA model"],
+        rate["model.generate, same LoRA model"],
     )
-    gen_ours, gen_hf, gen_plain = ntok(mine) / t_ours, ntok(ref) / t_hf, ntok(ref0) / t_plain
-    gen_half = ntok(ref16) / t_half
     same = sum(a == b for a, b in zip(mine, ref, strict=True))
-    print(
-        f"generate  lada generate_paths, LoRA model  {ntok(mine):6d} tok in {t_ours:7.2f}s = {gen_ours:7.1f} tok/s"
-    )
-    print(
-        f"generate  model.generate, same LoRA model   {ntok(ref):6d} tok in {t_hf:7.2f}s = {gen_hf:7.1f} tok/s"
-    )
-    print(
-        f"generate  model.generate, base without LoRA {ntok(ref0):6d} tok in {t_plain:7.2f}s = {gen_plain:7.1f} tok/s"
-    )
-    print(
-        f"generate  model.generate, merged LoRA in bf16 {ntok(ref16):6d} tok in {t_half:7.2f}s = {gen_half:7.1f} tok/s"
-    )
     print(f"generate  identical paths (ours vs same-model generate): {same}/{len(ref)}")
 
     # ---- MFU ------------------------------------------------------------------------------
