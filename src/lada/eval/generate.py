@@ -3,8 +3,10 @@
 Prompts are encoded exactly as in training (:func:`lada.train.batching.encode_prompts`, chat
 template included when the model uses one) and left-padded by hand, so the tokenizer's
 ``padding_side`` is never touched. :func:`greedy_decode` is our own loop rather than
-``model.generate`` (measured faster: benchmarks/real_model_speed.py); its output equals
-greedy ``generate``'s token for token (tests/test_generate.py).
+``model.generate`` (measured faster: benchmarks/real_model_speed.py); its forward passes run
+on :class:`lada.models.lean_decoder.LeanDecoder` where the model allows it, else on the
+model's own forward (:func:`choose_decoder`). In fp32 its output equals greedy
+``generate``'s token for token (tests/test_eval.py, tests/test_lean_decoder.py).
 """
 
 from __future__ import annotations
@@ -361,8 +363,8 @@ def sample_paths(
     decoder: str | None = None,
 ) -> list[list[str]]:
     """``samples`` paths per prompt drawn at ``temperature`` (each stopped after its answer
-    line, as :func:`generate_paths`), by the same decode loop; ``seed`` fixes the draws (a
-    generator of its own: the global RNG is untouched)."""
+    line, as :func:`generate_paths`), by the same decode loop and ``decoder``; ``seed`` fixes
+    the draws (a generator of its own: the global RNG is untouched)."""
     if not prompts or samples <= 0:
         return [[] for _ in prompts]
     encoded = encode_prompts(tokenizer, prompts)
