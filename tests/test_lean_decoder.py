@@ -202,3 +202,25 @@ def test_shared_prefix_leaves_every_prompt_a_token():
     assert _shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
     assert _shared_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
     assert _shared_prefix([[7, 2], [1, 2]]) == 0
+
+
+def test_the_decoder_choice_travels_with_the_model(tok, tmp_path, monkeypatch):
+    from lada.eval.generate import generate_paths
+    from lada.models import lean_decoder
+    from lada.models.loading import load_causal_lm
+
+    build_model(GQA["llama"], tok, seed=8).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="expected one of auto, lean, hf"):
+        load_causal_lm(tmp_path, device="cpu", decoder="fast")
+    own, tok2 = load_causal_lm(tmp_path, device="cpu", decoder="hf")
+    auto, _ = load_causal_lm(tmp_path, device="cpu")
+    assert (own.lada_decoder, auto.lada_decoder) == ("hf", "auto")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the lean decoder ran")
+
+    monkeypatch.setattr(lean_decoder.LeanDecoder, "__init__", refuse)
+    assert len(generate_paths(own, tok2, PROMPTS[:2], max_new_tokens=3)) == 2  # model's forward
+    with pytest.raises(RuntimeError, match="the lean decoder ran"):
+        generate_paths(auto, tok2, PROMPTS[:2], max_new_tokens=3)
