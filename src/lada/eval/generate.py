@@ -274,7 +274,9 @@ def greedy_decode(
     out: list[list[int]] = [[] for _ in encoded]
     from lada.models.lean_decoder import LeanDecoder
 
-    if choose_decoder(model, decoder) == "lean":
+    # "lean" needs no check here: LeanDecoder refuses a model it cannot run, with the reason
+    engine = decoder if decoder in ("lean", "hf") else choose_decoder(model, decoder)
+    if engine == "lean":
         steps: LeanDecoder | _ModelSteps = LeanDecoder(model, getattr(model, "lada_autocast", None))
     else:
         steps = _ModelSteps(model, autocast)

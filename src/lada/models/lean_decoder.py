@@ -1,8 +1,8 @@
 """A lean forward pass for greedy decoding with Llama-family models (Llama, Qwen2).
 
 Why (measured, docs/real-models.md): decoding a 135 M-parameter model at batch 16 on a 2-core
-CPU, the matmuls take ~22 ms a step in bf16, but a step through the Hugging Face forward took
-~110 ms: per-step mask building, cache objects, seven separate projections per layer, CPU
+CPU, the bf16 matmuls take ~38 ms a step (the weights streamed from memory), but a step
+through the Hugging Face forward on the same bf16 copies took ~115 ms: per-step mask building, cache objects, seven separate projections per layer, CPU
 flash attention for a one-token query, and dtype casts around every linear layer. This module
 runs the same equations with
 
@@ -231,7 +231,7 @@ class LeanDecoder:
         if p:  # one row; its keys and values are written to every row's buffer
             causal = torch.ones(p, p, dtype=torch.bool, device=self.device).tril()
             at = torch.arange(p, device=self.device)[None]
-            self._forward(prefix[None].to(self.device), at, causal[None, None])
+            self._layers(prefix[None].to(self.device), at, causal[None, None])
         # causal and padding: a query sees the prefix and earlier real tokens; a pad query
         # sees itself only
         own = torch.ones(t, t, dtype=torch.bool, device=self.device).tril()
@@ -256,6 +256,14 @@ class LeanDecoder:
         self.mask = self.mask.index_select(0, rows)
 
     def _forward(self, ids: Tensor, positions: Tensor, allowed: Tensor | None) -> Tensor:
+        """Logits (fp32) of the last position after :meth:`_layers`."""
+        last = rms_norm(self._layers(ids, positions, allowed)[:, -1], *self.final_norm)
+        return self._linear(last, self.head).float()
+
+    def _layers(self, ids: Tensor, positions: Tensor, allowed: Tensor | None) -> Tensor:
+        """Run the decoder layers on ``ids`` (written to the cache after what it holds);
+        returns the hidden states ``[b, t, hidden]``. ``allowed``: the boolean attention mask
+        of many new tokens, None for one token per row (the additive row mask)."""
         b, t = ids.shape
         h = self.embed(ids)
         cos, sin = self.rotary(h, positions)
@@ -281,8 +289,7 @@ class LeanDecoder:
             gate, up = self._linear(x, layer.gate_up).chunk(2, dim=-1)
             h = h + self._linear(self.act(gate) * up, layer.down)
         self.length = end
-        last = rms_norm(h[:, -1], *self.final_norm)
-        return self._linear(last, self.head).float()
+        return h
 
     def _attend_one(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
         """Attention of one query per row: ``q`` [b, heads, 1, d] -> [b, heads, 1, d]. The
