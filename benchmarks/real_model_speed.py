@@ -10,12 +10,14 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
   finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
-  to bf16, preallocated KV cache, shared prompt prefix computed once) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  to bf16 and packed once for oneDNN (``lada.models.packed_linear``), preallocated KV cache,
+  shared prompt prefix computed once) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
-  bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights), and
-  our decode loop on the model's own forward (``decoder="hf"``: session 7's generator).
+  bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights),
+  the lean decoder on plain (unpacked) bf16 weights (``pack=False``: session 8's generator),
+  and our decode loop on the model's own forward (``decoder="hf"``: session 7's generator).
   Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
@@ -176,6 +178,10 @@ def main() -> None:
     half = copy.deepcopy(ours).merge_and_unload().to(torch.bfloat16)  # the peer in bf16
     runs = {  # name -> (model, generate function)
         "lada generate_paths, LoRA model": (ours, generate_paths),
+        "lada, lean decoder on plain bf16 weights": (
+            ours,
+            lambda *a, **k: generate_paths(*a, pack=False, **k),
+        ),
         "lada, model's own forward (decoder=hf)": (
             ours,
             lambda *a, **k: generate_paths(*a, decoder="hf", **k),

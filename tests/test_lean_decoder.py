@@ -16,6 +16,7 @@ from lada.eval.generate import choose_decoder, greedy_decode
 from lada.models import build_model, build_tokenizer
 from lada.models.cast_weights import cast_linear_copy
 from lada.models.lean_decoder import LeanDecoder, lean_decoder_unsupported
+from lada.models.packed_linear import packing_unsupported
 from lada.models.zoo import ModelSpec
 from lada.train.batching import encode_prompts, left_pad
 
@@ -224,3 +225,33 @@ def test_the_decoder_choice_travels_with_the_model(tok, tmp_path, monkeypatch):
     assert len(generate_paths(own, tok2, PROMPTS[:2], max_new_tokens=3)) == 2  # model's forward
     with pytest.raises(RuntimeError, match="the lean decoder ran"):
         generate_paths(auto, tok2, PROMPTS[:2], max_new_tokens=3)
+
+
+@pytest.mark.skipif(
+    packing_unsupported(torch.empty(0, dtype=torch.bfloat16)) is not None,
+    reason="packed bf16 linear not available on this CPU",
+)
+def test_packed_bf16_weights_give_the_plain_weights_logits(tok):
+    """Weights packed once for oneDNN (lada.models.packed_linear) change the speed, not the
+    numbers: prefill, steps and dropped rows against the same decoder on plain weights."""
+    model = _with_lora(build_model(GQA["llama"], tok, seed=3))
+    ids, mask, positions = _batch(tok)
+    new = torch.randint(5, 200, (len(ids), 3), generator=torch.Generator().manual_seed(1))
+    runs = []
+    for pack in (True, False):
+        dec = LeanDecoder(model, torch.bfloat16, pack=pack)
+        assert dec.pack is pack and (dec.head.packed is not None) is pack
+        logits = [dec.prefill(ids, mask, positions, ids.shape[1] + 3)]
+        logits.append(dec.step(new[:, 0], positions[:, -1] + 1))
+        dec.keep(torch.tensor([0, 2, 5]))
+        logits.append(dec.step(new[[0, 2, 5], 1], positions[[0, 2, 5], -1] + 2))
+        runs.append(logits)
+    for packed, plain in zip(*runs, strict=True):
+        torch.testing.assert_close(packed, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_packing_demanded_on_fp32_weights_is_refused(tok):
+    model = build_model(GQA["qwen2"], tok, seed=3)
+    with pytest.raises(ValueError, match="cannot pack the lean decoder weights"):
+        LeanDecoder(model, pack=True)
+    assert LeanDecoder(model).pack is False  # auto: fp32 weights stay plain

@@ -37,6 +37,7 @@ def generate_paths(
     stop_at_answer: bool = True,
     desc: str = "generate",
     decoder: str | None = None,
+    pack: bool | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (in input order), special tokens stripped.
 
@@ -46,7 +47,8 @@ def generate_paths(
     dropped) with a progress bar labelled ``desc``, on the lean decoder where the model allows
     it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the model's ``lada_decoder`` set at
     load time, else ``auto``; :func:`choose_decoder`), else on the model's own forward with
-    the weights of :func:`decode_weights`.
+    the weights of :func:`decode_weights`. ``pack``: the lean decoder's bf16 weights packed
+    for oneDNN (:mod:`lada.models.packed_linear`; None: where it runs).
     """
     if not prompts:
         return []
@@ -67,6 +69,7 @@ def generate_paths(
             on_done=bar.advance,
             autocast=autocast,
             decoder=engine,
+            pack=pack,
         )
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [_cut_after_answer(t) if stop_at_answer else t for t in texts]
@@ -245,6 +248,7 @@ def greedy_decode(
     generator: torch.Generator | None = None,
     autocast: bool = True,
     decoder: str = "auto",
+    pack: bool | None = None,
 ) -> list[list[int]]:
     """Greedy new token ids for every prompt (input order), EOS excluded; with
     ``temperature`` > 0, tokens sampled from softmax(logits / temperature) instead (pure
@@ -265,7 +269,8 @@ def greedy_decode(
     :class:`lada.models.lean_decoder.LeanDecoder` (fused projections, LoRA folded in, in the
     model's autocast dtype); ``hf`` the model's own forward, where ``autocast`` says whether
     the prefill runs under the model's autocast (off when the caller computes from a cast copy
-    of the weights, :func:`decode_weights`).
+    of the weights, :func:`decode_weights`). ``pack``: whether the lean decoder packs its bf16
+    weights for oneDNN once per call (:mod:`lada.models.packed_linear`; None: where it runs).
     """
     device = next(model.parameters()).device
     if check_every is None:
@@ -277,7 +282,9 @@ def greedy_decode(
     # "lean" needs no check here: LeanDecoder refuses a model it cannot run, with the reason
     engine = decoder if decoder in ("lean", "hf") else choose_decoder(model, decoder)
     if engine == "lean":
-        steps: LeanDecoder | _ModelSteps = LeanDecoder(model, getattr(model, "lada_autocast", None))
+        steps: LeanDecoder | _ModelSteps = LeanDecoder(
+            model, getattr(model, "lada_autocast", None), pack=pack
+        )
     else:
         steps = _ModelSteps(model, autocast)
     was_training = model.training

@@ -9,9 +9,12 @@ runs the same equations with
 * the projections that share an input fused into one matmul (q|k|v, gate|up), LoRA adapters
   folded in, copied once per call in the compute dtype (bf16 where the model autocasts to it);
 * a preallocated key/value buffer per layer, written in place;
-* attention of the one new query by SDPA with the query heads that share a key head handed
-  over as that head's queries (no repeated keys), and the padding mask kept as one additive
-  row per sequence.
+* attention of the one new query with the query heads that share a key head handed over as
+  that head's queries (no repeated keys), and the padding mask kept as one additive row per
+  sequence;
+* on a CPU with native bf16, the bf16 weight copies packed once for oneDNN
+  (:mod:`lada.models.packed_linear`: the plain ``linear`` reorders every weight at every
+  call, which was half of a decode step's matmul time).
 
 What stays as in the model: embeddings, RMSNorm (fp32 statistics), the model's own rotary
 embedding module (so rope scaling variants come along), the activation function; norms,
@@ -34,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from transformers.activations import ACT2FN
+
+from lada.models.packed_linear import Projection, should_pack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -126,12 +131,12 @@ def _fused(modules: list[nn.Module], dtype: torch.dtype) -> tuple[Tensor, Tensor
 class _Layer:
     norm_in: Tensor
     eps_in: float
-    qkv: tuple[Tensor, Tensor | None]
-    out: tuple[Tensor, Tensor | None]
+    qkv: Projection
+    out: Projection
     norm_post: Tensor
     eps_post: float
-    gate_up: tuple[Tensor, Tensor | None]
-    down: tuple[Tensor, Tensor | None]
+    gate_up: Projection
+    down: Projection
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -157,7 +162,13 @@ class LeanDecoder:
     logits of the last position, ``[rows, vocab]`` in fp32.
     """
 
-    def __init__(self, model: nn.Module, compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        compute_dtype: torch.dtype | None = None,
+        *,
+        pack: bool | None = None,
+    ) -> None:
         reason = lean_decoder_unsupported(model)
         if reason is not None:
             raise ValueError(f"the lean decoder cannot run this model: {reason}")
@@ -174,10 +185,12 @@ class LeanDecoder:
         self.act = ACT2FN[config.hidden_act]
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
+        probe = torch.empty(0, dtype=self.compute, device=self.device)
+        self.pack = should_pack(probe, pack, "lean decoder")
         with torch.no_grad():
             self.layers = [self._layer(layer) for layer in inner.layers]
             self.final_norm = (inner.norm.weight.detach(), inner.norm.variance_epsilon)
-            self.head = _fused([base.lm_head], self.compute)
+            self.head = self._projection([base.lm_head])
         self.keys: list[Tensor] = []
         self.values: list[Tensor] = []
         self.length = 0
@@ -188,17 +201,19 @@ class LeanDecoder:
         return _Layer(
             norm_in=layer.input_layernorm.weight.detach(),
             eps_in=layer.input_layernorm.variance_epsilon,
-            qkv=_fused([attn.q_proj, attn.k_proj, attn.v_proj], self.compute),
-            out=_fused([attn.o_proj], self.compute),
+            qkv=self._projection([attn.q_proj, attn.k_proj, attn.v_proj]),
+            out=self._projection([attn.o_proj]),
             norm_post=layer.post_attention_layernorm.weight.detach(),
             eps_post=layer.post_attention_layernorm.variance_epsilon,
-            gate_up=_fused([mlp.gate_proj, mlp.up_proj], self.compute),
-            down=_fused([mlp.down_proj], self.compute),
+            gate_up=self._projection([mlp.gate_proj, mlp.up_proj]),
+            down=self._projection([mlp.down_proj]),
         )
 
-    def _linear(self, x: Tensor, weight_bias: tuple[Tensor, Tensor | None]) -> Tensor:
-        weight, bias = weight_bias
-        return nn.functional.linear(x.to(self.compute), weight, bias).to(self.dtype)
+    def _projection(self, modules: list[nn.Module]) -> Projection:
+        return Projection(*_fused(modules, self.compute), pack=self.pack)
+
+    def _linear(self, x: Tensor, projection: Projection) -> Tensor:
+        return projection(x.to(self.compute)).to(self.dtype)
 
     @torch.no_grad()
     def prefill(
@@ -293,11 +308,11 @@ class LeanDecoder:
 
     def _attend_one(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
         """Attention of one query per row: ``q`` [b, heads, 1, d] -> [b, heads, 1, d]. The
-        query heads that share a key head are handed to SDPA as that head's queries (no
-        repeated keys, no causal mask needed: every cached position is in the past)."""
+        query heads that share a key head are that head's queries (no repeated keys, no causal
+        mask needed: every cached position is in the past). Two matmuls and a softmax:
+        measured 20–35 % faster here than SDPA's CPU flash kernel for 3–9 queries per head."""
         b, nq, _, d = q.shape
         grouped = q.reshape(b, self.kv_heads, nq // self.kv_heads, d)  # head h -> key head h // g
-        out = nn.functional.scaled_dot_product_attention(
-            grouped, keys, values, attn_mask=mask, scale=self.scale
-        )
+        scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(self.scale).add_(mask)
+        out = torch.matmul(scores.softmax(-1), values)
         return out.reshape(b, nq, 1, d)
