@@ -154,6 +154,49 @@ def test_load_causal_lm_with_lora_trains_only_adapters(saved, tok):
     assert any(not torch.equal(after[n], v) for n, v in adapters.items())
 
 
+def test_lora_initialisation_follows_the_seed_not_the_global_generator(saved):
+    """peft draws lora_A from torch's global generator: a seed fixes the adapters whatever
+    state that generator is in (runs of one config start alike in every process), different
+    seeds give different adapters, and the global generator is left untouched."""
+    d, _ = saved
+
+    def adapters(seed, global_seed):
+        torch.manual_seed(global_seed)
+        model, _ = load_causal_lm(d, device="cpu", lora=LoraSettings(r=4, alpha=8), seed=seed)
+        after = torch.rand(1)
+        torch.manual_seed(global_seed)
+        return {n: p.detach() for n, p in model.named_parameters() if "lora_A" in n}, after
+
+    a, next_a = adapters(7, global_seed=1)
+    b, _ = adapters(7, global_seed=2)
+    c, _ = adapters(8, global_seed=1)
+    assert a and all(torch.equal(a[n], b[n]) for n in a)
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+    torch.manual_seed(1)
+    assert torch.equal(next_a, torch.rand(1))  # loading consumed nothing of the global stream
+
+
+def test_run_roles_start_from_seeded_adapters(saved):
+    """The runner's loader seeds each role's adapters from the run's seed and the role: the
+    same run seed and role give the same adapters whatever the global generator's state, other
+    roles or seeds other adapters (the real config's runs differed from round 1 without it)."""
+    from lada.config.schema import ClientConfig, RunConfig
+    from lada.runner.setup import model_loader
+
+    d, _ = saved
+    mc = ClientConfig(model=str(d), lora=LoraSettings(r=4, alpha=8), device="cpu")
+
+    def adapters(run_seed, role, global_seed):
+        torch.manual_seed(global_seed)
+        model, _ = model_loader(mc, RunConfig(seed=run_seed), None, role=role)()
+        return [p.detach() for n, p in model.named_parameters() if "lora_A" in n]
+
+    first = adapters(0, "client_0", global_seed=1)
+    assert all(map(torch.equal, first, adapters(0, "client_0", global_seed=2)))
+    assert not all(map(torch.equal, first, adapters(0, "client_1", global_seed=1)))
+    assert not all(map(torch.equal, first, adapters(1, "client_0", global_seed=1)))
+
+
 def test_missing_model_fails(tmp_path):
     with pytest.raises((OSError, ValueError)):
         load_causal_lm(tmp_path / "nope", device="cpu")

@@ -129,7 +129,8 @@ def load_run_model(
     from lada.runner.setup import model_loader
     from lada.utils.model_state import load_trainable
 
-    model, tok = model_loader(mc, cfg, _world_config(cfg, run_dir))()
+    role = "server" if client is None else f"client_{client}"
+    model, tok = model_loader(mc, cfg, _world_config(cfg, run_dir), role=role)()
     if ckpt is not None:
         load_trainable(model, ckpt)
     info = {

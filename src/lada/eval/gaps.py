@@ -115,7 +115,7 @@ def measure_gaps(
     gen = {"batch_size": cfg.eval.batch_size, "max_new_tokens": cfg.eval.max_new_tokens}
     cells: list[GapCell] = []
     log(f"LLM {cfg.server.model}: {sum(map(len, probes))} probe questions")
-    llm, llm_tok = model_loader(cfg.server, cfg, data.world_cfg)()
+    llm, llm_tok = model_loader(cfg.server, cfg, data.world_cfg, role="server")()
     flat = [s for p in probes for s in p]
     records = evaluate(llm, llm_tok, flat, **gen).records
     start = 0
@@ -125,7 +125,7 @@ def measure_gaps(
     del llm
     for k, mc in enumerate(cfg.clients):
         if capacity > 0:
-            model, tok = model_loader(mc, cfg, data.world_cfg)()
+            model, tok = model_loader(mc, cfg, data.world_cfg, role=f"client_{k}")()
             seed = derive_seed(cfg.seed, "gaps", "capacity", k)
             seed_everything(seed)
             chains = generate(
@@ -150,7 +150,7 @@ def measure_gaps(
                 for c in _cells(k, "slm", mc.model, "capacity", probes[k], recs)
                 if c.kind == "general"
             ]
-        model, tok = model_loader(mc, cfg, data.world_cfg)()
+        model, tok = model_loader(mc, cfg, data.world_cfg, role=f"client_{k}")()
         log(f"SLM {k} {mc.model}: as prepared")
         cells += _cells(
             k, "slm", mc.model, "base", probes[k], evaluate(model, tok, probes[k], **gen).records

@@ -51,8 +51,16 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerB
     return tokenizer
 
 
-def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
-    """Wrap ``model`` in a peft LoRA model: only adapter weights stay trainable."""
+def apply_lora(
+    model: PreTrainedModel, lora: LoraSettings, seed: int | None = None
+) -> PreTrainedModel:
+    """Wrap ``model`` in a peft LoRA model: only adapter weights stay trainable.
+
+    peft draws the ``lora_A`` matrices from torch's global random generator; with ``seed`` they
+    are drawn from a generator seeded with it instead (the global one is left as it was), so
+    the same seed gives the same adapters in every process. Without it they depend on whatever
+    state the global generator is in (a run's seed did not reach them before session 9: two
+    runs of one config differed from their first training step on)."""
     from peft import LoraConfig, get_peft_model  # lazy: ~8 s import
 
     config = LoraConfig(
@@ -62,7 +70,11 @@ def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
         target_modules=list(lora.target_modules),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    if seed is None:
+        return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def load_causal_lm(
@@ -74,6 +86,7 @@ def load_causal_lm(
     dtype: str | torch.dtype = "float32",
     chat_template: str = "auto",
     decoder: str = "auto",
+    seed: int | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` with the model in eval mode.
 
@@ -85,6 +98,7 @@ def load_causal_lm(
     (:func:`lada.train.batching.use_chat_template`). ``decoder`` (``auto`` | ``lean`` | ``hf``,
     :func:`lada.eval.generate.choose_decoder`) is what generation runs on, kept on the model as
     ``model.lada_decoder``; ``lean`` on a model the lean decoder cannot run is an error here.
+    ``seed``: the LoRA adapters' initialisation (:func:`apply_lora`).
     """
     from lada.models.precision import apply_precision, choose_precision
 
@@ -102,7 +116,7 @@ def load_causal_lm(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     precision = choose_precision(dtype, target, sum(p.numel() for p in model.parameters()))
     if lora is not None:
-        model = apply_lora(model, lora)
+        model = apply_lora(model, lora, seed)
     apply_precision(model, precision)
     from lada.eval.generate import choose_decoder
 

@@ -40,7 +40,7 @@ def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
 def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
     host = run_host(cfg)
     return ServerRole(
-        model_loader(cfg.server, cfg, data.world_cfg),
+        model_loader(cfg.server, cfg, data.world_cfg, role="server"),
         data.public,
         {k: data.test[k] for k in range(len(cfg.clients))},
         ServerSettings(
@@ -53,7 +53,7 @@ def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
             limits=cfg.limits,
         ),
         # e.g. FedCoLLM distils the averaged (homogeneous) SLM on the server
-        load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg)
+        load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg, role="client_0")
         if host.server_holds_slm and cfg.clients
         else None,
     )
@@ -63,7 +63,7 @@ def build_client(cfg: RunConfig, data: RunData, k: int, state_dir: Path) -> Clie
     """Client k's role: its SLM, its private data, P; its state lives in ``state_dir``."""
     return ClientRole(
         k,
-        model_loader(cfg.clients[k], cfg, data.world_cfg),
+        model_loader(cfg.clients[k], cfg, data.world_cfg, role=f"client_{k}"),
         data.train[k],
         data.test[k],
         data.public,

@@ -140,10 +140,13 @@ def load_synthetic_data(cfg: RunConfig, run_dir: Path) -> RunData:
     return data
 
 
-def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any):
+def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
     """A function that loads this role's model: a zoo name (prepared and cached locally), or a
-    path / hub id through transformers (optionally GGUF, optionally LoRA)."""
+    path / hub id through transformers (optionally GGUF, optionally LoRA). ``role``
+    (``server``, ``client_K``) and the run's seed fix the LoRA adapters' initialisation, so a
+    run with the same seed starts from the same adapters in every process."""
     from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.utils.seeding import derive_seed
 
     def load() -> tuple[Any, Any]:
         from lada.models.fetch import fetch_model, is_real_name
@@ -162,6 +165,7 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any):
             dtype=mc.dtype,
             chat_template=mc.chat_template,
             decoder=mc.decoder,
+            seed=derive_seed(cfg.seed, "lora", role),
         )
 
     return load
