@@ -38,6 +38,7 @@ import os
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -178,14 +179,8 @@ def main() -> None:
     half = copy.deepcopy(ours).merge_and_unload().to(torch.bfloat16)  # the peer in bf16
     runs = {  # name -> (model, generate function)
         "lada generate_paths, LoRA model": (ours, generate_paths),
-        "lada, lean decoder on plain bf16 weights": (
-            ours,
-            lambda *a, **k: generate_paths(*a, pack=False, **k),
-        ),
-        "lada, model's own forward (decoder=hf)": (
-            ours,
-            lambda *a, **k: generate_paths(*a, decoder="hf", **k),
-        ),
+        "lada, lean decoder on plain bf16 weights": (ours, partial(generate_paths, pack=False)),
+        "lada, model's own forward (decoder=hf)": (ours, partial(generate_paths, decoder="hf")),
         "model.generate, same LoRA model": (ours, hf_generate_paths),
         "model.generate, base without LoRA": (plain, hf_generate_paths),
         "model.generate, merged LoRA in bf16": (half, hf_generate_paths),

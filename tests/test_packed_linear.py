@@ -8,10 +8,9 @@ import torch
 
 from lada.models.packed_linear import Projection, packing_unsupported, should_pack
 
-BF16 = torch.empty(0, dtype=torch.bfloat16)
 needs_packing = pytest.mark.skipif(
-    packing_unsupported(BF16) is not None,
-    reason=f"packed bf16 linear not available here: {packing_unsupported(BF16)}",
+    packing_unsupported(torch.bfloat16) is not None,
+    reason=f"packed bf16 linear not available here: {packing_unsupported(torch.bfloat16)}",
 )
 
 
@@ -33,11 +32,11 @@ def test_packed_projection_equals_linear(shape, with_bias):
 
 def test_fp32_weights_are_not_packed_and_demanding_it_is_an_error():
     weight = torch.randn(8, 4)
-    assert "float32" in packing_unsupported(weight)
-    assert should_pack(weight, None, "test") is False  # auto: fp32 stays plain, quietly
-    assert should_pack(weight, False, "test") is False
+    assert "float32" in packing_unsupported(weight.dtype)
+    assert should_pack(weight.dtype, "cpu", None, "test") is False  # auto: fp32 stays plain
+    assert should_pack(weight.dtype, "cpu", False, "test") is False
     with pytest.raises(ValueError, match="cannot pack the test weights: weights in torch.float32"):
-        should_pack(weight, True, "test")
+        should_pack(weight.dtype, "cpu", True, "test")
     plain = Projection(weight, None, pack=False)
     x = torch.randn(3, 4)
     assert torch.equal(plain(x), torch.nn.functional.linear(x, weight))

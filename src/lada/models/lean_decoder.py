@@ -185,8 +185,7 @@ class LeanDecoder:
         self.act = ACT2FN[config.hidden_act]
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
-        probe = torch.empty(0, dtype=self.compute, device=self.device)
-        self.pack = should_pack(probe, pack, "lean decoder")
+        self.pack = should_pack(self.compute, self.device, pack, "lean decoder")
         with torch.no_grad():
             self.layers = [self._layer(layer) for layer in inner.layers]
             self.final_norm = (inner.norm.weight.detach(), inner.norm.variance_epsilon)

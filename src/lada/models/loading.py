@@ -59,8 +59,7 @@ def apply_lora(
     peft draws the ``lora_A`` matrices from torch's global random generator; with ``seed`` they
     are drawn from a generator seeded with it instead (the global one is left as it was), so
     the same seed gives the same adapters in every process. Without it they depend on whatever
-    state the global generator is in (a run's seed did not reach them before session 9: two
-    runs of one config differed from their first training step on)."""
+    state the global generator is in."""
     from peft import LoraConfig, get_peft_model  # lazy: ~8 s import
 
     config = LoraConfig(

@@ -51,12 +51,13 @@ def _probe() -> str | None:
     return None
 
 
-def packing_unsupported(weight: Tensor) -> str | None:
-    """Why ``weight`` cannot be packed for :func:`packed_linear` (None when it can)."""
-    if weight.dtype != torch.bfloat16:
-        return f"weights in {weight.dtype} (packing helps bf16 only; fp32 measured no faster)"
-    if weight.device.type != "cpu":
-        return f"weights on {weight.device.type} (packing is for CPU)"
+def packing_unsupported(dtype: torch.dtype, device: torch.device | str = "cpu") -> str | None:
+    """Why weights of ``dtype`` on ``device`` cannot be packed for :func:`packed_linear` (None
+    when they can)."""
+    if dtype != torch.bfloat16:
+        return f"weights in {dtype} (packing helps bf16 only; fp32 measured no faster)"
+    if torch.device(device).type != "cpu":
+        return f"weights on {torch.device(device).type} (packing is for CPU)"
     return _probe()
 
 
@@ -77,7 +78,6 @@ class Projection:
 
     def __init__(self, weight: Tensor, bias: Tensor | None, *, pack: bool) -> None:
         self.bias = bias
-        self.out_features = weight.shape[0]
         self.packed = pack_weight(weight) if pack else None
         self.weight = None if pack else weight  # the packed copy replaces the plain one
 
@@ -87,15 +87,17 @@ class Projection:
         return nn.functional.linear(x, self.weight, self.bias)
 
 
-def should_pack(weight: Tensor, pack: bool | None, what: str) -> bool:
-    """Whether to pack ``weight``: ``pack`` True demands it (an error says why it cannot),
-    False refuses, None (auto) packs where :func:`packing_unsupported` allows, logging the
-    reason once where it does not (bf16 weights on CPU only: fp32 and GPU weights are simply
-    not packed)."""
-    reason = packing_unsupported(weight)
+def should_pack(
+    dtype: torch.dtype, device: torch.device | str, pack: bool | None, what: str
+) -> bool:
+    """Whether to pack weights of ``dtype`` on ``device``: ``pack`` True demands it (an error
+    says why it cannot), False refuses, None (auto) packs where :func:`packing_unsupported`
+    allows, logging the reason once where it does not (bf16 weights on CPU only: fp32 and GPU
+    weights are simply not packed)."""
+    reason = packing_unsupported(dtype, device)
     if pack is True and reason is not None:
         raise ValueError(f"cannot pack the {what} weights: {reason}")
-    quiet = weight.dtype != torch.bfloat16 or weight.device.type != "cpu"
+    quiet = dtype != torch.bfloat16 or torch.device(device).type != "cpu"
     if pack is None and reason is not None and not quiet:
         _log_once(f"{what}: bf16 weights not packed ({reason}); plain linear layers instead")
     return pack is not False and reason is None
