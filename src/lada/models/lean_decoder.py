@@ -50,21 +50,57 @@ def _backbone(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _effective_linear(module: nn.Module) -> tuple[Tensor, Tensor | None] | None:
-    """``(weight, bias)`` a projection computes with: a plain linear layer's own, a peft LoRA
-    layer's base plus its active adapters' deltas; None for anything else."""
-    from lada.models.cast_weights import CastLinear, _lora_effective_weight
+def _write_weight(module: nn.Module, out: Tensor) -> Tensor | None:
+    """Write the weight ``module`` computes with into ``out`` (``[out, in]``, any dtype) and
+    return its bias: a plain linear layer's own weight; a peft LoRA layer's base weight plus
+    its active adapters' deltas ``scaling * B @ A``, summed in fp32 and cast once.
 
-    folded = _lora_effective_weight(module)
-    if folded is not None:
-        return folded
-    if isinstance(module, nn.Linear | CastLinear) and not hasattr(module, "base_layer"):
-        return module.weight, module.bias
-    return None
+    The sum runs in blocks of rows (``addmm`` per block, then one cast into ``out``), so each
+    fp32 block stays in cache. peft's ``get_delta_weight`` makes a full delta matrix, then
+    scales it, adds it and casts the sum (four passes over memory per projection): building
+    SmolLM2-135M's packed weights (LoRA on every projection) took 0.65-0.78 s that way and
+    0.29-0.44 s this way, once per generation call."""
+    base = getattr(module, "base_layer", None)
+    if base is None:  # a plain linear layer (checked by _foldable)
+        out.copy_(module.weight.detach())
+        return module.bias
+    weight = base.weight.detach()
+    adapters = []
+    if not getattr(module, "merged", False) and not getattr(module, "disable_adapters", False):
+        adapters = [a for a in module.active_adapters if a in module.lora_A]
+    if getattr(module, "fan_in_fan_out", False):  # not a torch Linear layout: peft's own sum
+        deltas = [module.get_delta_weight(a) for a in adapters]
+        out.copy_(sum(deltas, weight) if deltas else weight)
+        return base.bias
+    factors = [
+        (
+            module.lora_B[a].weight.detach().float(),
+            module.lora_A[a].weight.detach().float(),
+            float(module.scaling[a]),
+        )
+        for a in adapters
+    ]
+    if not factors:
+        out.copy_(weight)
+        return base.bias
+    block = max(1, _BLOCK_BYTES // (4 * weight.shape[1]))
+    for start in range(0, weight.shape[0], block):
+        rows = slice(start, start + block)
+        acc = weight[rows].float()
+        for i, (b, a, scale) in enumerate(factors):
+            if i == 0:
+                acc = torch.addmm(acc, b[rows], a, alpha=scale)
+            else:
+                acc.addmm_(b[rows], a, alpha=scale)
+        out[rows].copy_(acc)
+    return base.bias
+
+
+_BLOCK_BYTES = 512 * 1024  # fp32 rows summed at a time by _write_weight (stays in L2)
 
 
 def _foldable(module: nn.Module) -> bool:
-    """Whether :func:`_effective_linear` can read ``module`` (checked without computing it)."""
+    """Whether :func:`_write_weight` can read ``module``."""
     from lada.models.cast_weights import CastLinear
 
     base = getattr(module, "base_layer", None)
@@ -111,20 +147,24 @@ def _is_float(module: nn.Module) -> bool:
 
 def _fused(modules: list[nn.Module], dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
     """One weight (and bias) in ``dtype`` for projections sharing an input, rows stacked in
-    order; each part is cast straight into its rows (one pass over the fp32 weights)."""
-    parts = [_effective_linear(m) for m in modules]
-    rows = [w.shape[0] for w, _ in parts]
-    first = parts[0][0]
-    weight = torch.empty(sum(rows), first.shape[1], dtype=dtype, device=first.device)
-    for (w, _), part in zip(parts, weight.split(rows), strict=True):
-        part.copy_(w.detach())
-    if all(b is None for _, b in parts):
+    order; each part is written straight into its rows (:func:`_write_weight`)."""
+    shapes = [_base(m).weight.shape for m in modules]
+    rows = [shape[0] for shape in shapes]
+    first = _base(modules[0]).weight
+    weight = torch.empty(sum(rows), shapes[0][1], dtype=dtype, device=first.device)
+    biases = [_write_weight(m, part) for m, part in zip(modules, weight.split(rows), strict=True)]
+    if all(b is None for b in biases):
         return weight, None
     bias = torch.zeros(sum(rows), dtype=dtype, device=first.device)
-    for (_, b), part in zip(parts, bias.split(rows), strict=True):
+    for b, part in zip(biases, bias.split(rows), strict=True):
         if b is not None:
             part.copy_(b.detach())
     return weight, bias
+
+
+def _base(module: nn.Module) -> nn.Module:
+    """The linear layer holding ``module``'s weight (a LoRA layer's base layer)."""
+    return getattr(module, "base_layer", module)
 
 
 @dataclass
@@ -212,7 +252,12 @@ class LeanDecoder:
         return Projection(*_fused(modules, self.compute), pack=self.pack)
 
     def _linear(self, x: Tensor, projection: Projection) -> Tensor:
-        return projection(x.to(self.compute)).to(self.dtype)
+        """``projection(x)`` back in the residual dtype (for attention and the logits)."""
+        return self._project(x, projection).to(self.dtype)
+
+    def _project(self, x: Tensor, projection: Projection) -> Tensor:
+        """``projection(x)`` in the compute dtype."""
+        return projection(x.to(self.compute))
 
     @torch.no_grad()
     def prefill(
@@ -298,10 +343,11 @@ class LeanDecoder:
                 att = nn.functional.scaled_dot_product_attention(
                     q, keys, values, attn_mask=allowed, scale=self.scale, enable_gqa=nq != nkv
                 )
-            h = h + self._linear(att.transpose(1, 2).reshape(b, t, nq * d), layer.out)
+            # the sums promote bf16 outputs into the residual dtype (no separate cast)
+            h = h + self._project(att.transpose(1, 2).reshape(b, t, nq * d), layer.out)
             x = rms_norm(h, layer.norm_post, layer.eps_post)
             gate, up = self._linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + self._linear(self.act(gate) * up, layer.down)
+            h = h + self._project(self.act(gate) * up, layer.down)
         self.length = end
         return h
 
