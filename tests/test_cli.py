@@ -66,3 +66,25 @@ def test_bench_only_names_runs_of_the_suite(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="matches no run"):
         bench(tmp_path / "b", quick=True, only=["nosuchhost__*"])
+
+
+def test_train_lora_adapters_follow_the_seed(tmp_path: Path) -> None:
+    """``lada train --lora`` draws its new adapters from the run's seed (``seed=``): the same
+    seed gives the same adapters whatever the global generator did before, another seed others."""
+    import torch
+
+    from lada.cli import _load_model
+    from lada.models import build_model, build_tokenizer
+
+    tok = build_tokenizer(["Double 3\nAnswer: 6"] * 4, vocab_size=120)
+    build_model("slm-xs", tok, seed=3).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+
+    def adapters(seed: int, noise: int) -> list[torch.Tensor]:
+        torch.manual_seed(noise)  # the global generator in some other state each time
+        model, _ = _load_model(str(tmp_path), True, seed=seed)
+        return [p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n]
+
+    first, again, other = adapters(0, 1), adapters(0, 2), adapters(1, 1)
+    assert first and all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))

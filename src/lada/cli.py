@@ -153,7 +153,8 @@ def _load_samples(path: str, fmt: str, fields: list[str]) -> list[Any]:
     return list(load_dataset(path, fmt, **_kv(fields)))
 
 
-def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
+def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, Any]:
+    """The model and tokenizer ``name`` names; with ``lora``, new adapters drawn from ``seed``."""
     from lada.export import load_run_checkpoint, parse_run_checkpoint
 
     found = parse_run_checkpoint(name)
@@ -178,7 +179,7 @@ def _load_model(name: str, lora: bool) -> tuple[Any, Any]:
         source = prepare_model(name, cfg.prepare, world_config(cfg), progress=True)
     elif is_real_name(name):
         source = fetch_model(name)
-    return load_causal_lm(source, lora=LoraSettings() if lora else None)
+    return load_causal_lm(source, lora=LoraSettings() if lora else None, seed=seed)
 
 
 def _eval_and_print(model, tok, samples, out: Path | None, title: str) -> dict[str, Any]:
@@ -211,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     optim = build(OptimConfig, apply_overrides(to_dict(OptimConfig()), args.overrides))
     train = _load_samples(args.data, args.format, args.field)
-    model, tok = _load_model(args.model, args.lora)
+    model, tok = _load_model(args.model, args.lora, seed=optim.seed)  # reproducible adapters
     stats = sft(
         model, tok, [s.prompt() for s in train], [s.target() for s in train], optim, progress=True
     )
