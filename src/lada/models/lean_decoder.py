@@ -190,11 +190,18 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return weight * h.to(x.dtype)
 
 
-def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary position embedding (the ``rotate_half`` form): ``x cos + rot(x) sin``."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def signed_sin(sin: Tensor) -> Tensor:
+    """``sin`` with its first half negated, for :func:`rotate`."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def rotate(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """Rotary position embedding (the ``rotate_half`` form) ``x cos + rotate_half(x) sin``,
+    computed as ``x cos + roll(x, d/2) sin_signed`` (``sin_signed`` = :func:`signed_sin`, made
+    once per forward): ``rotate_half(x) = (-x2, x1)`` and ``roll(x) = (x2, x1)``, so the
+    products are the same numbers, with two fewer ops per call."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
 
 
 class LeanDecoder:
@@ -331,7 +338,7 @@ class LeanDecoder:
         b, t = ids.shape
         h = self.embed(ids)
         cos, sin = self.rotary(h, positions)
-        cos, sin = cos[:, None], sin[:, None]  # [b, 1, t, d]
+        cos, sin = cos[:, None], signed_sin(sin[:, None])  # [b, 1, t, d]
         start, end = self.length, self.length + t
         nq, nkv, d = self.heads, self.kv_heads, self.head_dim
         for i, layer in enumerate(self.layers):
