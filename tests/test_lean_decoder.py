@@ -147,12 +147,16 @@ def test_models_it_cannot_run_are_named_and_refused(tok, caplog):
         choose_decoder(gpt2, "lean")
     with pytest.raises(ValueError, match="expected one of auto, lean, hf"):
         choose_decoder(gpt2, "fast")
-    from lada.eval import generate
+    from lada.utils.log_once import forget
 
-    generate._TOLD.clear()
+    forget()
     with caplog.at_level(logging.INFO, logger="lada.eval.generate"):
         assert choose_decoder(gpt2, "auto") == "hf"
     assert "lean decoder: model type 'gpt2'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lada.eval.generate"):
+        assert choose_decoder(gpt2, "auto") == "hf"
+    assert "lean decoder" not in caplog.text  # said once per process, not at every call
 
 
 def test_dora_adapters_are_not_folded(tok):

@@ -21,6 +21,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from lada.data.sample import ANSWER_PREFIX
 from lada.models.precision import autocast_for
 from lada.train.batching import encode_prompts, left_pad
+from lada.utils.log_once import log_once
 from lada.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,6 @@ class _AnswerStops:
 
 
 DECODERS = ("auto", "lean", "hf")
-_TOLD: set[str] = set()
 
 
 def choose_decoder(model: PreTrainedModel, decoder: str = "auto") -> str:
@@ -185,9 +185,7 @@ def choose_decoder(model: PreTrainedModel, decoder: str = "auto") -> str:
         return "lean"
     if decoder == "lean":
         raise ValueError(f"decoder='lean' cannot run this model: {reason}")
-    if reason not in _TOLD:  # once per reason, not at every call
-        _TOLD.add(reason)
-        log.info("generation runs the model's own forward (lean decoder: %s)", reason)
+    log_once(log, f"generation runs the model's own forward (lean decoder: {reason})")
     return "hf"
 
 

@@ -22,6 +22,8 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from lada.utils.log_once import log_once
+
 log = logging.getLogger(__name__)
 
 
@@ -99,10 +101,5 @@ def should_pack(
         raise ValueError(f"cannot pack the {what} weights: {reason}")
     quiet = dtype != torch.bfloat16 or torch.device(device).type != "cpu"
     if pack is None and reason is not None and not quiet:
-        _log_once(f"{what}: bf16 weights not packed ({reason}); plain linear layers instead")
+        log_once(log, f"{what}: bf16 weights not packed ({reason}); plain linear layers instead")
     return pack is not False and reason is None
-
-
-@functools.cache
-def _log_once(message: str) -> None:
-    log.info(message)
