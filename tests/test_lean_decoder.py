@@ -267,7 +267,7 @@ def test_folded_weights_equal_peft_merge_with_two_adapters_and_row_blocks(tok, m
     reference)."""
     from peft import LoraConfig
 
-    import lada.models.lean_decoder as lean
+    import lada.models.cast_weights as cw
 
     model = _with_lora(build_model(GQA["llama"], tok, seed=5))
     second = LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "gate_proj"])
@@ -277,15 +277,15 @@ def test_folded_weights_equal_peft_merge_with_two_adapters_and_row_blocks(tok, m
             if "lora_B.second" in name:
                 p.normal_(0, 0.05)
     model.base_model.set_adapter(["default", "second"])
-    monkeypatch.setattr(lean, "_BLOCK_BYTES", 4 * 64 * 3)  # three rows of 64 inputs a block
+    monkeypatch.setattr(cw, "_BLOCK_BYTES", 4 * 64 * 3)  # three rows of 64 inputs a block
     layer = model.base_model.model.model.layers[0]
     assert len(layer.self_attn.q_proj.active_adapters) == 2
     for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.mlp.gate_proj):
         active = [a for a in proj.active_adapters if a in proj.lora_A]
         want = proj.base_layer.weight + sum(proj.get_delta_weight(a) for a in active)
         got = torch.empty_like(want)
-        assert lean._write_weight(proj, got) is proj.base_layer.bias
+        assert cw.write_effective_weight(proj, got) is proj.base_layer.bias
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
         half = torch.empty_like(want, dtype=torch.bfloat16)
-        lean._write_weight(proj, half)
+        cw.write_effective_weight(proj, half)
         assert torch.equal(half, got.to(torch.bfloat16))  # summed in fp32, cast once

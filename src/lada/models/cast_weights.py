@@ -47,20 +47,68 @@ class CastLinear(nn.Module):
         return y.to(x.dtype)
 
 
-def _lora_effective_weight(layer: nn.Module) -> tuple[Tensor, Tensor | None] | None:
-    """The weight a (vanilla) peft LoRA linear layer computes with (base + the active
-    adapters' deltas), or None when ``layer`` is not one."""
+def is_plain_lora(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a vanilla peft LoRA linear layer (an ``nn.Linear`` base, no DoRA or
+    other variant, torch's weight layout), whose adapters :func:`write_effective_weight` folds."""
     base = getattr(layer, "base_layer", None)
-    if not (isinstance(base, nn.Linear) and hasattr(layer, "get_delta_weight")):
-        return None
-    if getattr(layer, "lora_variant", None):  # DoRA and other variants: not folded here
-        return None
-    weight = base.weight
+    return (
+        isinstance(base, nn.Linear)
+        and hasattr(layer, "get_delta_weight")
+        and not getattr(layer, "lora_variant", None)
+        and not getattr(layer, "fan_in_fan_out", False)
+    )
+
+
+def write_effective_weight(layer: nn.Module, out: Tensor) -> Tensor | None:
+    """Write the weight ``layer`` computes with into ``out`` (``[out, in]``, any dtype) and
+    return its bias: a plain linear layer's own weight; a LoRA layer's (:func:`is_plain_lora`)
+    base weight plus its active adapters' deltas ``scaling * B @ A``, summed in fp32 and cast
+    once.
+
+    The sum runs in blocks of rows (``addmm`` per block, then one cast into ``out``), so each
+    fp32 block stays in cache. peft's ``get_delta_weight`` makes a full delta matrix, then
+    scales it, adds it and casts the sum (four passes over memory per projection). Building
+    SmolLM2-135M's packed decoder weights (the real config's LoRA), once per generation call,
+    measured 0.21 s that way and 0.17 s this way (best of 5 in one process; 0.65-0.78 s vs
+    0.29-0.44 s in a standalone loop), and the fp32 temporaries are one block, not a matrix."""
+    base = getattr(layer, "base_layer", None)
+    if base is None:  # a plain linear layer
+        out.copy_(layer.weight.detach())
+        return layer.bias
+    weight = base.weight.detach()
+    adapters = []
     if not getattr(layer, "merged", False) and not getattr(layer, "disable_adapters", False):
-        deltas = [layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A]
-        if deltas:
-            weight = weight + sum(deltas)
-    return weight, base.bias
+        adapters = [a for a in layer.active_adapters if a in layer.lora_A]
+    if not adapters:
+        out.copy_(weight)
+        return base.bias
+    factors = [
+        (
+            layer.lora_B[a].weight.detach().float(),
+            layer.lora_A[a].weight.detach().float(),
+            float(layer.scaling[a]),
+        )
+        for a in adapters
+    ]
+    (b0, a0, s0), *rest = factors
+    block = max(1, _BLOCK_BYTES // (4 * weight.shape[1]))
+    for start in range(0, weight.shape[0], block):
+        rows = slice(start, start + block)
+        # out of place first: on fp32 weights .float() is the weight itself, left untouched
+        acc = torch.addmm(weight[rows].float(), b0[rows], a0, alpha=s0)
+        for b, a, scale in rest:
+            acc.addmm_(b[rows], a, alpha=scale)
+        out[rows].copy_(acc)
+    return base.bias
+
+
+_BLOCK_BYTES = 512 * 1024  # fp32 rows summed at a time by write_effective_weight (stays in L2)
+
+
+def _folded_copy(layer: nn.Module, dtype: torch.dtype) -> CastLinear:
+    """A :class:`CastLinear` computing what LoRA layer ``layer`` computes, adapters folded in."""
+    weight = torch.empty_like(layer.base_layer.weight, dtype=dtype)
+    return CastLinear(weight, write_effective_weight(layer, weight), dtype)
 
 
 def _replacements(
@@ -68,9 +116,8 @@ def _replacements(
 ) -> Iterator[tuple[nn.Module, str, nn.Module]]:
     """``(parent, name, new)`` for the linear layers below ``module`` that get a cast copy."""
     for name, child in module.named_children():
-        lora = _lora_effective_weight(child) if fold_lora else None
-        if lora is not None:
-            yield module, name, CastLinear(*lora, dtype)
+        if fold_lora and is_plain_lora(child):
+            yield module, name, _folded_copy(child, dtype)
         elif isinstance(child, nn.Linear) and (fold_lora or not child.weight.requires_grad):
             yield module, name, CastLinear(child.weight, child.bias, dtype)
         elif not isinstance(child, nn.Linear):
