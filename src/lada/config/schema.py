@@ -15,6 +15,44 @@ from lada.models.lora_config import LoraSettings
 from lada.train.optim_config import OptimConfig
 
 
+def _warmup_lora() -> LoraSettings:
+    return LoraSettings(
+        r=16,
+        alpha=32,
+        dropout=0.0,
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+    )
+
+
+@dataclass
+class WarmupConfig:
+    """A real checkpoint's warm-up on the synthetic world's general facts, before the run (ours,
+    docs/testbed.md "Real checkpoints and the world's general facts"): what the zoo models get
+    from ``prepare``. The model is fine-tuned with LoRA on ``samples`` general-knowledge samples
+    of every domain (``steps`` = [lo, hi] reasoning steps each, never a private fact), the
+    adapters are merged into its weights and the result is cached under
+    ``$LADA_CACHE/warm/<key>`` (:mod:`lada.models.warmup`); the role then starts from it
+    (with fresh adapters when it trains ``lora``). Synthetic data only."""
+
+    samples: int = 256
+    steps: list[int] = field(default_factory=lambda: [1, 4])
+    lora: LoraSettings = field(default_factory=_warmup_lora)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=2e-3, epochs=3, batch_size=8, warmup_ratio=0.1, max_length=192
+        )
+    )
+    seed: int = 0
+
+
 @dataclass
 class ModelConfig:
     """Which model a role holds: a zoo name (prepared locally), a local path or a hub id."""
@@ -31,6 +69,8 @@ class ModelConfig:
     # generation (evaluation, paths): lean = lada.models.lean_decoder (Llama / Qwen2: fused
     # projections, LoRA folded in); hf = the model's own forward; auto = lean where it can run
     decoder: Literal["auto", "lean", "hf"] = "auto"
+    # a real checkpoint warmed up on the synthetic world's general facts first (None = as fetched)
+    warmup: WarmupConfig | None = None
 
 
 @dataclass

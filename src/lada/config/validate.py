@@ -83,6 +83,12 @@ def half_open_range(v: Any) -> str | None:
     return None
 
 
+def step_range(v: Any) -> str | None:
+    if len(v) != 2 or not all(isinstance(x, int) for x in v) or not 1 <= v[0] <= v[1]:
+        return "must be [lo, hi] reasoning steps with 1 <= lo <= hi, e.g. [1, 4]"
+    return None
+
+
 def betas(v: Any) -> str | None:
     if len(v) != 2 or any(not (_number(b) and 0.0 <= b < 1.0) for b in v):
         return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
@@ -150,6 +156,7 @@ FIELD_RULES: dict[str, dict[str, Rule]] = {
         "train_range": half_open_range,
         "test_range": half_open_range,
     },
+    "WarmupConfig": {"samples": ge(1), "steps": step_range},
     "LoraSettings": {"r": ge(1), "alpha": gt(0), "dropout": within(0, 1, hi_open=True)},
     "OptimConfig": _OPTIM,
     "DataConfig": {
@@ -322,6 +329,7 @@ def check_consistency(cfg: Any) -> list[str]:
             for f in ("train_file", "test_file"):
                 if not getattr(c, f):
                     out.append(problem(f"clients.{k}.{f}", None, "data.kind=files needs it"))
+    out += _warmup_problems(cfg)
     size = public_size(cfg)
     budget = cfg.filter.budget
     if size is not None and budget is not None and budget > size:
@@ -338,6 +346,55 @@ def check_consistency(cfg: Any) -> list[str]:
             hint = f"did you mean {near!r}?" if near else f"tasks: {', '.join(FAULT_TASKS)}"
             out.append(problem(f"faults.{i}.task", f.task, f"unknown task; {hint}"))
     return out
+
+
+def _warmup_problems(cfg: Any) -> list[str]:
+    """A warm-up needs the synthetic world and a real checkpoint (zoo models are pretrained on
+    the world by ``prepare`` already)."""
+    from lada.models.zoo import ZOO
+
+    out = []
+    roles = [("server", cfg.server)] + [(f"clients.{k}", c) for k, c in enumerate(cfg.clients)]
+    for key, role in roles:
+        if role.warmup is None:
+            continue
+        if cfg.data.kind != "synthetic":
+            out.append(
+                problem(
+                    f"{key}.warmup",
+                    {"samples": role.warmup.samples},
+                    "warms a model up on the synthetic world's general facts; "
+                    "data.kind=files has no world (drop the key)",
+                )
+            )
+        if role.model in ZOO:
+            out.append(
+                problem(
+                    f"{key}.warmup",
+                    {"samples": role.warmup.samples},
+                    f"{role.model!r} is a zoo model, pretrained on the world by prepare "
+                    "already; warm-ups are for real checkpoints (drop the key)",
+                )
+            )
+        steps = role.warmup.steps
+        if cfg.data.kind == "synthetic" and len(steps) == 2 and steps[1] > _entities(cfg):
+            out.append(
+                problem(
+                    f"{key}.warmup.steps",
+                    steps,
+                    f"a question names at most {_entities(cfg)} entities",
+                )
+            )
+    return out
+
+
+def _entities(cfg: Any) -> int:
+    from lada.data.split import SplitConfig
+
+    try:
+        return SplitConfig.from_overrides(dict(cfg.data.split)).synthetic().entities_per_domain
+    except (TypeError, ValueError):
+        return 10**9  # the split's own problem is reported elsewhere
 
 
 # ---- models and files ------------------------------------------------------------------------

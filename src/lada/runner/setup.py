@@ -157,9 +157,25 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
             source = prepare_model(mc.model, cfg.prepare, world_cfg)
         elif is_real_name(mc.model):
             source = fetch_model(mc.model)
+        gguf_file = mc.gguf_file
+        if mc.warmup is not None:  # the world's general facts first (lada.models.warmup)
+            from lada.models.warmup import warm_model
+
+            if world_cfg is None:
+                raise ValueError(f"{role}: warmup needs synthetic data (the world's facts)")
+            source = warm_model(
+                source,
+                mc.model,
+                mc.warmup,
+                world_cfg,
+                gguf_file=gguf_file,
+                dtype=mc.dtype,
+                device=mc.device,
+            )
+            gguf_file = None  # the warmed checkpoint is a plain HF folder
         return load_causal_lm(
             source,
-            gguf_file=mc.gguf_file,
+            gguf_file=gguf_file,
             lora=mc.lora,
             device=mc.device,
             dtype=mc.dtype,
