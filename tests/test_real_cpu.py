@@ -21,6 +21,9 @@ def test_real_cpu_config_is_valid_and_uses_real_models() -> None:
     assert cfg.server.model == "smollm2-135m"
     assert [c.model for c in cfg.clients] == ["smollm2-135m-L10", "smollm2-135m-L15"]
     assert all(m.lora is not None and m.dtype == "auto" for m in [cfg.server, *cfg.clients])
+    # the LLM learns the world's general facts first (premise 2); the SLMs start as fetched
+    assert cfg.server.warmup is not None and cfg.server.warmup.samples == 256
+    assert all(c.warmup is None for c in cfg.clients)
 
 
 @pytest.mark.slow

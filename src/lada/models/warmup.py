@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def warm_model(
         dataclasses.replace(cfg.optim, seed=seed),
     )
     merged = model.merge_and_unload()
-    tmp = out.with_name(f"{out.name}.tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)
     tok.save_pretrained(tmp)
