@@ -31,16 +31,17 @@ from lada.models.prepare import _publish, cache_root
 from lada.utils.seeding import derive_seed
 
 
-def warmup_key(
+def warmup_dir(
     source: Path,
     name: str,
     cfg: WarmupConfig,
     world_cfg: SyntheticConfig,
     dtype: str,
     gguf_file: str | None = None,
-) -> str:
-    """The cache key: the source checkpoint (its name, config.json and GGUF file), the recipe,
-    the world and the training precision."""
+) -> Path:
+    """Where the warmed checkpoint of ``name`` lives (whether made yet or not): a folder keyed
+    by the source checkpoint (its name, config.json and GGUF file), the recipe, the world and
+    the training precision."""
     config = (source / "config.json").read_text() if (source / "config.json").exists() else ""
     parts = [
         "warmup-v1",
@@ -51,21 +52,8 @@ def warmup_key(
         dataclasses.asdict(world_cfg),
         dtype,
     ]
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def warmup_dir(
-    source: Path,
-    name: str,
-    cfg: WarmupConfig,
-    world_cfg: SyntheticConfig,
-    dtype: str,
-    gguf_file: str | None = None,
-) -> Path:
-    """Where the warmed checkpoint of ``name`` lives (whether made yet or not)."""
-    key = warmup_key(source, name, cfg, world_cfg, dtype, gguf_file)
-    return cache_root() / "warm" / f"{Path(name).name or 'model'}-{key}"
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return cache_root() / "warm" / f"{Path(name).name or 'model'}-{key[:12]}"
 
 
 def warm_model(
