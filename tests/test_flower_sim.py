@@ -100,7 +100,12 @@ def test_flower_simulation_faults(tmp_path: Path, tiny_overrides: list[str]) -> 
             "engine=flower-sim",
             "rounds=2",
             "eval.initial=false",
-            # client 1 crashes in round 1's embed; client 2 is too slow in round 1's generate
+            # client 1 crashes in round 1's embed; client 2 is too slow in round 1's generate.
+            # Client 2's timeout covers every task of it, timed from when the server sends it,
+            # so round 1's local_train pays the Ray actors' cold start (imports, loading the
+            # clients) and waits behind another client's (3 clients share 2 actors): 129 s on
+            # a 2-core box busy with another job (a 45 s timeout failed there). 150 s leaves
+            # room for that; the delay outlasts it by 15 s.
             "faults.0.client=1",
             "faults.0.round=1",
             "faults.0.task=embed",
@@ -109,8 +114,8 @@ def test_flower_simulation_faults(tmp_path: Path, tiny_overrides: list[str]) -> 
             "faults.1.round=1",
             "faults.1.task=generate",
             "faults.1.kind=delay",
-            "faults.1.delay_s=60",
-            "clients.2.timeout_s=45",
+            "faults.1.delay_s=165",
+            "clients.2.timeout_s=150",
             # client 0 sends NaN losses in round 2's distill: the server rejects the reply
             "faults.2.client=0",
             "faults.2.round=2",
@@ -124,7 +129,7 @@ def test_flower_simulation_faults(tmp_path: Path, tiny_overrides: list[str]) -> 
     r1, r2 = records
     assert set(r1["missed"]) == {"1", "2"}
     assert "embed" in r1["missed"]["1"] and "InjectedFault" in r1["missed"]["1"]
-    assert r1["missed"]["2"].startswith("generate: timeout")
+    assert r1["missed"]["2"].startswith("generate: timeout"), (r1["missed"], r1["seconds"])
     # client 1 got no allocation (its embed failed); client 2 was allocated, then timed out
     assert set(r1["slm_accuracy"]) == {"0"} and set(r1["selected"]) == {"0", "2"}
     # both are back in round 2; client 0's corrupt reply is rejected there, as in-process
