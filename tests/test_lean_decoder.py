@@ -97,6 +97,28 @@ def test_dropping_rows_keeps_the_others_exact(tok):
     torch.testing.assert_close(got, expected[2][rows], atol=1e-4, rtol=1e-4)
 
 
+def test_a_rows_logits_do_not_depend_on_the_others_padding(tok):
+    """The prefill runs only real tokens through the projections (packed, left padding
+    skipped): each row's prefill and next-step logits equal its prompt's run alone."""
+    model = _with_lora(build_model(GQA["qwen2"], tok, seed=5))
+    ids, mask, positions = _batch(tok)
+    assert not mask.bool().all()  # the batch has padding
+    dec = LeanDecoder(model)
+    rows, project = [], dec._project  # how many rows each projection multiplies
+    dec._project = lambda x, proj: (rows.append(x.numel() // x.shape[-1]), project(x, proj))[1]
+    batched = dec.prefill(ids, mask, positions, ids.shape[1] + 1)
+    assert set(rows) == {int(mask.sum()), len(ids)}  # real tokens only; the head: last ones
+    nxt = batched.argmax(-1)
+    stepped = dec.step(nxt, positions[:, -1] + 1)
+    for r, prompt in enumerate(encode_prompts(tok, PROMPTS)):
+        n = len(prompt)
+        one = LeanDecoder(model)
+        alone = one.prefill(torch.tensor([prompt]), torch.ones(1, n), torch.arange(n)[None], n + 1)
+        torch.testing.assert_close(batched[r], alone[0], atol=1e-5, rtol=1e-5)
+        step = one.step(nxt[r : r + 1], torch.tensor([n]))
+        torch.testing.assert_close(stepped[r], step[0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_greedy_tokens_equal_the_models_own_decoding(tok, family):
     model = _with_lora(build_model(GQA[family], tok, seed=4))

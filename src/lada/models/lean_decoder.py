@@ -15,6 +15,9 @@ runs the same equations with
 * on a CPU with native bf16, the bf16 weight copies packed once for oneDNN
   (:mod:`lada.models.packed_linear`: the plain ``linear`` reorders every weight at every
   call, which was half of a decode step's matmul time).
+* in the prefill of left-padded prompts, only the real tokens through the projections and
+  MLPs (packed rows; attention scatters them back): padding was 23 % of the benchmark's
+  prefill rows, and the prefill runs at the bf16 matmul peak;
 * ``torch.inference_mode`` rather than ``no_grad`` (no version counters or autograd
   metadata on the ~45 small tensors a layer makes per step: 4-5 % of the real config's
   evaluation job, same paths).
@@ -253,11 +256,18 @@ class LeanDecoder:
             self._layers(prefix[None].to(self.device), at, causal[None, None])
         # causal and padding: a query sees the prefix and earlier real tokens; a pad query
         # sees itself only
+        real = attention_mask.bool()
         own = torch.ones(t, t, dtype=torch.bool, device=self.device).tril()
         diagonal = torch.eye(t, dtype=torch.bool, device=self.device)
-        own = (own[None] & attention_mask.bool()[:, None, :]) | diagonal
-        allowed = torch.cat([own.new_ones(b, t, p), own], dim=2)
-        return self._forward(input_ids, positions, allowed[:, None])
+        own = (own[None] & real[:, None, :]) | diagonal
+        allowed = torch.cat([own.new_ones(b, t, p), own], dim=2)[:, None]
+        if bool(real.all()):
+            return self._forward(input_ids, positions, allowed)
+        # left padding: the projections and MLPs run on the real tokens only (packed)
+        tokens = real.reshape(-1).nonzero().squeeze(1)
+        h = self._layers(input_ids, positions, allowed, tokens)
+        last = real.sum(1).cumsum(0) - 1  # each row's last token, in the packed order
+        return self._logits(h.index_select(0, last))
 
     def _buffer(self, shape: tuple[int, ...]) -> Tensor:
         return torch.empty(shape, dtype=self.dtype, device=self.device)
@@ -277,25 +287,52 @@ class LeanDecoder:
 
     def _forward(self, ids: Tensor, positions: Tensor, allowed: Tensor | None) -> Tensor:
         """Logits (fp32) of the last position after :meth:`_layers`."""
-        last = rms_norm(self._layers(ids, positions, allowed)[:, -1], *self.final_norm)
-        return self._linear(last, self.head).float()
+        return self._logits(self._layers(ids, positions, allowed)[:, -1])
 
-    def _layers(self, ids: Tensor, positions: Tensor, allowed: Tensor | None) -> Tensor:
+    def _logits(self, h: Tensor) -> Tensor:
+        """fp32 logits of final hidden states ``[rows, hidden]``."""
+        return self._linear(rms_norm(h, *self.final_norm), self.head).float()
+
+    def _layers(
+        self, ids: Tensor, positions: Tensor, allowed: Tensor | None, tokens: Tensor | None = None
+    ) -> Tensor:
         """Run the decoder layers on ``ids`` (written to the cache after what it holds);
         returns the hidden states ``[b, t, hidden]``. ``allowed``: the boolean attention mask
-        of many new tokens, None for one token per row (the additive row mask)."""
+        of many new tokens, None for one token per row (the additive row mask).
+
+        ``tokens`` (with ``allowed``): the flat indices into ``[b * t]`` of the real tokens
+        (not padding). Only they go through the projections and MLPs, packed ``[n, hidden]``
+        (what the hidden states returned are); attention scatters them back to ``[b, t]``
+        (a padding position gets zero keys and values, masked out anyway). Left padding
+        was 23 % of a benchmark prefill's rows (docs/real-models.md)."""
         b, t = ids.shape
         h = self.embed(ids)
         cos, sin = self.rotary(h, positions)
         cos, sin = cos[:, None], signed_sin(sin[:, None])  # [b, 1, t, d]
+        if tokens is not None:
+            h = h.reshape(b * t, -1).index_select(0, tokens)
+            cos, sin = (c.reshape(b * t, 1, -1).index_select(0, tokens) for c in (cos, sin))
         start, end = self.length, self.length + t
         nq, nkv, d = self.heads, self.kv_heads, self.head_dim
+
+        def heads(x: Tensor, n: int) -> Tensor:
+            """``[b, t, n * d]``, or packed ``[n_tokens, n, d]`` / ``[n_tokens, n * d]``
+            (scattered back), -> ``[b, n, t, d]``."""
+            if tokens is None:
+                return x.view(b, t, n, d).transpose(1, 2)
+            full = x.new_zeros(b * t, n, d).index_copy_(0, tokens, x.view(-1, n, d))
+            return full.view(b, t, n, d).transpose(1, 2)
+
         for i, layer in enumerate(self.layers):
             x = rms_norm(h, layer.norm_in, layer.eps_in)
             q, k, v = self._linear(x, layer.qkv).split((nq * d, nkv * d, nkv * d), dim=-1)
-            q = rotate(q.view(b, t, nq, d).transpose(1, 2), cos, sin)
-            self.keys[i][:, :, start:end] = rotate(k.view(b, t, nkv, d).transpose(1, 2), cos, sin)
-            self.values[i][:, :, start:end] = v.view(b, t, nkv, d).transpose(1, 2)
+            if tokens is None:
+                q = rotate(heads(q, nq), cos, sin)
+                self.keys[i][:, :, start:end] = rotate(heads(k, nkv), cos, sin)
+            else:  # rotate the packed rows (cos, sin: [n, 1, d]), then scatter
+                q = heads(rotate(q.view(-1, nq, d), cos, sin), nq)
+                self.keys[i][:, :, start:end] = heads(rotate(k.view(-1, nkv, d), cos, sin), nkv)
+            self.values[i][:, :, start:end] = heads(v, nkv)
             # the first b rows: all of them, but one for a shared prefix
             keys, values = self.keys[i][:b, :, :end], self.values[i][:b, :, :end]
             if allowed is None:  # one query per row: grouped heads against their shared keys
@@ -304,8 +341,11 @@ class LeanDecoder:
                 att = nn.functional.scaled_dot_product_attention(
                     q, keys, values, attn_mask=allowed, scale=self.scale, enable_gqa=nq != nkv
                 )
+            att = att.transpose(1, 2).reshape(b, t, nq * d)
+            if tokens is not None:
+                att = att.reshape(b * t, nq * d).index_select(0, tokens)
             # the sums promote bf16 outputs into the residual dtype (no separate cast)
-            h = h + self._project(att.transpose(1, 2).reshape(b, t, nq * d), layer.out)
+            h = h + self._project(att, layer.out)
             x = rms_norm(h, layer.norm_post, layer.eps_post)
             gate, up = self._linear(x, layer.gate_up).chunk(2, dim=-1)
             h = h + self._project(self.act(gate) * up, layer.down)
