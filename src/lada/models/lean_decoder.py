@@ -297,14 +297,14 @@ class LeanDecoder:
         self, ids: Tensor, positions: Tensor, allowed: Tensor | None, tokens: Tensor | None = None
     ) -> Tensor:
         """Run the decoder layers on ``ids`` (written to the cache after what it holds);
-        returns the hidden states ``[b, t, hidden]``. ``allowed``: the boolean attention mask
-        of many new tokens, None for one token per row (the additive row mask).
+        returns the hidden states ``[b, t, hidden]`` (``[n, hidden]`` with ``tokens``).
+        ``allowed``: the boolean attention mask of many new tokens, None for one token per row
+        (the additive row mask).
 
-        ``tokens`` (with ``allowed``): the flat indices into ``[b * t]`` of the real tokens
-        (not padding). Only they go through the projections and MLPs, packed ``[n, hidden]``
-        (what the hidden states returned are); attention scatters them back to ``[b, t]``
-        (a padding position gets zero keys and values, masked out anyway). Left padding
-        was 23 % of a benchmark prefill's rows (docs/real-models.md)."""
+        ``tokens`` (with ``allowed``): the flat indices into ``[b * t]`` of the n real tokens
+        (not padding). Only they go through the projections and MLPs, packed ``[n, hidden]``;
+        attention scatters them back to ``[b, t]`` (a padding position gets zero keys and
+        values, masked out anyway). Left padding was 23 % of a benchmark prefill's rows."""
         b, t = ids.shape
         h = self.embed(ids)
         cos, sin = self.rotary(h, positions)
