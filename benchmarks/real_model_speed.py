@@ -11,7 +11,7 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
   to bf16 and packed once for oneDNN (``lada.models.packed_linear``), preallocated KV cache,
-  shared prompt prefix computed once) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  shared prompt prefix computed once, left padding skipped in the prefill's matmuls) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
