@@ -308,30 +308,27 @@ class LeanDecoder:
         b, t = ids.shape
         h = self.embed(ids)
         cos, sin = self.rotary(h, positions)
-        cos, sin = cos[:, None], signed_sin(sin[:, None])  # [b, 1, t, d]
+        cos, sin = cos[:, :, None], signed_sin(sin[:, :, None])  # [b, t, 1, d]
+        lead: tuple[int, ...] = (b, t)  # the leading dims of a projection's output
         if tokens is not None:
             h = h.reshape(b * t, -1).index_select(0, tokens)
             cos, sin = (c.reshape(b * t, 1, -1).index_select(0, tokens) for c in (cos, sin))
+            lead = (-1,)
         start, end = self.length, self.length + t
         nq, nkv, d = self.heads, self.kv_heads, self.head_dim
 
         def heads(x: Tensor, n: int) -> Tensor:
-            """``[b, t, n * d]``, or packed ``[n_tokens, n, d]`` / ``[n_tokens, n * d]``
-            (scattered back), -> ``[b, n, t, d]``."""
-            if tokens is None:
-                return x.view(b, t, n, d).transpose(1, 2)
-            full = x.new_zeros(b * t, n, d).index_copy_(0, tokens, x.view(-1, n, d))
-            return full.view(b, t, n, d).transpose(1, 2)
+            """``x`` with the leading dims ``lead`` (packed rows are scattered back) ->
+            ``[b, n, t, d]``."""
+            if tokens is not None:
+                x = x.new_zeros(b * t, n, d).index_copy_(0, tokens, x.view(-1, n, d))
+            return x.view(b, t, n, d).transpose(1, 2)
 
         for i, layer in enumerate(self.layers):
             x = rms_norm(h, layer.norm_in, layer.eps_in)
             q, k, v = self._linear(x, layer.qkv).split((nq * d, nkv * d, nkv * d), dim=-1)
-            if tokens is None:
-                q = rotate(heads(q, nq), cos, sin)
-                self.keys[i][:, :, start:end] = rotate(heads(k, nkv), cos, sin)
-            else:  # rotate the packed rows (cos, sin: [n, 1, d]), then scatter
-                q = heads(rotate(q.view(-1, nq, d), cos, sin), nq)
-                self.keys[i][:, :, start:end] = heads(rotate(k.view(-1, nkv, d), cos, sin), nkv)
+            q = heads(rotate(q.view(*lead, nq, d), cos, sin), nq)
+            self.keys[i][:, :, start:end] = heads(rotate(k.view(*lead, nkv, d), cos, sin), nkv)
             self.values[i][:, :, start:end] = heads(v, nkv)
             # the first b rows: all of them, but one for a shared prefix
             keys, values = self.keys[i][:b, :, :end], self.values[i][:b, :, :end]
