@@ -16,6 +16,8 @@ from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
 from lada.models import build_model, build_tokenizer
 from lada.models.cast_weights import (
     CastLinear,
+    CastLoraLinear,
+    InputCast,
     PreallocatedLayer,
     cast_linear_copy,
     preallocated_cache,
@@ -143,21 +145,69 @@ def _lora_grads(model, ids):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_training_copy_casts_frozen_layers_only_and_keeps_gradients(lora_model):
-    """Without folding, only frozen linear layers get a copy: the adapters stay trainable and,
-    with an fp32 copy, their gradients are the model's own."""
+def test_training_copy_keeps_adapters_trainable_with_their_names_and_gradients(lora_model):
+    """Without folding, each LoRA layer becomes a CastLoraLinear over a copy of its frozen base
+    weight and the head a CastLinear; the adapters are the model's own parameters under the
+    same names (an optimiser built inside finds them) and, with an fp32 copy, get the model's
+    own gradients."""
     model, _ = lora_model
     ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8]])
     reference = _lora_grads(model, ids)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
     with cast_linear_copy(model, torch.float32, fold_lora=False):
-        casts = [n for n, m in model.named_modules() if isinstance(m, CastLinear)]
-        assert all(n.endswith("base_layer") or n.endswith("lm_head") for n in casts)
-        assert len(casts) == 7 * model.config.num_hidden_layers + 1
+        loras = [n for n, m in model.named_modules() if isinstance(m, CastLoraLinear)]
+        plain = [n for n, m in model.named_modules() if type(m) is CastLinear]
+        assert len(loras) == 7 * model.config.num_hidden_layers
+        assert plain == ["base_model.model.lm_head"]
+        assert [n for n, p in model.named_parameters() if p.requires_grad] == names
         grads = _lora_grads(model, ids)
     assert grads.keys() == reference.keys() and all("lora_" in n for n in grads)
     for name, g in grads.items():
         torch.testing.assert_close(g, reference[name], atol=1e-6, rtol=1e-5)
+    assert not any(isinstance(m, CastLinear) for m in model.modules())
     model.zero_grad(set_to_none=True)
+
+
+def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_model):
+    """q/k/v read one input and gate/up another: in a bf16 training copy each distinct input
+    is cast once per forward pass (4 per decoder layer + the head), not once per projection
+    and adapter. Every matmul then computes in bf16 by itself, so LaDa's forward passes run
+    without autocast (attention stays fp32); adapter gradients stay close to those of bf16
+    autocast on peft's own layers."""
+    from lada.models.precision import autocast_for
+
+    model, _ = lora_model
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
+    model.lada_autocast = torch.bfloat16
+    try:
+        with autocast_for(model):
+            assert torch.is_autocast_enabled("cpu")
+            reference = _lora_grads(model, ids)
+        with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
+            memo = next(m for m in model.modules() if isinstance(m, CastLoraLinear)).input_cast
+            with autocast_for(model):
+                assert not torch.is_autocast_enabled("cpu")
+                grads = _lora_grads(model, ids)
+            assert memo.casts == 4 * model.config.num_hidden_layers + 1
+        assert not hasattr(model, "lada_cast_covers")
+    finally:
+        model.lada_autocast = None
+    for name, g in grads.items():
+        scale = reference[name].abs().max()
+        assert (g - reference[name]).abs().max() <= 0.05 * scale, name
+    model.zero_grad(set_to_none=True)
+
+
+def test_input_cast_misses_on_a_new_version_or_grad_mode():
+    memo = InputCast()
+    x = torch.randn(3, 4)
+    first = memo(x, torch.bfloat16)
+    assert memo(x, torch.bfloat16) is first and memo.casts == 1
+    x.mul_(2)  # in place: the old cast is stale
+    assert torch.equal(memo(x, torch.bfloat16), x.to(torch.bfloat16)) and memo.casts == 2
+    with torch.no_grad():
+        assert memo(x, torch.bfloat16) is not first and memo.casts == 3
+    assert memo(x, torch.float32) is x  # already in the dtype: no cast
 
 
 def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_model, tok):

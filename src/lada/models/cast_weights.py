@@ -5,9 +5,12 @@
   layer's weight in a compute dtype (bf16) made once, casts its input to that dtype and its
   output back to the input's dtype. With ``fold_lora`` (inference) every linear layer is
   replaced, a peft LoRA layer whole with its adapters folded into the copy; without it
-  (training) only *frozen* linear layers are (the base layers inside LoRA layers, the head),
-  so that the adapters still train. The model's own parameters are never touched (no merge /
-  unmerge round-off).
+  (training) the *frozen* linear layers are (e.g. the head) and each plain LoRA layer becomes
+  a :class:`CastLoraLinear` (its base weight a cast copy, its adapters its own trainable
+  parameters, computed in the compute dtype as autocast computes them), so that the adapters
+  still train; layers that read the same input (q/k/v, gate/up) share one cast of it
+  (:class:`InputCast`). The model's own parameters are never touched (no merge / unmerge
+  round-off).
 
   Why (measured, docs/real-models.md): this is what bf16 autocast does for matmuls, without
   autocast's re-cast of every frozen fp32 weight at every forward pass (autocast caches casts
@@ -31,19 +34,104 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
 
-class CastLinear(nn.Module):
-    """``y = x W^T + b`` computed in ``weight.dtype`` (a pre-cast copy); ``y`` in ``x``'s dtype."""
+class InputCast:
+    """The cast of the last input a group of layers saw, reused while the same tensor comes
+    again: a decoder layer's q/k/v projections (and gate/up) read one input, so it is cast
+    once, not once per projection (and its gradient is cast back once in the backward pass).
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, dtype: torch.dtype) -> None:
+    The hit test is identity (the memo holds the tensor, so its id cannot be reused), the
+    tensor's version counter (an in-place change misses) and the grad mode (a cast made under
+    ``no_grad`` is never handed to a pass that records gradients)."""
+
+    __slots__ = ("source", "version", "grad", "cast", "casts")
+
+    def __init__(self) -> None:
+        self.casts = 0  # casts made (misses), for tests and diagnostics
+        self.clear()
+
+    def clear(self) -> None:
+        self.source: Tensor | None = None
+        self.version, self.grad, self.cast = -1, False, None
+
+    def __call__(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        if x.dtype == dtype:
+            return x
+        grad = torch.is_grad_enabled()
+        hit = self.source is x and self.version == x._version and self.grad == grad
+        if not (hit and self.cast is not None and self.cast.dtype == dtype):
+            self.source, self.version, self.grad, self.cast = x, x._version, grad, x.to(dtype)
+            self.casts += 1
+        return self.cast
+
+
+class CastLinear(nn.Module):
+    """``y = x W^T + b`` computed in ``weight.dtype`` (a pre-cast copy); ``y`` in ``x``'s dtype.
+
+    With an :class:`InputCast` shared by the layers of a model, layers reading the same input
+    share its cast."""
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        dtype: torch.dtype,
+        input_cast: InputCast | None = None,
+    ) -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().to(dtype), persistent=False)
         self.register_buffer(
             "bias", None if bias is None else bias.detach().to(dtype), persistent=False
         )
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.input_cast = input_cast
+
+    def cast_input(self, x: Tensor) -> Tensor:
+        if self.input_cast is None:
+            return x.to(self.weight.dtype)
+        return self.input_cast(x, self.weight.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
+        y = nn.functional.linear(self.cast_input(x), self.weight, self.bias)
+        return y.to(x.dtype)
+
+
+class CastLoraLinear(CastLinear):
+    """A peft LoRA layer (:func:`is_plain_lora`, not merged) for training: its frozen base
+    weight as a pre-cast copy, its adapters the layer's own trainable parameters.
+
+    ``y = x W^T + b + sum_a s_a * B_a (A_a dropout_a(x))``, all in ``dtype`` (bf16: as bf16
+    autocast computes peft's layer), from one cast of ``x`` shared by the adapters (and, through
+    ``input_cast``, by the layers that read the same input); the adapter's output is added by
+    ``addmm`` with ``s_a`` folded into the cast of ``B_a`` (no ``[tokens, out]`` scaling pass);
+    ``y`` comes back in ``x``'s dtype. The adapters' parameters, dropout modules, active set and
+    ``disable_adapters`` are read from ``layer`` at every call (peft's own switches, e.g.
+    ``disable_adapter()``, made while the copy is in place do not reach ``layer``: it is out of
+    the module tree; LaDa's training runs and scoring passes make none)."""
+
+    def __init__(
+        self, layer: nn.Module, dtype: torch.dtype, input_cast: InputCast | None = None
+    ) -> None:
+        base = layer.base_layer
+        super().__init__(base.weight, base.bias, dtype, input_cast)
+        # the layer's own adapter tables, registered under peft's names: the parameters keep
+        # their names (``...q_proj.lora_A.default.weight``) and optimisers find them
+        self.lora_A, self.lora_B, self.lora_dropout = layer.lora_A, layer.lora_B, layer.lora_dropout
+        self.lora = [layer]  # flags and scaling (a list: not a submodule, no second path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        (layer,) = self.lora
+        xc = self.cast_input(x)
+        y = nn.functional.linear(xc, self.weight, self.bias)
+        if not layer.disable_adapters:
+            flat = y.reshape(-1, y.shape[-1])
+            for a in layer.active_adapters:
+                if a not in self.lora_A:
+                    continue
+                dt = self.weight.dtype
+                h = nn.functional.linear(self.lora_dropout[a](xc), self.lora_A[a].weight.to(dt))
+                b = (self.lora_B[a].weight * layer.scaling[a]).to(dt)
+                flat = torch.addmm(flat, h.reshape(-1, h.shape[-1]), b.t())
+            y = flat.view(y.shape)
         return y.to(x.dtype)
 
 
@@ -112,16 +200,19 @@ def _folded_copy(layer: nn.Module, dtype: torch.dtype) -> CastLinear:
 
 
 def _replacements(
-    module: nn.Module, dtype: torch.dtype, fold_lora: bool
+    module: nn.Module, dtype: torch.dtype, fold_lora: bool, memo: InputCast | None = None
 ) -> Iterator[tuple[nn.Module, str, nn.Module]]:
-    """``(parent, name, new)`` for the linear layers below ``module`` that get a cast copy."""
+    """``(parent, name, new)`` for the linear layers below ``module`` that get a cast copy
+    (sharing ``memo``, when given, for their input casts)."""
     for name, child in module.named_children():
         if fold_lora and is_plain_lora(child):
             yield module, name, _folded_copy(child, dtype)
+        elif not fold_lora and is_plain_lora(child) and not getattr(child, "merged", False):
+            yield module, name, CastLoraLinear(child, dtype, memo)
         elif isinstance(child, nn.Linear) and (fold_lora or not child.weight.requires_grad):
-            yield module, name, CastLinear(child.weight, child.bias, dtype)
+            yield module, name, CastLinear(child.weight, child.bias, dtype, memo)
         elif not isinstance(child, nn.Linear):
-            yield from _replacements(child, dtype, fold_lora)
+            yield from _replacements(child, dtype, fold_lora, memo)
 
 
 @contextlib.contextmanager
@@ -130,19 +221,51 @@ def cast_linear_copy(
 ) -> Iterator[nn.Module]:
     """Linear layers of ``model`` compute in ``dtype`` from copies made on entry, restored on
     exit. ``fold_lora`` (inference): every linear layer, LoRA adapters folded in; else
-    (training) only the frozen ones (weights that do not require grad), adapters untouched."""
+    (training) the frozen ones (weights that do not require grad) and each plain LoRA layer as
+    a :class:`CastLoraLinear` (its base weight copied, its adapters its own trainable
+    parameters), with one input cast shared by layers that read the same tensor
+    (:class:`InputCast`)."""
+    memo = None if fold_lora else InputCast()
     with torch.no_grad():
         swaps = [
             (parent, name, getattr(parent, name), new)
-            for parent, name, new in _replacements(model, dtype, fold_lora)
+            for parent, name, new in _replacements(model, dtype, fold_lora, memo)
         ]
     for parent, name, _, new in swaps:
         setattr(parent, name, new)
+    covered = not fold_lora and _covers_every_matmul(model)
+    if covered:
+        model.lada_cast_covers = True  # lada.models.precision.autocast_for: no autocast needed
     try:
         yield model
     finally:
         for parent, name, old, _ in swaps:
             setattr(parent, name, old)
+        if covered:
+            del model.lada_cast_covers
+        if memo is not None:
+            memo.clear()
+
+
+def _covers_every_matmul(model: nn.Module) -> bool:
+    """Whether every weight matrix of ``model`` outside its embeddings now computes in the
+    copy's dtype by itself: a cast copy, or an adapter of a :class:`CastLoraLinear`. Then
+    autocast has nothing left to cast but attention, which stays faster in fp32 on CPU
+    (docs/real-models.md), so the copy's forward passes run without it."""
+    adapters = {
+        id(m)
+        for layer in model.modules()
+        if isinstance(layer, CastLoraLinear)
+        for table in (layer.lora_A, layer.lora_B)
+        for m in table.values()
+    }
+    for m in model.modules():
+        if isinstance(m, CastLinear | nn.Embedding) or id(m) in adapters:
+            continue
+        weight = getattr(m, "weight", None)
+        if isinstance(weight, Tensor) and weight.ndim >= 2:
+            return False
+    return True
 
 
 @contextlib.contextmanager

@@ -104,9 +104,12 @@ def apply_precision(model: torch.nn.Module, precision: Precision) -> torch.nn.Mo
 
 
 def autocast_for(model: torch.nn.Module) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` with the model's chosen dtype, or a no-op (fp32 / GPU bf16 weights)."""
+    """``torch.autocast`` with the model's chosen dtype, or a no-op: fp32 / GPU bf16 weights, or
+    a training copy in place whose layers compute in that dtype by themselves
+    (``model.lada_cast_covers``, set by :func:`lada.models.cast_weights.cast_linear_copy`:
+    autocast would then only move attention to bf16, slower on CPU)."""
     dtype = getattr(model, "lada_autocast", None)
-    if dtype is None:
+    if dtype is None or getattr(model, "lada_cast_covers", False):
         return contextlib.nullcontext()
     device_type = next(model.parameters()).device.type
     return torch.autocast(device_type=device_type, dtype=dtype)

@@ -3,9 +3,10 @@
 Fast path: one forward pass keeping logits only from the first supervised position on
 (``logits_to_keep``), then ``gather(label) - logsumexp`` (no second vocabulary-sized tensor).
 :func:`target_token_logprobs` goes further: a forward pre-hook on the output head keeps only
-the supervised rows (flattened), so the head matmul and the logsumexp skip the prompt tail and
+the supervised rows (flattened), so the head matmul and the log-softmax skip the prompt tail and
 padding of the other rows in the kept window (measured +6 to +14 % training tokens/s on
-SmolLM2-135M, batch 4, bit-identical losses).
+SmolLM2-135M, batch 4, bit-identical losses), and takes the log-softmax in float32 straight
+from the head's bf16 output under autocast (one fused pass).
 Right-padded batches are run without an attention mask: under causal attention real tokens
 never see the padding after them, and the unmasked path is the fastest SDPA kernel. These
 decisions are taken on the batch before it moves to the device (collate builds CPU tensors),
@@ -78,11 +79,12 @@ def target_logits(
 
 
 def supervised_logits(
-    model: PreTrainedModel, batch: dict[str, Tensor]
+    model: PreTrainedModel, batch: dict[str, Tensor], upcast: bool = True
 ) -> tuple[Tensor, Tensor, Tensor] | None:
-    """``(logits, targets, mask)`` with ``logits`` ``[N, V]`` float32 for only the N supervised
+    """``(logits, targets, mask)`` with ``logits`` ``[N, V]`` for only the N supervised
     positions (``mask``'s True entries, row-major) and ``targets`` ``[N]``; ``mask`` is ``[B, K]``
     as in :func:`target_logits`. None when the model has no output-embedding module to hook.
+    ``logits`` are float32 with ``upcast``, else in the dtype the model computed them in.
 
     The head's input is cut to the supervised rows by a forward pre-hook on
     ``model.get_output_embeddings()``: what the model does after the head (e.g. logit
@@ -106,7 +108,7 @@ def supervised_logits(
             logits = model(**inputs).logits
     finally:
         hook.remove()
-    if logits.dtype != torch.float32:
+    if upcast and logits.dtype != torch.float32:
         logits = logits.float()
     return logits.reshape(-1, logits.shape[-1]), picked, mask.to(device, non_blocking=True)
 
@@ -125,12 +127,15 @@ def target_token_logprobs(
     Both are ``[B, K]`` (K <= T): ``logp`` is 0 where ``mask`` is False. ``batch`` holds
     ``input_ids``, ``labels`` (unshifted, -100 = ignored) and optionally ``attention_mask``.
     """
-    cut = supervised_logits(model, batch)
+    cut = supervised_logits(model, batch, upcast=False)
     if cut is None:
         logits, targets, mask = target_logits(model, batch)
         return logprobs_from_logits(logits, targets, mask), mask
     logits, targets, mask = cut
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    # one fused pass from the head's dtype to float32 log-probabilities (no separate upcast
+    # copy and no logsumexp's extra passes); the same values as gather - logsumexp in float32
+    logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+    logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return logp.new_zeros(mask.shape).masked_scatter(mask, logp), mask
 
 
