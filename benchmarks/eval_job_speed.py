@@ -1,7 +1,9 @@
 """The real config's evaluation job: today's generator vs the one of an earlier commit.
 
-Loads ``lada.eval.generate`` as it was at ``--before`` (``git show REV:src/lada/eval/generate.py``,
-run against today's other modules) and times its ``generate_paths`` against today's, in one
+Loads the generator as it was at ``--before``: ``lada.eval.generate`` and, where it existed
+then, ``lada.models.lean_decoder`` (``git show REV:PATH``; the old generator runs with its own
+lean decoder in place of today's, against today's other modules), and times its
+``generate_paths`` against today's, in one
 process, alternately, best of ``--repeats`` each, on what ``configs/real-cpu.yaml`` evaluates:
 a client's test questions (default: client 0 of a run directory's data), ``eval.max_new_tokens``
 new tokens, one batch of ``eval.batch_size``, the config's LoRA (adapters zero as at round 0, or
@@ -16,11 +18,13 @@ the speed-up (before / now).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,18 +47,52 @@ from lada.models.loading import load_causal_lm  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def module_at(rev: str) -> types.ModuleType:
-    """``lada.eval.generate`` as of git revision ``rev`` (imports resolve to today's lada)."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:src/lada/eval/generate.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(f"generate_{rev}")
-    exec(compile(source, f"{rev}:generate.py", "exec"), module.__dict__)
-    return module
+GENERATOR = {  # module -> its file: what --before loads as of the earlier commit
+    "lada.eval.generate": "src/lada/eval/generate.py",
+    "lada.models.lean_decoder": "src/lada/models/lean_decoder.py",
+}
+
+
+def source_at(rev: str, path: str) -> str | None:
+    """The text of ``path`` at git revision ``rev``; None if the file did not exist then."""
+    run = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if run.returncode == 0:
+        return run.stdout
+    if "does not exist" in run.stderr or "exists on disk, but not in" in run.stderr:
+        return None
+    raise RuntimeError(f"git show {rev}:{path}: {run.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def installed(modules: dict[str, types.ModuleType]) -> Iterator[None]:
+    """``modules`` in ``sys.modules`` for the duration (the imports inside the old
+    generator's functions then find its own lean decoder); today's restored after."""
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def generator_at(rev: str) -> dict[str, types.ModuleType]:
+    """The generator's modules as of ``rev`` (those that existed then), by module name;
+    imports between them and of other modules resolve to the old ones, then to today's."""
+    modules: dict[str, types.ModuleType] = {}
+    for name in reversed(GENERATOR):  # the lean decoder first: the generator imports it
+        source = source_at(rev, GENERATOR[name])
+        if source is None:
+            continue
+        module = types.ModuleType(name)
+        module.__file__ = f"{rev}:{GENERATOR[name]}"
+        with installed({**modules, name: module}):
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
+        modules[name] = module
+    return modules
 
 
 def load_adapters(model: torch.nn.Module, path: Path) -> None:
@@ -95,18 +133,24 @@ def main() -> None:
     test = args.run / "data" / "clients" / f"client_{args.client}" / "test.jsonl"
     samples = [Sample.from_dict(d) for _, d in read_jsonl_dicts(test)][: cfg.eval.limit]
     prompts = [s.prompt() for s in samples]
-    old = module_at(args.before)
+    old = generator_at(args.before)
+    print(f"before ({args.before}): {', '.join(m.__file__ for m in old.values())}")
     kw = {"max_new_tokens": cfg.eval.max_new_tokens, "batch_size": cfg.eval.batch_size}
-    gens = {f"before ({args.before})": old.generate_paths, "now": now.generate_paths}
+    gens = {  # label -> (generate_paths, the modules it runs with)
+        f"before ({args.before})": (old["lada.eval.generate"].generate_paths, old),
+        "now": (now.generate_paths, {}),
+    }
     best: dict[str, float] = {}
     paths: dict[str, list[str]] = {}
-    for fn in gens.values():
-        fn(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
+    for fn, modules in gens.values():
+        with installed(modules):
+            fn(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
     for _ in range(args.repeats):
-        for label, fn in gens.items():
-            t0 = time.perf_counter()
-            paths[label] = fn(model, tok, prompts, **kw)
-            best[label] = min(best.get(label, float("inf")), time.perf_counter() - t0)
+        for label, (fn, modules) in gens.items():
+            with installed(modules):
+                t0 = time.perf_counter()
+                paths[label] = fn(model, tok, prompts, **kw)
+                best[label] = min(best.get(label, float("inf")), time.perf_counter() - t0)
     load = Path("/proc/loadavg").read_text().split()[0]
     print(
         f"{name}: {len(prompts)} questions of client {args.client}, {kw}, "
