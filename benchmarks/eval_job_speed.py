@@ -55,12 +55,12 @@ GENERATOR = {  # module -> its file: what --before loads as of the earlier commi
 
 def source_at(rev: str, path: str) -> str | None:
     """The text of ``path`` at git revision ``rev``; None if the file did not exist then."""
-    run = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
-    if run.returncode == 0:
-        return run.stdout
-    if "does not exist" in run.stderr or "exists on disk, but not in" in run.stderr:
+    spec = f"{rev}:{path}"
+    if subprocess.run(["git", "cat-file", "-e", spec], cwd=ROOT, capture_output=True).returncode:
         return None
-    raise RuntimeError(f"git show {rev}:{path}: {run.stderr.strip()}")
+    return subprocess.run(
+        ["git", "show", spec], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @contextlib.contextmanager
@@ -92,6 +92,8 @@ def generator_at(rev: str) -> dict[str, types.ModuleType]:
         with installed({**modules, name: module}):
             exec(compile(source, module.__file__, "exec"), module.__dict__)
         modules[name] = module
+    if "lada.eval.generate" not in modules:
+        raise SystemExit(f"--before {rev}: no {GENERATOR['lada.eval.generate']} at that revision")
     return modules
 
 
