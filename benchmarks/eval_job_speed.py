@@ -54,7 +54,11 @@ GENERATOR = {  # module -> its file: what --before loads as of the earlier commi
 
 
 def source_at(rev: str, path: str) -> str | None:
-    """The text of ``path`` at git revision ``rev``; None if the file did not exist then."""
+    """The text of ``path`` at git revision ``rev``; None if the file did not exist then.
+    A ``rev`` that names no commit is an error that says so."""
+    verify = ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
+    if subprocess.run(verify, cwd=ROOT, capture_output=True).returncode:
+        raise SystemExit(f"--before {rev}: not a commit of this repository")
     spec = f"{rev}:{path}"
     if subprocess.run(["git", "cat-file", "-e", spec], cwd=ROOT, capture_output=True).returncode:
         return None

@@ -11,12 +11,14 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
   to bf16 and packed once for oneDNN (``lada.models.packed_linear``), preallocated KV cache,
-  shared prompt prefix computed once, left padding skipped in the prefill's matmuls) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  shared prompt prefix computed once, left padding skipped in the prefill's matmuls, each
+  decode step's small ops in fused C kernels, ``lada.models.decode_kernels``) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
   bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights),
-  the lean decoder on plain (unpacked) bf16 weights (``pack=False``: session 8's generator),
+  the lean decoder without its C kernels (``kernels=False``: session 14's generator), on plain
+  (unpacked) bf16 weights (``pack=False``; its decode steps run the C kernels too),
   and our decode loop on the model's own forward (``decoder="hf"``: session 7's generator).
   Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
@@ -179,6 +181,7 @@ def main() -> None:
     half = copy.deepcopy(ours).merge_and_unload().to(torch.bfloat16)  # the peer in bf16
     runs = {  # name -> (model, generate function)
         "lada generate_paths, LoRA model": (ours, generate_paths),
+        "lada, lean decoder without C kernels": (ours, partial(generate_paths, kernels=False)),
         "lada, lean decoder on plain bf16 weights": (ours, partial(generate_paths, pack=False)),
         "lada, model's own forward (decoder=hf)": (ours, partial(generate_paths, decoder="hf")),
         "model.generate, same LoRA model": (ours, hf_generate_paths),
@@ -208,6 +211,9 @@ def main() -> None:
     )
     same = sum(a == b for a, b in zip(mine, ref, strict=True))
     print(f"generate  identical paths (ours vs same-model generate): {same}/{len(ref)}")
+    torch_ops = texts["lada, lean decoder without C kernels"]
+    same = sum(a == b for a, b in zip(mine, torch_ops, strict=True))
+    print(f"generate  identical paths (ours vs ours without C kernels): {same}/{len(ref)}")
 
     # ---- MFU ------------------------------------------------------------------------------
     peak = {dt: matmul_peak(device, dt) for dt in (torch.float32, torch.bfloat16)}

@@ -39,6 +39,7 @@ def generate_paths(
     desc: str = "generate",
     decoder: str | None = None,
     pack: bool | None = None,
+    kernels: bool | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (in input order), special tokens stripped.
 
@@ -49,7 +50,9 @@ def generate_paths(
     it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the model's ``lada_decoder`` set at
     load time, else ``auto``; :func:`choose_decoder`), else on the model's own forward with
     the weights of :func:`decode_weights`. ``pack``: the lean decoder's bf16 weights packed
-    for oneDNN (:mod:`lada.models.packed_linear`; None: where it runs).
+    for oneDNN (:mod:`lada.models.packed_linear`; None: where it runs). ``kernels``: the lean
+    decoder's decode steps run its C kernels (:mod:`lada.models.decode_kernels`; None: where
+    they build and run).
     """
     if not prompts:
         return []
@@ -71,6 +74,7 @@ def generate_paths(
             autocast=autocast,
             decoder=engine,
             pack=pack,
+            kernels=kernels,
         )
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [_cut_after_answer(t) if stop_at_answer else t for t in texts]
@@ -247,6 +251,7 @@ def greedy_decode(
     autocast: bool = True,
     decoder: str = "auto",
     pack: bool | None = None,
+    kernels: bool | None = None,
 ) -> list[list[int]]:
     """Greedy new token ids for every prompt (input order), EOS excluded; with
     ``temperature`` > 0, tokens sampled from softmax(logits / temperature) instead (pure
@@ -269,6 +274,8 @@ def greedy_decode(
     the prefill runs under the model's autocast (off when the caller computes from a cast copy
     of the weights, :func:`decode_weights`). ``pack``: whether the lean decoder packs its bf16
     weights for oneDNN once per call (:mod:`lada.models.packed_linear`; None: where it runs).
+    ``kernels``: whether its decode steps run the C kernels (:mod:`lada.models.decode_kernels`;
+    None: where they build and run).
     """
     device = next(model.parameters()).device
     if check_every is None:
@@ -281,7 +288,7 @@ def greedy_decode(
     engine = decoder if decoder in ("lean", "hf") else choose_decoder(model, decoder)
     if engine == "lean":
         steps: LeanDecoder | _ModelSteps = LeanDecoder(
-            model, getattr(model, "lada_autocast", None), pack=pack
+            model, getattr(model, "lada_autocast", None), pack=pack, kernels=kernels
         )
     else:
         steps = _ModelSteps(model, autocast)

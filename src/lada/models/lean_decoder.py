@@ -44,7 +44,9 @@ import torch
 from torch import Tensor, nn
 from transformers.activations import ACT2FN
 
+from lada.models import decode_kernels as fused
 from lada.models.cast_weights import CastLinear, is_plain_lora, write_effective_weight
+from lada.models.decode_kernels import should_use_kernels
 from lada.models.packed_linear import Projection, should_pack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -171,6 +173,7 @@ class LeanDecoder:
         compute_dtype: torch.dtype | None = None,
         *,
         pack: bool | None = None,
+        kernels: bool | None = None,
     ) -> None:
         reason = lean_decoder_unsupported(model)
         if reason is not None:
@@ -189,6 +192,11 @@ class LeanDecoder:
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
         self.pack = should_pack(self.compute, self.device, pack, "lean decoder")
+        self.kernels = config.hidden_act == "silu" and should_use_kernels(
+            self.device, self.dtype, self.compute, kernels
+        )
+        # with the kernels, values are cached in bf16: they are a bf16 matmul's output (exact)
+        self.value_dtype = torch.bfloat16 if self.kernels else self.dtype
         with torch.no_grad():
             self.layers = [self._layer(layer) for layer in inner.layers]
             self.final_norm = (inner.norm.weight.detach(), inner.norm.variance_epsilon)
@@ -213,10 +221,6 @@ class LeanDecoder:
 
     def _projection(self, modules: list[nn.Module]) -> Projection:
         return Projection(*_fused(modules, self.compute), pack=self.pack)
-
-    def _linear(self, x: Tensor, projection: Projection) -> Tensor:
-        """``projection(x)`` back in the residual dtype (for attention and the logits)."""
-        return self._project(x, projection).to(self.dtype)
 
     def _project(self, x: Tensor, projection: Projection) -> Tensor:
         """``projection(x)`` in the compute dtype."""
@@ -243,7 +247,7 @@ class LeanDecoder:
         capacity = max(capacity, p + t)
         shape = (b, self.kv_heads, capacity, self.head_dim)
         self.keys = [self._buffer(shape) for _ in self.layers]
-        self.values = [self._buffer(shape) for _ in self.layers]
+        self.values = [self._buffer(shape, self.value_dtype) for _ in self.layers]
         self.mask = torch.full(
             (b, 1, 1, capacity), float("-inf"), dtype=self.dtype, device=self.device
         )
@@ -269,14 +273,38 @@ class LeanDecoder:
         last = real.sum(1).cumsum(0) - 1  # each row's last token, in the packed order
         return self._logits(h.index_select(0, last))
 
-    def _buffer(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.empty(shape, dtype=self.dtype, device=self.device)
+    def _buffer(self, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
+        return torch.empty(shape, dtype=dtype or self.dtype, device=self.device)
 
     @torch.inference_mode()
     def step(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """One new token per row (``tokens`` and ``positions``: ``[rows]``)."""
         self.mask[:, 0, 0, self.length] = 0.0
+        if self.kernels:
+            return self._step_fused(tokens, positions)
         return self._forward(tokens[:, None], positions[:, None], None)
+
+    def _step_fused(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        """:meth:`step` with the work between two matmuls done by one C kernel each
+        (:mod:`lada.models.decode_kernels`): the same arithmetic as :meth:`_layers`' PyTorch
+        ops, in four calls a layer instead of ~45."""
+        rows = tokens.shape[0]
+        h = self.embed(tokens)  # [rows, hidden] fp32, updated in place
+        cos, sin = self.rotary(h[:, None], positions[:, None])
+        cos, sin = cos[:, 0].contiguous(), signed_sin(sin[:, 0])
+        mask = self.mask.view(rows, -1)
+        position, delta = self.length, None
+        for i, layer in enumerate(self.layers):
+            keys, values = self.keys[i], self.values[i]
+            x = fused.add_rms_norm(h, delta, layer.norm_in, layer.eps_in)
+            qkv = layer.qkv(x)
+            q = fused.rotary_cache(qkv, cos, sin, self.heads, self.kv_heads, keys, values, position)
+            att = fused.attend_one(q, keys, values, mask, position + 1, self.scale)
+            x = fused.add_rms_norm(h, layer.out(att), layer.norm_post, layer.eps_post)
+            delta = layer.down(fused.silu_mul(layer.gate_up(x)))
+        self.length = position + 1
+        _, x = self._add_norm(h, delta, *self.final_norm)
+        return self.head(x).float()
 
     @torch.inference_mode()
     def keep(self, rows: Tensor) -> None:
@@ -291,7 +319,8 @@ class LeanDecoder:
 
     def _logits(self, h: Tensor) -> Tensor:
         """fp32 logits of final hidden states ``[rows, hidden]``."""
-        return self._linear(rms_norm(h, *self.final_norm), self.head).float()
+        _, x = self._add_norm(h.contiguous(), None, *self.final_norm)
+        return self._project(x, self.head).float()
 
     def _layers(
         self, ids: Tensor, positions: Tensor, allowed: Tensor | None, tokens: Tensor | None = None
@@ -324,14 +353,16 @@ class LeanDecoder:
                 x = x.new_zeros(b * t, n, d).index_copy_(0, tokens, x.view(-1, n, d))
             return x.view(b, t, n, d).transpose(1, 2)
 
+        delta = None  # the last layer's MLP output, not yet added to h
         for i, layer in enumerate(self.layers):
-            x = rms_norm(h, layer.norm_in, layer.eps_in)
-            q, k, v = self._linear(x, layer.qkv).split((nq * d, nkv * d, nkv * d), dim=-1)
+            h, x = self._add_norm(h, delta, layer.norm_in, layer.eps_in)
+            qkv = self._project(x, layer.qkv).to(self.dtype)
+            q, k, v = qkv.split((nq * d, nkv * d, nkv * d), dim=-1)
             q = heads(rotate(q.view(*lead, nq, d), cos, sin), nq)
             self.keys[i][:, :, start:end] = heads(rotate(k.view(*lead, nkv, d), cos, sin), nkv)
             self.values[i][:, :, start:end] = heads(v, nkv)
             # the first b rows: all of them, but one for a shared prefix
-            keys, values = self.keys[i][:b, :, :end], self.values[i][:b, :, :end]
+            keys, values = self.keys[i][:b, :, :end], self.values[i][:b, :, :end].to(self.dtype)
             if allowed is None:  # one query per row: grouped heads against their shared keys
                 att = self._attend_one(q, keys, values, self.mask[:, :, :, :end])
             else:
@@ -341,13 +372,37 @@ class LeanDecoder:
             att = att.transpose(1, 2).reshape(b, t, nq * d)
             if tokens is not None:
                 att = att.reshape(b * t, nq * d).index_select(0, tokens)
-            # the sums promote bf16 outputs into the residual dtype (no separate cast)
-            h = h + self._project(att, layer.out)
-            x = rms_norm(h, layer.norm_post, layer.eps_post)
-            gate, up = self._linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + self._project(self.act(gate) * up, layer.down)
+            h, x = self._add_norm(h, self._project(att, layer.out), layer.norm_post, layer.eps_post)
+            delta = self._project(self._swiglu(self._project(x, layer.gate_up)), layer.down)
         self.length = end
-        return h
+        return self._add(h, delta)
+
+    def _add_norm(
+        self, h: Tensor, delta: Tensor | None, weight: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor]:
+        """``h + delta`` (a matmul's output in the compute dtype, promoted by the sum into the
+        residual dtype; None: nothing to add) and its RMSNorm cast to the compute dtype (the
+        next matmul's input). With the kernels, one call, ``h`` updated in place."""
+        if self.kernels:
+            return h, fused.add_rms_norm(h, delta, weight, eps)
+        h = h if delta is None else h + delta
+        return h, rms_norm(h, weight, eps).to(self.compute)
+
+    def _add(self, h: Tensor, delta: Tensor | None) -> Tensor:
+        if delta is None:
+            return h
+        if self.kernels:
+            fused.add_bf16(h, delta)
+            return h
+        return h + delta
+
+    def _swiglu(self, gate_up: Tensor) -> Tensor:
+        """``act(gate) * up`` of the fused gate|up output, in the residual dtype's arithmetic,
+        cast to the compute dtype (the down projection's input)."""
+        if self.kernels:
+            return fused.silu_mul(gate_up)
+        gate, up = gate_up.to(self.dtype).chunk(2, dim=-1)
+        return (self.act(gate) * up).to(self.compute)
 
     def _attend_one(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
         """Attention of one query per row: ``q`` [b, heads, 1, d] -> [b, heads, 1, d]. The
