@@ -12,6 +12,7 @@ The file is compiled once per machine and source with the system C compiler (``$
 loaded with ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a
 failed build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch
 ops and says so in the log once (``kernels=None``), or refuses (``kernels=True``).
+``LADA_KERNELS=0`` in the environment turns them off where ``kernels`` is None (a whole run).
 """
 
 from __future__ import annotations
@@ -164,7 +165,10 @@ def should_use_kernels(
 ) -> bool:
     """``kernels`` True demands them (an error says why they cannot run), False refuses, None
     uses them where :func:`kernels_unsupported` allows, logging the reason once where it does
-    not for bf16 matmuls on CPU (elsewhere they were never an option)."""
+    not for bf16 matmuls on CPU (elsewhere they were never an option), unless the environment
+    sets ``LADA_KERNELS=0``."""
+    if kernels is None and os.environ.get("LADA_KERNELS") == "0":
+        kernels = False  # the user's switch: PyTorch ops everywhere
     if kernels is False:
         return False
     reason = kernels_unsupported(device, residual, compute)
