@@ -166,6 +166,9 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
     with pytest.raises(ValueError, match="fp32 / bf16"):
         LeanDecoder(model, kernels=True)  # fp32 matmuls: the kernels are for bf16 ones
     assert LeanDecoder(model).kernels is False  # fp32 decoding never uses them, quietly
+    monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
+    assert LeanDecoder(model, torch.bfloat16).kernels is False
+    monkeypatch.delenv("LADA_KERNELS")
     # no compiler: named, and (auto) the PyTorch ops run with the reason in the log
     monkeypatch.setenv("CC", "no-such-compiler-lada")
     monkeypatch.setenv("LADA_CACHE", str(tmp_path))
