@@ -40,10 +40,11 @@ def _with_lora(model):
 
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets))
+    gen = torch.Generator().manual_seed(0)  # not the global RNG: the same weights in any test order
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.05)
+                p.normal_(0, 0.05, generator=gen)
     return model.eval()
 
 
