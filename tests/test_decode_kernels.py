@@ -195,3 +195,22 @@ def test_the_library_is_built_once_per_source_and_cpu(tmp_path, monkeypatch):
     assert first.is_relative_to(tmp_path) and first.exists()
     assert K.library_path() == first and first.stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == ["decode_step.so"]  # no temp left
+
+
+@needs_kernels
+def test_a_kernel_that_computes_wrongly_is_caught_by_the_probe(monkeypatch):
+    real = K._library()
+
+    class Broken:  # the real library, but its attention writes nothing
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def lada_attend_one(self, *args):
+            return None
+
+    monkeypatch.setattr(K, "_library", lambda: Broken())
+    K._probe.cache_clear()
+    try:
+        assert "attention kernel disagrees" in K._probe()
+    finally:
+        K._probe.cache_clear()

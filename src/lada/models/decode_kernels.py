@@ -147,10 +147,34 @@ def _probe() -> str | None:
     )  # fmt: skip
     if not torch.equal(q[:, 0], rotate(x.float(), cos, sin)):
         return "the compiled rotary kernel disagrees with PyTorch on a probe"
+    for d in (16, 24):  # the vector path (where the CPU has it) and the plain one
+        q = torch.randn(2, 2, d, generator=gen)
+        keys = torch.randn(2, 1, 6, d, generator=gen)
+        values = torch.randn(2, 1, 6, d, generator=gen).bfloat16()
+        mask = torch.zeros(2, 6)
+        mask[0, 0] = float("-inf")
+        scores = q @ keys[:, 0, :5].transpose(-1, -2) * d**-0.5 + mask[:, None, :5]
+        want = (scores.softmax(-1) @ values[:, 0, :5].float()).reshape(2, 2 * d)
+        out = torch.empty(2, 2 * d, dtype=torch.bfloat16)
+        scratch = torch.empty(2 * 5)
+        lib.lada_attend_one(
+            q.data_ptr(), keys.data_ptr(), values.data_ptr(), mask.data_ptr(), 2, 2, 1, d, 6, 5,
+            d**-0.5, 1, scratch.data_ptr(), out.data_ptr(),
+        )  # fmt: skip
+        if not torch.allclose(out.float(), want, rtol=1e-2, atol=1e-3):
+            return "the compiled attention kernel disagrees with PyTorch on a probe"
+    gate_up = torch.randn(2, 2 * 40, generator=gen).bfloat16()
+    out = torch.empty(2, 40, dtype=torch.bfloat16)
+    lib.lada_silu_mul(gate_up.data_ptr(), 2, 40, 1, out.data_ptr())
+    gate, up = gate_up.float().chunk(2, dim=-1)
+    if not torch.allclose(out.float(), torch.nn.functional.silu(gate) * up, rtol=1e-2, atol=1e-3):
+        return "the compiled SwiGLU kernel disagrees with PyTorch on a probe"
     return None
 
 
-def kernels_unsupported(device: torch.device | str, residual: torch.dtype, compute: torch.dtype):
+def kernels_unsupported(
+    device: torch.device | str, residual: torch.dtype, compute: torch.dtype
+) -> str | None:
     """Why the kernels cannot run a lean decoder with this device and these dtypes (None when
     they can): they are for CPU, an fp32 residual stream and bf16 matmuls."""
     if torch.device(device).type != "cpu":
