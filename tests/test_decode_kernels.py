@@ -165,6 +165,7 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
     model = build_model(SPECS["llama"], tok, seed=0).eval()
     with pytest.raises(ValueError, match="fp32 / bf16"):
         LeanDecoder(model, kernels=True)  # fp32 matmuls: the kernels are for bf16 ones
+    assert "gelu" in K.kernels_unsupported("cpu", torch.float32, torch.bfloat16, "gelu")
     assert LeanDecoder(model).kernels is False  # fp32 decoding never uses them, quietly
     monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
     assert LeanDecoder(model, torch.bfloat16).kernels is False

@@ -4,11 +4,11 @@ Why (measured, docs/real-models.md, sessions 14–15): at batch 16 a decode step
 config's 135 M model spent ~20 ms streaming its packed bf16 weights, but ~28 ms in ~45 small
 PyTorch ops a layer (RMSNorm, casts, rotary, cache writes, one-query attention as 48 tiny
 GEMMs, SwiGLU) on tensors of a few KB, i.e. in per-call overhead. The C file does each run of
-them between two matmuls in one call (four calls a layer), with PyTorch's arithmetic (see its
+them between two matmuls in one call (five calls a layer), with PyTorch's arithmetic (see its
 header for what is bit-identical and what agrees to fp32 round-off).
 
 The file is compiled once per machine and source with the system C compiler (``$CC``, else
-``cc``; ``-O3 -march=native -ffp-contract=off``) into ``$LADA_CACHE/kernels/<key>/`` and
+``cc``; ``-O3 -march=native -ffp-contract=off -fopenmp``) into ``$LADA_CACHE/kernels/<key>/`` and
 loaded with ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a
 failed build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch
 ops and says so in the log once (``kernels=None``), or refuses (``kernels=True``).
@@ -173,10 +173,16 @@ def _probe() -> str | None:
 
 
 def kernels_unsupported(
-    device: torch.device | str, residual: torch.dtype, compute: torch.dtype
+    device: torch.device | str,
+    residual: torch.dtype,
+    compute: torch.dtype,
+    activation: str = "silu",
 ) -> str | None:
-    """Why the kernels cannot run a lean decoder with this device and these dtypes (None when
-    they can): they are for CPU, an fp32 residual stream and bf16 matmuls."""
+    """Why the kernels cannot run a lean decoder with this device, these dtypes and this MLP
+    activation (None when they can): they are for CPU, an fp32 residual stream, bf16 matmuls
+    and SwiGLU (SiLU)."""
+    if activation != "silu":
+        return f"MLP activation {activation!r} (the kernels compute SiLU)"
     if torch.device(device).type != "cpu":
         return f"the model is on {torch.device(device).type} (the kernels are for CPU)"
     if residual != torch.float32 or compute != torch.bfloat16:
@@ -185,7 +191,11 @@ def kernels_unsupported(
 
 
 def should_use_kernels(
-    device: torch.device | str, residual: torch.dtype, compute: torch.dtype, kernels: bool | None
+    device: torch.device | str,
+    residual: torch.dtype,
+    compute: torch.dtype,
+    kernels: bool | None,
+    activation: str = "silu",
 ) -> bool:
     """``kernels`` True demands them (an error says why they cannot run), False refuses, None
     uses them where :func:`kernels_unsupported` allows, logging the reason once where it does
@@ -195,7 +205,7 @@ def should_use_kernels(
         kernels = False  # the user's switch: PyTorch ops everywhere
     if kernels is False:
         return False
-    reason = kernels_unsupported(device, residual, compute)
+    reason = kernels_unsupported(device, residual, compute, activation)
     if kernels is True and reason is not None:
         raise ValueError(f"cannot run the lean decoder's C kernels: {reason}")
     if reason is not None and torch.device(device).type == "cpu" and compute == torch.bfloat16:

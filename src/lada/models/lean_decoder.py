@@ -200,8 +200,8 @@ class LeanDecoder:
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
         self.pack = should_pack(self.compute, self.device, pack, "lean decoder")
-        self.kernels = config.hidden_act == "silu" and should_use_kernels(
-            self.device, self.dtype, self.compute, kernels
+        self.kernels = should_use_kernels(
+            self.device, self.dtype, self.compute, kernels, config.hidden_act
         )
         # with the kernels, values are cached in bf16: they are a bf16 matmul's output (exact)
         self.value_dtype = torch.bfloat16 if self.kernels else self.dtype

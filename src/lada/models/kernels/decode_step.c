@@ -98,8 +98,11 @@ void lada_add_rms_norm(float *h, const bf16 *delta, const float *w, float eps, i
 /* h[rows, n] += delta (bf16): the last residual add of a layer stack. */
 void lada_add_bf16(float *h, const bf16 *delta, int rows, int n, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) h[(size_t)r * n + i] = h[(size_t)r * n + i] + from_bf16(delta[(size_t)r * n + i]);
+    for (int r = 0; r < rows; r++) {
+        float *x = h + (size_t)r * n;
+        const bf16 *dl = delta + (size_t)r * n;
+        for (int i = 0; i < n; i++) x[i] = x[i] + from_bf16(dl[i]);
+    }
 }
 
 /* One new position per row. qkv[rows, (nq + 2 nkv) d] (bf16, the fused projection's output);
@@ -197,7 +200,8 @@ static void group_any(const float *qg, const float *k, const bf16 *v, const floa
     for (int g = 0; g < group; g++) {
         float *s = scratch + (size_t)g * length;
         for (int t = 0; t < length; t++)
-            s[t] = isinf(m[t]) ? -INFINITY : dot(qg + (size_t)g * d, k + (size_t)t * d, d) * scale + m[t];
+            s[t] = isinf(m[t]) ? -INFINITY
+                               : dot(qg + (size_t)g * d, k + (size_t)t * d, d) * scale + m[t];
         softmax(s, length);
         float acc[d];
         for (int e = 0; e < d; e++) acc[e] = 0.0f;
@@ -211,8 +215,8 @@ static void group_any(const float *qg, const float *k, const bf16 *v, const floa
 }
 
 /* Attention of one query per row over the cached positions [0, length): q[rows, nq, d]
- * (fp32), keys [rows, nkv, cap, d] (fp32), values (the same, bf16), mask[rows, cap] (additive: 0 or -inf),
- * query head i reads key head i / (nq / nkv). out[rows, nq * d] = bf16(softmax(q K^T scale
+ * (fp32), keys [rows, nkv, cap, d] (fp32), values (the same, bf16), mask[rows, cap]
+ * (additive: 0 or -inf); query head i reads key head i / (nq / nkv). out[rows, nq * d] = bf16(softmax(q K^T scale
  * + mask) V). Masked positions get weight exactly 0 (their dot products are skipped).
  * Parallel over (row, key head) on `threads` OpenMP threads (PyTorch's own runtime: the library
  * is loaded after torch, whose libgomp has the same soname). scratch: at least threads *
