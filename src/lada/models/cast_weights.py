@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from lada.models.cast_swiglu import CastSwiGLU, is_swiglu_mlp, swiglu_kernels_usable
+
 
 class InputCast:
     """The cast of the last input a group of layers saw, reused while the same tensor comes
@@ -213,8 +215,16 @@ def _replacements(
             yield module, name, CastLoraLinear(child, dtype, memo)
         elif isinstance(child, nn.Linear) and (fold_lora or not child.weight.requires_grad):
             yield module, name, CastLinear(child.weight, child.bias, dtype, memo)
+        elif dtype == torch.bfloat16 and _fused_swiglu(child, trainable_ok=fold_lora):
+            yield module, name, CastSwiGLU(child, dtype)
         elif not isinstance(child, nn.Linear):
             yield from _replacements(child, dtype, fold_lora, memo)
+
+
+def _fused_swiglu(module: nn.Module, trainable_ok: bool) -> bool:
+    """Whether ``module`` becomes a :class:`CastSwiGLU` (a known SwiGLU MLP of plain linear
+    layers, frozen unless ``trainable_ok``, where the C kernels run)."""
+    return is_swiglu_mlp(module, trainable_ok) and swiglu_kernels_usable()
 
 
 @contextlib.contextmanager
@@ -262,7 +272,7 @@ def _covers_every_matmul(model: nn.Module) -> bool:
         for m in table.values()
     }
     for m in model.modules():
-        if isinstance(m, CastLinear | nn.Embedding) or id(m) in adapters:
+        if isinstance(m, CastLinear | CastSwiGLU | nn.Embedding) or id(m) in adapters:
             continue
         weight = getattr(m, "weight", None)
         if isinstance(weight, Tensor) and weight.ndim >= 2:

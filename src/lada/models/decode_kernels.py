@@ -7,11 +7,11 @@ GEMMs, SwiGLU) on tensors of a few KB, i.e. in per-call overhead. The C file doe
 them between two matmuls in one call (five calls a layer), with PyTorch's arithmetic (see its
 header for what is bit-identical and what agrees to fp32 round-off).
 
-The file is compiled once per machine and source with the system C compiler (``$CC``, else
-``cc``; ``-O3 -march=native -ffp-contract=off -fopenmp``) into ``$LADA_CACHE/kernels/<key>/`` and
-loaded with ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a
-failed build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch
-ops and says so in the log once (``kernels=None``), or refuses (``kernels=True``).
+The file is compiled once per machine and source (:mod:`lada.models.c_build`: the system C
+compiler, ``-O3 -march=native``, cached under ``$LADA_CACHE/kernels/``) and loaded with
+ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a failed
+build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch ops and
+says so in the log once (``kernels=None``), or refuses (``kernels=True``).
 ``LADA_KERNELS=0`` in the environment turns them off where ``kernels`` is None (a whole run).
 """
 
@@ -19,32 +19,20 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from lada.models import c_build
+from lada.models.c_build import KERNELS, KernelBuildError
 from lada.utils.log_once import log_once
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "decode_step.c"
-FLAGS = (
-    "-O3",
-    "-march=native",
-    "-ffp-contract=off",
-    "-fno-math-errno",
-    "-fopenmp",
-    "-std=gnu11",
-    "-fPIC",
-)
+SOURCE = KERNELS / "decode_step.c"
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int
@@ -55,63 +43,18 @@ _SIGNATURES: dict[str, list[type]] = {
     "lada_rotary_cache": [_P, _P, _P, _I, _I, _I, _I, _P, _P, _P, _I, _I],
     "lada_attend_one": [_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _F, _I, _P, _P],
     "lada_silu_mul": [_P, _I, _I, _I, _P],
+    "lada_silu_mul_backward": [_P, _P, _I, _I, _I, _P],
 }
 
 
-class KernelBuildError(RuntimeError):
-    """The C kernels could not be compiled or loaded here."""
-
-
-def _cpu_key() -> str:
-    """What ``-march=native`` depends on: the CPU's model and feature flags (Linux), else the
-    machine type."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))]
-    return platform.machine() + "\n" + "\n".join(sorted(set(lines)))
-
-
-def _compiler() -> str:
-    name = os.environ.get("CC", "cc")
-    if shutil.which(name) is None:
-        raise KernelBuildError(f"no C compiler {name!r} on PATH (set $CC to one)")
-    return name
-
-
 def library_path() -> Path:
-    """Where the compiled library of this source, compiler and CPU lives (built if missing)."""
-    from lada.models.prepare import cache_root
-
-    cc = _compiler()
-    key = hashlib.sha256(
-        "\n".join([SOURCE.read_text(), cc, " ".join(FLAGS), _cpu_key()]).encode()
-    ).hexdigest()[:16]
-    path = cache_root() / "kernels" / key / "decode_step.so"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        out = Path(tmp) / path.name
-        cmd = [cc, *FLAGS, "-shared", "-o", str(out), str(SOURCE), "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise KernelBuildError(
-                f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{done.stderr.strip()}"
-            )
-        os.replace(out, path)  # atomic: concurrent builders leave one complete file
-    return path
+    """Where this machine's compiled ``decode_step.c`` lives (built if missing)."""
+    return c_build.library_path(SOURCE)
 
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(library_path()))
-    for name, args in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = args
-        fn.restype = None
-    return lib
+    return c_build.load_library(SOURCE, _SIGNATURES)
 
 
 @functools.cache
@@ -169,6 +112,15 @@ def _probe() -> str | None:
     gate, up = gate_up.float().chunk(2, dim=-1)
     if not torch.allclose(out.float(), torch.nn.functional.silu(gate) * up, rtol=1e-2, atol=1e-3):
         return "the compiled SwiGLU kernel disagrees with PyTorch on a probe"
+    grad = torch.randn(2, 40, generator=gen).bfloat16()
+    got = torch.empty(2, 80, dtype=torch.bfloat16)
+    lib.lada_silu_mul_backward(gate_up.data_ptr(), grad.data_ptr(), 2, 40, 1, got.data_ptr())
+    with torch.enable_grad():  # the probe may first run inside a no_grad block
+        leaf = gate_up.float().requires_grad_(True)
+        gate, up = leaf.chunk(2, dim=-1)
+        (torch.nn.functional.silu(gate) * up).backward(grad.float())
+    if not torch.allclose(got.float(), leaf.grad, rtol=1e-2, atol=1e-3):
+        return "the compiled SwiGLU backward kernel disagrees with PyTorch on a probe"
     return None
 
 
@@ -306,9 +258,27 @@ def attend_one(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor, length: in
 def silu_mul(gate_up: Tensor) -> Tensor:
     """``[..., 2 i]`` (bf16, gate then up) -> ``silu(gate) * up`` ``[..., i]`` in bf16."""
     width = gate_up.shape[-1]
+    if width % 2:
+        raise ValueError(f"silu_mul: gate|up width {width} is odd")
     out = torch.empty(*gate_up.shape[:-1], width // 2, dtype=torch.bfloat16)
     _library().lada_silu_mul(
         _check(gate_up, torch.bfloat16, "gate_up"), gate_up.numel() // width, width // 2,
         _threads(gate_up.numel()), out.data_ptr(),
+    )  # fmt: skip
+    return out
+
+
+def silu_mul_backward(gate_up: Tensor, grad: Tensor) -> Tensor:
+    """The gradient of :func:`silu_mul` w.r.t. ``gate_up`` (``[..., 2 i]``, bf16) given the
+    gradient ``grad`` (``[..., i]``, bf16) of its output; fp32 arithmetic, rounded once."""
+    width = gate_up.shape[-1]
+    if width % 2 or grad.shape != (*gate_up.shape[:-1], width // 2):
+        raise ValueError(
+            f"silu_mul_backward: gate_up {tuple(gate_up.shape)}, grad {tuple(grad.shape)}"
+        )
+    out = torch.empty(gate_up.shape, dtype=torch.bfloat16)
+    _library().lada_silu_mul_backward(
+        _check(gate_up, torch.bfloat16, "gate_up"), _check(grad, torch.bfloat16, "grad"),
+        gate_up.numel() // width, width // 2, _threads(gate_up.numel()), out.data_ptr(),
     )  # fmt: skip
     return out

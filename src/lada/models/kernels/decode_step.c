@@ -264,3 +264,25 @@ void lada_silu_mul(const bf16 *gate_up, int rows, int i, int threads, bf16 *out)
         }
     }
 }
+
+/* The backward pass of lada_silu_mul, for training's SwiGLU (lada.models.swiglu): given
+ * gate_up[rows, 2 i] and grad[rows, i] (bf16, the gradient of out), writes grad_gate_up[rows,
+ * 2 i] = bf16(d gate | d up) with PyTorch's fp32 formulas for silu(x) * up:
+ *   d up = grad * silu(x);   d gate = (grad * up) * sigmoid(x) * (1 + x * (1 - sigmoid(x)))
+ * (aten's silu_backward, same order of products), sigmoid(x) = 1 / (1 + exp(-x)). */
+void lada_silu_mul_backward(const bf16 *gate_up, const bf16 *grad, int rows, int i, int threads,
+                            bf16 *grad_gate_up) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int r = 0; r < rows; r++) {
+        const bf16 *g = gate_up + (size_t)r * 2 * i, *u = g + i, *dy = grad + (size_t)r * i;
+        bf16 *dg = grad_gate_up + (size_t)r * 2 * i, *du = dg + i;
+#pragma omp simd
+        for (int e = 0; e < i; e++) {
+            float x = from_bf16(g[e]), d = from_bf16(dy[e]);
+            float denominator = 1.0f + exp_f32(-x);
+            float sigmoid = 1.0f / denominator;
+            du[e] = to_bf16(d * (x / denominator));
+            dg[e] = to_bf16((d * from_bf16(u[e])) * sigmoid * (1.0f + x * (1.0f - sigmoid)));
+        }
+    }
+}

@@ -1,0 +1,145 @@
+"""CastSwiGLU: a SwiGLU MLP from one bf16 copy of its weights, with the C activation kernels
+forward and backward, against the path it replaces (bf16 matmuls, fp32 element-wise ops)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lada.models import build_model, build_tokenizer
+from lada.models import decode_kernels as K
+from lada.models.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
+from lada.models.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
+
+REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
+needs_kernels = pytest.mark.skipif(REASON is not None, reason=f"no C kernels here: {REASON}")
+PROMPTS = [f"Double {a}\n" for a in range(8)]
+TARGETS = [f"Answer: {2 * a}" for a in range(8)]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(5, 2 * 24), (2, 3, 2 * 1536)])  # tiny; a real model's rows
+def test_silu_mul_kernels_forward_and_backward_match_fp32_autograd(shape):
+    gate_up = (torch.randn(*shape, generator=_gen(0)) * 3).bfloat16()
+    gate_up[..., 0] = -100.0  # exp overflows in sigmoid(-x): the gradient is 0, not NaN
+    leaf = gate_up.clone().requires_grad_(True)
+    out = SiluMul.apply(leaf)
+    ref_leaf = gate_up.float().requires_grad_(True)
+    gate, up = ref_leaf.chunk(2, dim=-1)
+    ref = nn.functional.silu(gate) * up
+    # one rounding of the same fp32 value (exp may differ in its last bit: a tie can flip)
+    assert ((out.float() - ref).abs() <= 2.0**-8 * ref.abs() + 1e-30).all()
+    assert (out == ref.bfloat16()).float().mean() > 0.99
+    grad = torch.randn(*out.shape, generator=_gen(1)).bfloat16()
+    out.backward(grad)
+    ref.backward(grad.float())
+    want = ref_leaf.grad.bfloat16()
+    assert torch.isfinite(leaf.grad.float()).all()
+    assert ((leaf.grad.float() - want.float()).abs() <= 2.0**-7 * want.float().abs() + 1e-30).all()
+    assert (leaf.grad == want).float().mean() > 0.99
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    tok = build_tokenizer([p + t for p, t in zip(PROMPTS, TARGETS, strict=True)] * 3, 300)
+    path: Path = tmp_path_factory.mktemp("tiny")
+    build_model("slm-xs", tok, seed=3).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _load(path, targets):
+    from lada.models.loading import LoraSettings, load_causal_lm
+
+    return load_causal_lm(
+        path, lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets), device="cpu"
+    )
+
+
+@needs_kernels
+def test_training_copy_fuses_frozen_swiglu_mlps_close_to_the_path_it_replaces(llama, monkeypatch):
+    """Attention-only LoRA: each frozen MLP becomes one CastSwiGLU in the training copy (and
+    is restored after); loss and adapter gradients agree with the per-layer copy (bf16
+    matmuls, fp32 element-wise ops) to bf16 round-off."""
+    model, _ = _load(llama, ["q_proj", "v_proj"])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=_gen(2))
+    mlps = [m for m in model.modules() if type(m).__name__ == "LlamaMLP"]
+    assert mlps and all(is_swiglu_mlp(m) for m in mlps)
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n}
+
+    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
+        fused = [m for m in model.modules() if isinstance(m, CastSwiGLU)]
+        assert len(fused) == len(mlps)
+        assert model.lada_cast_covers  # no autocast needed: every matmul is a copy
+        loss, grads = loss_and_grads()
+    assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
+    monkeypatch.setenv("LADA_KERNELS", "0")  # the path it replaces
+    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
+        assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
+        assert any(isinstance(getattr(m, "gate_proj", None), CastLinear) for m in mlps)
+        ref_loss, ref = loss_and_grads()
+    assert abs(loss - ref_loss) < 1e-2 * abs(ref_loss)
+    for name, g in grads.items():
+        assert (g - ref[name]).abs().max() <= 0.03 * ref[name].abs().max(), name
+    model.zero_grad(set_to_none=True)
+
+
+@needs_kernels
+def test_mlps_with_lora_or_trainable_weights_are_not_fused(llama):
+    model, _ = _load(llama, ["q_proj", "gate_proj"])  # LoRA inside the MLP: left as it was
+    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
+        assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
+    plain = build_model("slm-xs", build_tokenizer(PROMPTS * 3, 300), seed=0)  # full fine-tune
+    assert not is_swiglu_mlp(plain.model.layers[0].mlp)  # trainable weights
+    assert is_swiglu_mlp(plain.model.layers[0].mlp, trainable_ok=True)  # fine for inference
+    with torch.no_grad(), cast_linear_copy(plain, torch.bfloat16, fold_lora=True):
+        assert isinstance(plain.model.layers[0].mlp, CastSwiGLU)
+
+
+@needs_kernels
+def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeypatch):
+    from lada.train.loop import OptimConfig
+    from lada.train.sft import sft
+
+    model, tok = _load(llama, ["q_proj", "k_proj", "v_proj", "o_proj"])
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    cfg = OptimConfig(lr=2e-2, batch_size=8, epochs=6, warmup_steps=0)
+    model.lada_autocast = torch.bfloat16
+    try:
+        with frozen_cast_copy(model):
+            assert any(isinstance(m, CastSwiGLU) for m in model.modules())
+        stats = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)
+        assert not any(isinstance(m, CastSwiGLU | CastLinear) for m in model.modules())
+        params = dict(model.named_parameters())
+        assert all(torch.equal(params[n], v) for n, v in base.items())
+        with torch.no_grad():
+            for n, v in lora.items():
+                params[n].copy_(v)
+        monkeypatch.setenv("LADA_KERNELS", "0")  # the same run on the path it replaces
+        ref = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)
+    finally:
+        model.lada_autocast = None
+    assert stats.step_losses[-1] < 0.9 * stats.step_losses[0]
+    for got, want in zip(stats.step_losses, ref.step_losses, strict=True):
+        assert abs(got - want) < 0.02 * want
