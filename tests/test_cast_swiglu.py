@@ -59,61 +59,84 @@ def llama(tmp_path_factory):
     return path
 
 
-def _load(path, targets):
+def _load(path, targets, dropout=0.0):
     from lada.models.loading import LoraSettings, load_causal_lm
 
-    return load_causal_lm(
-        path, lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets), device="cpu"
+    model, tok = load_causal_lm(
+        path, lora=LoraSettings(r=4, alpha=8, dropout=dropout, target_modules=targets), device="cpu"
     )
-
-
-@needs_kernels
-def test_training_copy_fuses_frozen_swiglu_mlps_close_to_the_path_it_replaces(llama, monkeypatch):
-    """Attention-only LoRA: each frozen MLP becomes one CastSwiGLU in the training copy (and
-    is restored after); loss and adapter gradients agree with the per-layer copy (bf16
-    matmuls, fp32 element-wise ops) to bf16 round-off."""
-    model, _ = _load(llama, ["q_proj", "v_proj"])
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05, generator=_gen(2))
-    mlps = [m for m in model.modules() if type(m).__name__ == "LlamaMLP"]
-    assert mlps and all(is_swiglu_mlp(m) for m in mlps)
-    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
+    return model, tok
 
-    def loss_and_grads():
-        model.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n}
 
-    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
-        fused = [m for m in model.modules() if isinstance(m, CastSwiGLU)]
-        assert len(fused) == len(mlps)
-        assert model.lada_cast_covers  # no autocast needed: every matmul is a copy
-        loss, grads = loss_and_grads()
-    assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the path it replaces
-    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
-        assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
-        assert any(isinstance(getattr(m, "gate_proj", None), CastLinear) for m in mlps)
-        ref_loss, ref = loss_and_grads()
-    assert abs(loss - ref_loss) < 1e-2 * abs(ref_loss)
-    for name, g in grads.items():
-        assert (g - ref[name]).abs().max() <= 0.03 * ref[name].abs().max(), name
+IDS = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
+
+
+def _loss_and_grads(model):
     model.zero_grad(set_to_none=True)
+    loss = model(input_ids=IDS, labels=IDS).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.item(), grads
 
 
 @needs_kernels
-def test_mlps_with_lora_or_trainable_weights_are_not_fused(llama):
-    model, _ = _load(llama, ["q_proj", "gate_proj"])  # LoRA inside the MLP: left as it was
+@pytest.mark.parametrize(
+    "targets",
+    [["q_proj", "v_proj"], ["q_proj", "gate_proj", "down_proj"]],
+    ids=["frozen MLP", "LoRA in the MLP"],
+)
+def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, monkeypatch, targets):
+    """Each MLP becomes one CastSwiGLU in the training copy (and is restored after), LoRA
+    adapters inside it trainable under their own names; loss and adapter gradients agree with
+    the per-layer copy (bf16 matmuls, fp32 element-wise ops) to bf16 round-off."""
+    model, _ = _load(llama, targets)
+    mlps = [m for m in model.modules() if type(m).__name__ == "LlamaMLP"]
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert mlps and all(is_swiglu_mlp(m, lora_ok=True) for m in mlps)
+    with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
+        assert len([m for m in model.modules() if isinstance(m, CastSwiGLU)]) == len(mlps)
+        assert [n for n, p in model.named_parameters() if p.requires_grad] == names
+        assert model.lada_cast_covers  # no autocast needed: every matmul is a copy
+        loss, grads = _loss_and_grads(model)
+    assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
+    assert sorted(grads) == sorted(names)
+    monkeypatch.setenv("LADA_KERNELS", "0")  # the path it replaces
     with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
         assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
+        ref_loss, ref = _loss_and_grads(model)
+    assert abs(loss - ref_loss) < 1e-2 * abs(ref_loss)
+    for name, g in grads.items():
+        assert (g - ref[name]).abs().max() <= 0.03 * ref[name].abs().max(), name
+
+
+@needs_kernels
+def test_dropout_swap_reaches_the_adapters_inside_a_fused_mlp(llama):
+    from lada.models.lora_dropout import CpuDropout, cpu_lora_dropout
+
+    model, _ = _load(llama, ["q_proj", "up_proj", "down_proj"], dropout=0.1)
+    layers = model.config.num_hidden_layers
+    with cast_linear_copy(model, torch.bfloat16, fold_lora=False), cpu_lora_dropout(model):
+        assert sum(isinstance(m, CastSwiGLU) for m in model.modules()) == layers
+        assert sum(isinstance(m, CpuDropout) for m in model.modules()) == 3 * layers
+    assert not any(isinstance(m, CpuDropout) for m in model.modules())
+
+
+@needs_kernels
+def test_mlps_with_trainable_weights_are_fused_for_inference_only():
     plain = build_model("slm-xs", build_tokenizer(PROMPTS * 3, 300), seed=0)  # full fine-tune
-    assert not is_swiglu_mlp(plain.model.layers[0].mlp)  # trainable weights
-    assert is_swiglu_mlp(plain.model.layers[0].mlp, trainable_ok=True)  # fine for inference
+    mlp = plain.model.layers[0].mlp
+    assert not is_swiglu_mlp(mlp)  # trainable weights: training keeps them as they are
+    with cast_linear_copy(plain, torch.bfloat16, fold_lora=False):
+        assert plain.model.layers[0].mlp is mlp
+    assert is_swiglu_mlp(mlp, trainable_ok=True)
     with torch.no_grad(), cast_linear_copy(plain, torch.bfloat16, fold_lora=True):
         assert isinstance(plain.model.layers[0].mlp, CastSwiGLU)
+    assert plain.model.layers[0].mlp is mlp
 
 
 @needs_kernels

@@ -14,9 +14,10 @@ to ``exp``'s last bit); the gate and up input gradients now come from one matmul
 its fp32 accumulator instead of two bf16 matmul outputs added in bf16. Saved for the backward
 pass: the bf16 gate|up output only (was three fp32 tensors).
 
-Used for MLP classes known to compute ``down(silu(gate(x)) * up(x))`` with plain linear
-layers (no LoRA on them) on CPU, where the C kernels build and pass their probe
-(``LADA_KERNELS=0`` turns it off with the other kernels).
+Used for MLP classes known to compute ``down(silu(gate(x)) * up(x))`` with plain linear layers
+or plain LoRA layers (training: the adapters stay the layers' own trainable parameters, under
+their names) on CPU, where the C kernels build and pass their probe (``LADA_KERNELS=0`` turns
+it off with the other kernels).
 """
 
 from __future__ import annotations
@@ -48,22 +49,36 @@ class SiluMul(torch.autograd.Function):
         return silu_mul_backward(gate_up, grad.contiguous().to(torch.bfloat16))
 
 
-def is_swiglu_mlp(module: nn.Module, trainable_ok: bool = False) -> bool:
+def _is_plain_lora(layer: nn.Module) -> bool:
+    """A peft LoRA layer over a frozen ``nn.Linear``, not merged, each active adapter with
+    its own A/B (see :func:`lada.models.cast_weights.is_plain_lora`)."""
+    from lada.models.cast_weights import is_plain_lora
+
+    return (
+        is_plain_lora(layer)
+        and not getattr(layer, "merged", False)
+        and not layer.base_layer.weight.requires_grad
+    )
+
+
+def is_swiglu_mlp(module: nn.Module, trainable_ok: bool = False, lora_ok: bool = False) -> bool:
     """Whether ``module`` is a known SwiGLU MLP (:data:`SWIGLU_MLPS`, SiLU activation) whose
-    three projections are plain ``nn.Linear`` layers on CPU, frozen unless ``trainable_ok``."""
+    three projections are plain ``nn.Linear`` layers on CPU, frozen unless ``trainable_ok``,
+    or (with ``lora_ok``) plain peft LoRA layers over frozen ones."""
     if type(module).__name__ not in SWIGLU_MLPS:
         return False
     act = getattr(module, "act_fn", None)
     if type(act).__name__ not in ("SiLUActivation", "SiLU"):
         return False
-    layers = [getattr(module, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
-    return all(
-        type(layer) is nn.Linear
-        and layer.weight.device.type == "cpu"
-        and layer.weight.is_floating_point()
-        and (trainable_ok or not layer.weight.requires_grad)
-        for layer in layers
-    )
+    for name in ("gate_proj", "up_proj", "down_proj"):
+        layer = getattr(module, name, None)
+        if lora_ok and layer is not None and _is_plain_lora(layer):
+            layer = layer.base_layer
+        elif type(layer) is not nn.Linear or (layer.weight.requires_grad and not trainable_ok):
+            return False
+        if layer.weight.device.type != "cpu" or not layer.weight.is_floating_point():
+            return False
+    return True
 
 
 def swiglu_kernels_usable() -> bool:
@@ -77,24 +92,68 @@ def swiglu_kernels_usable() -> bool:
     return should_use_kernels("cpu", torch.float32, torch.bfloat16, None)
 
 
+class LoraAdapters(nn.Module):
+    """A LoRA layer's adapter tables under peft's names, so that its parameters keep their
+    names (``...mlp.gate_proj.lora_A.default.weight``) and optimisers and the dropout swap
+    (:func:`lada.models.lora_dropout.cpu_lora_dropout`) find them; flags and scaling are read
+    from the layer at every call."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.lora_A, self.lora_B, self.lora_dropout = layer.lora_A, layer.lora_B, layer.lora_dropout
+        self.lora = [layer]  # a list: not a submodule, no second path to the base weight
+
+    def parts(self, x: Tensor, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        """``(h, b)`` per active adapter: ``h = A dropout(x)`` and ``b = s B`` in ``dtype``
+        (the adapter adds ``h b^T``)."""
+        (layer,) = self.lora
+        if layer.disable_adapters:
+            return []
+        out = []
+        for a in layer.active_adapters:
+            if a in self.lora_A:
+                h = nn.functional.linear(self.lora_dropout[a](x), self.lora_A[a].weight.to(dtype))
+                out.append((h, (self.lora_B[a].weight * layer.scaling[a]).to(dtype)))
+        return out
+
+
+def _add_adapters(y: Tensor, parts: list[tuple[int, int, Tensor, Tensor]]) -> Tensor:
+    """``y`` (``[..., width]``) plus each adapter's ``h b^T`` written into its rows
+    ``[offset, offset + rows)`` of the output, all in one ``addmm`` (the B factors stacked
+    block-wise, zero elsewhere)."""
+    if not parts:
+        return y
+    width = y.shape[-1]
+    hs = torch.cat([h.reshape(-1, h.shape[-1]) for _, _, h, _ in parts], dim=1)
+    bs = torch.cat(
+        [nn.functional.pad(b, (0, 0, off, width - off - rows)) for off, rows, _, b in parts], dim=1
+    )
+    return torch.addmm(y.reshape(-1, width), hs, bs.t()).view(y.shape)
+
+
 class CastSwiGLU(nn.Module):
-    """``down(silu(gate(x)) * up(x))`` from bf16 copies of ``mlp``'s weights (gate and up
-    stacked into one matrix), made once; the output in ``x``'s dtype. See the module doc."""
+    """``down(silu(gate(x)) * up(x))`` from bf16 copies of ``mlp``'s (base) weights, gate and
+    up stacked into one matrix, made once; LoRA adapters on any of the three stay trainable
+    (added in bf16 from the same cast input, as :class:`lada.models.cast_weights.CastLoraLinear`
+    adds them); the output in ``x``'s dtype. See the module doc."""
 
     def __init__(self, mlp: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
         if dtype != torch.bfloat16:
             raise ValueError(f"CastSwiGLU computes in bf16, not {dtype}")
-        gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+        layers = [mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        gate, up, down = [getattr(m, "base_layer", m) for m in layers]
+        for name, layer in zip(("gate_proj", "up_proj", "down_proj"), layers, strict=True):
+            if hasattr(layer, "base_layer"):
+                self.add_module(name, LoraAdapters(layer))
+        self.widths = (gate.out_features, up.out_features)
         with torch.no_grad():
             stacked = torch.cat([gate.weight, up.weight]).to(dtype)
             bias = None
             if gate.bias is not None or up.bias is not None:
                 parts = [
-                    layer.bias
-                    if layer.bias is not None
-                    else layer.weight.new_zeros(layer.out_features)
-                    for layer in (gate, up)
+                    m.bias if m.bias is not None else m.weight.new_zeros(m.out_features)
+                    for m in (gate, up)
                 ]
                 bias = torch.cat(parts).to(dtype)
             self.register_buffer("gate_up", stacked, persistent=False)
@@ -103,8 +162,18 @@ class CastSwiGLU(nn.Module):
             down_bias = None if down.bias is None else down.bias.detach().to(dtype)
             self.register_buffer("down_bias", down_bias, persistent=False)
 
+    def _lora(self, name: str, x: Tensor, offset: int, rows: int):
+        adapters = self._modules.get(name)
+        if adapters is None:
+            return []
+        return [(offset, rows, h, b) for h, b in adapters.parts(x, self.gate_up.dtype)]
+
     def forward(self, x: Tensor) -> Tensor:
         xc = x.to(self.gate_up.dtype)
         gate_up = nn.functional.linear(xc, self.gate_up, self.gate_up_bias)
-        h = SiluMul.apply(gate_up)
-        return nn.functional.linear(h, self.down, self.down_bias).to(x.dtype)
+        g, u = self.widths
+        adapters = self._lora("gate_proj", xc, 0, g) + self._lora("up_proj", xc, g, u)
+        h = SiluMul.apply(_add_adapters(gate_up, adapters))
+        y = nn.functional.linear(h, self.down, self.down_bias)
+        y = _add_adapters(y, self._lora("down_proj", h, 0, y.shape[-1]))
+        return y.to(x.dtype)

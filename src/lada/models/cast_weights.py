@@ -35,7 +35,12 @@ from torch import Tensor, nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from lada.models.cast_swiglu import CastSwiGLU, is_swiglu_mlp, swiglu_kernels_usable
+from lada.models.cast_swiglu import (
+    CastSwiGLU,
+    LoraAdapters,
+    is_swiglu_mlp,
+    swiglu_kernels_usable,
+)
 
 
 class InputCast:
@@ -215,16 +220,18 @@ def _replacements(
             yield module, name, CastLoraLinear(child, dtype, memo)
         elif isinstance(child, nn.Linear) and (fold_lora or not child.weight.requires_grad):
             yield module, name, CastLinear(child.weight, child.bias, dtype, memo)
-        elif dtype == torch.bfloat16 and _fused_swiglu(child, trainable_ok=fold_lora):
+        elif dtype == torch.bfloat16 and _fused_swiglu(child, fold_lora):
             yield module, name, CastSwiGLU(child, dtype)
         elif not isinstance(child, nn.Linear):
             yield from _replacements(child, dtype, fold_lora, memo)
 
 
-def _fused_swiglu(module: nn.Module, trainable_ok: bool) -> bool:
-    """Whether ``module`` becomes a :class:`CastSwiGLU` (a known SwiGLU MLP of plain linear
-    layers, frozen unless ``trainable_ok``, where the C kernels run)."""
-    return is_swiglu_mlp(module, trainable_ok) and swiglu_kernels_usable()
+def _fused_swiglu(module: nn.Module, fold_lora: bool) -> bool:
+    """Whether ``module`` becomes a :class:`CastSwiGLU`: a known SwiGLU MLP, where the C kernels
+    run, of plain linear layers (inference: any; training: frozen) or, in training, of plain
+    LoRA layers too (their adapters stay trainable; inference folds LoRA layers one by one)."""
+    ok = is_swiglu_mlp(module, trainable_ok=fold_lora, lora_ok=not fold_lora)
+    return ok and swiglu_kernels_usable()
 
 
 @contextlib.contextmanager
@@ -267,7 +274,7 @@ def _covers_every_matmul(model: nn.Module) -> bool:
     adapters = {
         id(m)
         for layer in model.modules()
-        if isinstance(layer, CastLoraLinear)
+        if isinstance(layer, CastLoraLinear | LoraAdapters)
         for table in (layer.lora_A, layer.lora_B)
         for m in table.values()
     }
