@@ -6,7 +6,10 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   native bf16) vs ``transformers.Trainer`` + peft on the same data, same LoRA, same batch
   size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first;
-  the three loops run ``--repeats`` times, alternated, and each one's best run counts.
+  the loops run ``--repeats`` times, alternated, and each one's best run counts. Also timed,
+  to show their share: ours without training's C kernels (``LADA_KERNELS=0``: LoRA dropout
+  from ``random_`` masks, the MLP as separate cast layers; ``lada.models.lora_dropout``,
+  ``lada.models.cast_swiglu``).
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
   finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
@@ -137,16 +140,30 @@ def main() -> None:
     print(f"ours: weights {weights}, autocast {autocast}, device {device}")
     n_linear = linear_params(ours.get_base_model())
     hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
-    trainers = {"lada sft (LoRA, auto)": (ours, None)}
+    # bf16 None: ours; "no-kernels": ours with LADA_KERNELS=0 (training's C kernels off:
+    # LoRA dropout from random_ masks, the MLP as separate cast layers), to show their share
+    trainers = {
+        "lada sft (LoRA, auto)": (ours, None),
+        "lada sft without C kernels": (ours, "no-kernels"),
+    }
     for bf16 in hf_modes:
         hf, _ = load_causal_lm(
             path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
         )
         trainers[f"HF Trainer + peft ({'bf16' if bf16 else 'fp32'})"] = (hf.train(), bf16)
 
-    def train_once(model, bf16: bool | None, optim: OptimConfig) -> tuple[float, int]:
-        if bf16 is None:
-            stats = sft(model, tok, prompts, targets, optim)
+    def train_once(model, bf16: bool | str | None, optim: OptimConfig) -> tuple[float, int]:
+        if bf16 is None or bf16 == "no-kernels":
+            before = os.environ.get("LADA_KERNELS")
+            if bf16 == "no-kernels":
+                os.environ["LADA_KERNELS"] = "0"
+            try:
+                stats = sft(model, tok, prompts, targets, optim)
+            finally:
+                if before is None:
+                    os.environ.pop("LADA_KERNELS", None)
+                else:
+                    os.environ["LADA_KERNELS"] = before
             return stats.seconds, stats.tokens
         return run_hf(model, tok, prompts, targets, optim, group_by_length=False, bf16=bf16)
 
@@ -163,9 +180,11 @@ def main() -> None:
         print(
             f"train  {name:32s} {tokens:7d} tok in {seconds:7.2f}s = {tokens / seconds:8.1f} tok/s"
         )
+    hf_best = max(t / s for name, (s, t) in results.items() if name.startswith("HF"))
+    seconds, tokens = results["lada sft without C kernels"]
+    print(f"train  ratio without our C kernels: {tokens / seconds / hf_best:.2f}")
     seconds, tokens = results["lada sft (LoRA, auto)"]
     train_rate = tokens / seconds
-    hf_best = max(t / s for name, (s, t) in results.items() if name.startswith("HF"))
     train_ratio = train_rate / hf_best
 
     # ---- generation -----------------------------------------------------------------------
