@@ -22,8 +22,6 @@ it off with the other kernels).
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor, nn
 
@@ -85,8 +83,6 @@ def swiglu_kernels_usable() -> bool:
     """Whether the C SwiGLU kernels can run here (not switched off by ``LADA_KERNELS=0``; they
     build and pass :func:`lada.models.decode_kernels.kernels_unsupported`'s probe, whose
     reason is logged once where not)."""
-    if os.environ.get("LADA_KERNELS") == "0":
-        return False
     from lada.models.decode_kernels import should_use_kernels
 
     return should_use_kernels("cpu", torch.float32, torch.bfloat16, None)

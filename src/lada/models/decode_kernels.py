@@ -161,7 +161,7 @@ def should_use_kernels(
     if kernels is True and reason is not None:
         raise ValueError(f"cannot run the lean decoder's C kernels: {reason}")
     if reason is not None and torch.device(device).type == "cpu" and compute == torch.bfloat16:
-        log_once(log, f"lean decoder: C kernels not used ({reason}); PyTorch ops instead")
+        log_once(log, f"C kernels (decode step, SwiGLU) not used ({reason}); PyTorch ops instead")
     return reason is None
 
 
