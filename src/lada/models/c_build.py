@@ -54,13 +54,14 @@ def _compiler() -> str:
 
 
 def library_path(source: Path) -> Path:
-    """Where the compiled library of ``source`` for this compiler and CPU lives (built, ~1 s,
-    if missing; concurrent builders leave one complete file)."""
+    """Where the compiled library of ``source`` (and the headers beside it) for this compiler
+    and CPU lives (built, ~1 s, if missing; concurrent builders leave one complete file)."""
     from lada.models.prepare import cache_root
 
     cc = _compiler()
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what it may include
     key = hashlib.sha256(
-        "\n".join([source.read_text(), cc, " ".join(FLAGS), _cpu_key()]).encode()
+        "\n".join([source.read_text(), *headers, cc, " ".join(FLAGS), _cpu_key()]).encode()
     ).hexdigest()[:16]
     path = cache_root() / "kernels" / key / f"{source.stem}.so"
     if path.exists():

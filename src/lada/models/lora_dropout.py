@@ -49,10 +49,7 @@ _P, _I, _F, _L, _U64, _U32 = (
     ctypes.c_uint64,
     ctypes.c_uint32,
 )
-_SIGNATURES = {
-    "lada_dropout_f32": [_P, _P, _L, _U64, _U32, _F, _I],
-    "lada_dropout_bf16": [_P, _P, _L, _U64, _U32, _F, _I],
-}
+_SIGNATURES = {"lada_dropout": [_P, _P, _L, _U64, _U32, _F, _I, _I]}
 
 
 @functools.cache
@@ -65,16 +62,18 @@ def kernel_dropout(x: Tensor, seed: int, threshold: int, scale: float) -> Tensor
     SplitMix64 output ``i // 2`` from ``seed`` is ``>= threshold``, else 0 (see
     ``kernels/dropout.c``). ``x``: a contiguous fp32 or bf16 CPU tensor. Not differentiable
     by itself (:class:`_KernelDropout` is)."""
-    fn = {torch.float32: "lada_dropout_f32", torch.bfloat16: "lada_dropout_bf16"}.get(x.dtype)
-    if fn is None or x.device.type != "cpu" or not x.is_contiguous():
+    if x.dtype not in (torch.float32, torch.bfloat16) or x.device.type != "cpu":
+        raise ValueError(f"kernel_dropout: want a contiguous fp32/bf16 CPU tensor, got {x.dtype}")
+    if not x.is_contiguous():
         raise ValueError(f"kernel_dropout: want a contiguous fp32/bf16 CPU tensor, got {x.dtype}")
     if not 0 <= threshold < _KERNEL_LEVELS:
         raise ValueError(f"kernel_dropout: threshold {threshold} outside [0, 2^32)")
     y = torch.empty_like(x)
     n = x.numel()
     threads = torch.get_num_threads() if n >= 1 << 16 else 1
-    getattr(_library(), fn)(
-        x.data_ptr(), y.data_ptr(), n, seed % (1 << 64), threshold, scale, threads
+    is_bf16 = int(x.dtype == torch.bfloat16)
+    _library().lada_dropout(
+        x.data_ptr(), y.data_ptr(), n, seed % (1 << 64), threshold, scale, is_bf16, threads
     )
     return y
 

@@ -21,22 +21,7 @@
 #include <omp.h>
 #endif
 
-typedef uint16_t bf16;
-
-static inline float from_bf16(bf16 x) {
-    uint32_t u = (uint32_t)x << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline bf16 to_bf16(float f) { /* round to nearest even; NaN stays NaN (quiet) */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
+#include "bf16.h"
 
 static inline uint64_t splitmix64(uint64_t seed, uint64_t k) {
     uint64_t z = seed + (k + 1) * 0x9e3779b97f4a7c15ull;
@@ -63,9 +48,10 @@ static inline void draws(uint64_t seed, int64_t start, int count, uint32_t *bits
     }
 }
 
-/* y[i] = keep(i) ? x[i] * scale : 0 for i < n (fp32). y may be x. */
-void lada_dropout_f32(const float *x, float *y, int64_t n, uint64_t seed, uint32_t threshold,
-                      float scale, int threads) {
+/* y[i] = keep(i) ? x[i] * scale : 0 for i < n; x and y are fp32, or bf16 when is_bf16 (the
+ * product of the widened value, rounded to nearest even). y may be x. */
+void lada_dropout(const void *x, void *y, int64_t n, uint64_t seed, uint32_t threshold,
+                  float scale, int is_bf16, int threads) {
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -74,27 +60,18 @@ void lada_dropout_f32(const float *x, float *y, int64_t n, uint64_t seed, uint32
         for (int64_t start = blk * BLOCK; start < end; start += CHUNK) {
             int count = end - start < CHUNK ? (int)(end - start) : CHUNK;
             draws(seed, start, (count + 1) & ~1, bits);
+            if (is_bf16) {
+                const bf16 *in = (const bf16 *)x + start;
+                bf16 *out = (bf16 *)y + start;
 #pragma omp simd
-            for (int e = 0; e < count; e++)
-                y[start + e] = bits[e] >= threshold ? x[start + e] * scale : 0.0f;
-        }
-    }
-}
-
-/* The same on bf16 tensors. y may be x. */
-void lada_dropout_bf16(const bf16 *x, bf16 *y, int64_t n, uint64_t seed, uint32_t threshold,
-                       float scale, int threads) {
-    int64_t blocks = (n + BLOCK - 1) / BLOCK;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        uint32_t bits[CHUNK];
-        int64_t end = (blk + 1) * BLOCK < n ? (blk + 1) * BLOCK : n;
-        for (int64_t start = blk * BLOCK; start < end; start += CHUNK) {
-            int count = end - start < CHUNK ? (int)(end - start) : CHUNK;
-            draws(seed, start, (count + 1) & ~1, bits);
+                for (int e = 0; e < count; e++)
+                    out[e] = bits[e] >= threshold ? to_bf16(from_bf16(in[e]) * scale) : 0;
+            } else {
+                const float *in = (const float *)x + start;
+                float *out = (float *)y + start;
 #pragma omp simd
-            for (int e = 0; e < count; e++)
-                y[start + e] = bits[e] >= threshold ? to_bf16(from_bf16(x[start + e]) * scale) : 0;
+                for (int e = 0; e < count; e++) out[e] = bits[e] >= threshold ? in[e] * scale : 0.0f;
+            }
         }
     }
 }
