@@ -171,3 +171,15 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
         assert abs(got - want) < 0.01 * want
     tail, ref_tail = stats.step_losses[-6:], ref.step_losses[-6:]
     assert abs(sum(tail) - sum(ref_tail)) < 0.03 * sum(ref_tail)
+
+
+@needs_kernels
+def test_the_kernel_probe_runs_inside_no_grad():
+    """The first cast copy of a process may be made under no_grad (a scoring pass); the probe
+    checks the SwiGLU backward kernel against autograd and must still pass there."""
+    K._probe.cache_clear()
+    try:
+        with torch.no_grad():
+            assert K.kernels_unsupported("cpu", torch.float32, torch.bfloat16) is None
+    finally:
+        K._probe.cache_clear()

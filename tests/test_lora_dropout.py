@@ -168,3 +168,15 @@ def test_sft_with_lora_dropout_trains_the_adapters_and_restores_the_modules(lora
             params[n].copy_(v)
     again = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)  # seeded: the same dropout masks
     assert again.step_losses == stats.step_losses
+
+
+@needs_kernel
+def test_the_dropout_probe_runs_inside_no_grad():
+    """The first CpuDropout of a process may be made under no_grad (its probe checks the
+    backward pass): it must still find the kernel usable."""
+    D.kernel_unsupported.cache_clear()
+    try:
+        with torch.no_grad():
+            assert D.kernel_unsupported() is None
+    finally:
+        D.kernel_unsupported.cache_clear()

@@ -63,9 +63,9 @@ def kernel_dropout(x: Tensor, seed: int, threshold: int, scale: float) -> Tensor
     ``kernels/dropout.c``). ``x``: a contiguous fp32 or bf16 CPU tensor. Not differentiable
     by itself (:class:`_KernelDropout` is)."""
     if x.dtype not in (torch.float32, torch.bfloat16) or x.device.type != "cpu":
-        raise ValueError(f"kernel_dropout: want a contiguous fp32/bf16 CPU tensor, got {x.dtype}")
+        raise ValueError(f"kernel_dropout: want an fp32/bf16 CPU tensor, got {x.dtype} {x.device}")
     if not x.is_contiguous():
-        raise ValueError(f"kernel_dropout: want a contiguous fp32/bf16 CPU tensor, got {x.dtype}")
+        raise ValueError(f"kernel_dropout: want a contiguous tensor, got strides {x.stride()}")
     if not 0 <= threshold < _KERNEL_LEVELS:
         raise ValueError(f"kernel_dropout: threshold {threshold} outside [0, 2^32)")
     y = torch.empty_like(x)
@@ -121,8 +121,9 @@ def kernel_unsupported() -> str | None:
             torch.set_num_threads(threads)
         if not torch.equal(alone, y):
             return "the compiled dropout kernel's stream depends on the thread count"
-        leaf = data.clone().requires_grad_(True)
-        _KernelDropout.apply(leaf, 12345, threshold, scale).sum().backward()
+        with torch.enable_grad():  # the first CpuDropout may be made inside a no_grad block
+            leaf = data.clone().requires_grad_(True)
+            _KernelDropout.apply(leaf, 12345, threshold, scale).sum().backward()
         if not torch.equal(leaf.grad != 0, kept):
             return "the compiled dropout kernel's backward pass uses another mask"
     if torch.equal(kernel_dropout(x, 1, threshold, scale), kernel_dropout(x, 2, threshold, scale)):
