@@ -43,10 +43,11 @@ def lora_model(tok, tmp_path_factory):
     build_model("slm-xs", tok, seed=3).save_pretrained(path)
     tok.save_pretrained(path)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model, tok2 = load_causal_lm(
-        path, lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets), device="cpu"
-    )
-    with torch.no_grad():
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets)
+    # peft draws lora_A from the global RNG: seeded, so the weights do not depend on test order
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(0)
+        model, tok2 = load_causal_lm(path, lora=lora, device="cpu")
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)

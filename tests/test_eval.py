@@ -239,9 +239,11 @@ def test_generate_paths_merges_lora_for_the_call_only(trained, tok, tmp_path):
 
     trained.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    model, _ = load_causal_lm(tmp_path, lora=LoraSettings(r=4, alpha=8, dropout=0.0), device="cpu")
-    with torch.no_grad():  # non-zero adapters, so that merging changes the weights
-        for name, p in model.named_parameters():
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0)
+    with torch.random.fork_rng(), torch.no_grad():  # the same adapters in any test order
+        torch.manual_seed(0)
+        model, _ = load_causal_lm(tmp_path, lora=lora, device="cpu")
+        for name, p in model.named_parameters():  # non-zero B: merging changes the weights
             if "lora_B" in name:
                 p.normal_(0, 0.05)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}

@@ -39,8 +39,11 @@ def _with_lora(model):
     from lada.models.loading import LoraSettings, apply_lora
 
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets))
-    gen = torch.Generator().manual_seed(0)  # not the global RNG: the same weights in any test order
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=targets)
+    with torch.random.fork_rng():  # peft draws lora_A from the global RNG: seeded here, so the
+        torch.manual_seed(0)  # weights are the same in any test order
+        model = apply_lora(model, lora)
+    gen = torch.Generator().manual_seed(0)  # lora_B: not the global RNG either
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -294,8 +297,9 @@ def test_folded_weights_equal_peft_merge_with_two_adapters_and_row_blocks(tok, m
 
     model = _with_lora(build_model(GQA["llama"], tok, seed=5))
     second = LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "gate_proj"])
-    model.add_adapter("second", second)
-    with torch.no_grad():
+    with torch.random.fork_rng(), torch.no_grad():  # the same adapters in any test order
+        torch.manual_seed(1)
+        model.add_adapter("second", second)
         for name, p in model.named_parameters():
             if "lora_B.second" in name:
                 p.normal_(0, 0.05)
