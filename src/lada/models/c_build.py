@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from lada.utils.log_once import log_once
 
 KERNELS = Path(__file__).with_name("kernels")
 FLAGS = (
@@ -77,6 +81,38 @@ def library_path(source: Path) -> Path:
             )
         os.replace(out, path)  # atomic
     return path
+
+
+def choose(
+    kernels: bool | None,
+    unsupported: Callable[[], str | None],
+    what: str,
+    logger: logging.Logger,
+    fallback: str = "PyTorch ops instead",
+    say: bool = True,
+) -> bool:
+    """Whether to run ``what`` (C kernels): ``kernels`` True demands them (an error says why
+    they cannot run), False refuses, None uses them where ``unsupported()`` gives no reason,
+    logging that reason once where it does (when ``say``), unless the environment sets
+    ``LADA_KERNELS=0`` (the user's switch: PyTorch ops everywhere)."""
+    if kernels is None and os.environ.get("LADA_KERNELS") == "0":
+        return False
+    if kernels is False:
+        return False
+    reason = unsupported()
+    if reason is not None and kernels is True:
+        raise ValueError(f"cannot run {what}: {reason}")
+    if reason is not None and say:
+        log_once(logger, f"{what} not used ({reason}); {fallback}")
+    return reason is None
+
+
+def threads_for(elements: int) -> int:
+    """PyTorch's intra-op thread count for a kernel call over this many elements, one below
+    64 Ki (e.g. a decode step's 16 rows: a second thread costs more than it saves)."""
+    import torch
+
+    return torch.get_num_threads() if elements >= 1 << 16 else 1
 
 
 def load_library(source: Path, signatures: dict[str, list[type]]) -> ctypes.CDLL:

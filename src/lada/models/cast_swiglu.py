@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lada.models.decode_kernels import should_use_kernels, silu_mul, silu_mul_backward
+
 SWIGLU_MLPS = ("LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP")
 
 
@@ -33,16 +35,12 @@ class SiluMul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gate_up: Tensor) -> Tensor:
-        from lada.models.decode_kernels import silu_mul
-
         gate_up = gate_up.contiguous()
         ctx.save_for_backward(gate_up)
         return silu_mul(gate_up)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        from lada.models.decode_kernels import silu_mul_backward
-
         (gate_up,) = ctx.saved_tensors
         return silu_mul_backward(gate_up, grad.contiguous().to(torch.bfloat16))
 
@@ -83,8 +81,6 @@ def swiglu_kernels_usable() -> bool:
     """Whether the C SwiGLU kernels can run here (not switched off by ``LADA_KERNELS=0``; they
     build and pass :func:`lada.models.decode_kernels.kernels_unsupported`'s probe, whose
     reason is logged once where not)."""
-    from lada.models.decode_kernels import should_use_kernels
-
     return should_use_kernels("cpu", torch.float32, torch.bfloat16, None)
 
 
@@ -99,18 +95,21 @@ class LoraAdapters(nn.Module):
         self.lora_A, self.lora_B, self.lora_dropout = layer.lora_A, layer.lora_B, layer.lora_dropout
         self.lora = [layer]  # a list: not a submodule, no second path to the base weight
 
-    def parts(self, x: Tensor, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
-        """``(h, b)`` per active adapter: ``h = A dropout(x)`` and ``b = s B`` in ``dtype``
-        (the adapter adds ``h b^T``)."""
-        (layer,) = self.lora
-        if layer.disable_adapters:
-            return []
-        out = []
-        for a in layer.active_adapters:
-            if a in self.lora_A:
-                h = nn.functional.linear(self.lora_dropout[a](x), self.lora_A[a].weight.to(dtype))
-                out.append((h, (self.lora_B[a].weight * layer.scaling[a]).to(dtype)))
-        return out
+
+def adapter_terms(holder: nn.Module, x: Tensor, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+    """``(h, b)`` per active adapter of the LoRA layer ``holder.lora[0]`` (none while its
+    adapters are disabled): ``h = A dropout(x)`` and ``b = s B``, both in ``dtype``, from
+    ``holder``'s ``lora_A`` / ``lora_B`` / ``lora_dropout`` tables; the adapter adds ``h b^T``.
+    Shared by :class:`LoraAdapters` and :class:`lada.models.cast_weights.CastLoraLinear`."""
+    (layer,) = holder.lora
+    if layer.disable_adapters:
+        return []
+    out = []
+    for a in layer.active_adapters:
+        if a in holder.lora_A:
+            h = nn.functional.linear(holder.lora_dropout[a](x), holder.lora_A[a].weight.to(dtype))
+            out.append((h, (holder.lora_B[a].weight * layer.scaling[a]).to(dtype)))
+    return out
 
 
 def _add_adapters(y: Tensor, parts: list[tuple[int, int, Tensor, Tensor]]) -> Tensor:
@@ -142,7 +141,6 @@ class CastSwiGLU(nn.Module):
         for name, layer in zip(("gate_proj", "up_proj", "down_proj"), layers, strict=True):
             if hasattr(layer, "base_layer"):
                 self.add_module(name, LoraAdapters(layer))
-        self.widths = (gate.out_features, up.out_features)
         with torch.no_grad():
             stacked = torch.cat([gate.weight, up.weight]).to(dtype)
             bias = None
@@ -162,13 +160,13 @@ class CastSwiGLU(nn.Module):
         adapters = self._modules.get(name)
         if adapters is None:
             return []
-        return [(offset, rows, h, b) for h, b in adapters.parts(x, self.gate_up.dtype)]
+        return [(offset, rows, h, b) for h, b in adapter_terms(adapters, x, self.gate_up.dtype)]
 
     def forward(self, x: Tensor) -> Tensor:
         xc = x.to(self.gate_up.dtype)
         gate_up = nn.functional.linear(xc, self.gate_up, self.gate_up_bias)
-        g, u = self.widths
-        adapters = self._lora("gate_proj", xc, 0, g) + self._lora("up_proj", xc, g, u)
+        half = self.gate_up.shape[0] // 2  # gate's rows, then up's (the same width)
+        adapters = self._lora("gate_proj", xc, 0, half) + self._lora("up_proj", xc, half, half)
         h = SiluMul.apply(_add_adapters(gate_up, adapters))
         y = nn.functional.linear(h, self.down, self.down_bias)
         y = _add_adapters(y, self._lora("down_proj", h, 0, y.shape[-1]))

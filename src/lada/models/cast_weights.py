@@ -38,6 +38,7 @@ from transformers.cache_utils import DynamicLayer
 from lada.models.cast_swiglu import (
     CastSwiGLU,
     LoraAdapters,
+    adapter_terms,
     is_swiglu_mlp,
     swiglu_kernels_usable,
 )
@@ -128,17 +129,12 @@ class CastLoraLinear(CastLinear):
         self.lora = [layer]  # flags and scaling (a list: not a submodule, no second path)
 
     def forward(self, x: Tensor) -> Tensor:
-        (layer,) = self.lora
         xc = self.cast_input(x)
         y = nn.functional.linear(xc, self.weight, self.bias)
-        if not layer.disable_adapters:
+        terms = adapter_terms(self, xc, self.weight.dtype)
+        if terms:
             flat = y.reshape(-1, y.shape[-1])
-            for a in layer.active_adapters:
-                if a not in self.lora_A:
-                    continue
-                dt = self.weight.dtype
-                h = nn.functional.linear(self.lora_dropout[a](xc), self.lora_A[a].weight.to(dt))
-                b = (self.lora_B[a].weight * layer.scaling[a]).to(dt)
+            for h, b in terms:
                 flat = torch.addmm(flat, h.reshape(-1, h.shape[-1]), b.t())
             y = flat.view(y.shape)
         return y.to(x.dtype)

@@ -20,15 +20,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from lada.models import c_build
-from lada.models.c_build import KERNELS, KernelBuildError
-from lada.utils.log_once import log_once
+from lada.models.c_build import KERNELS, KernelBuildError, threads_for
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +151,13 @@ def should_use_kernels(
     uses them where :func:`kernels_unsupported` allows, logging the reason once where it does
     not for bf16 matmuls on CPU (elsewhere they were never an option), unless the environment
     sets ``LADA_KERNELS=0``."""
-    if kernels is None and os.environ.get("LADA_KERNELS") == "0":
-        kernels = False  # the user's switch: PyTorch ops everywhere
-    if kernels is False:
-        return False
-    reason = kernels_unsupported(device, residual, compute, activation)
-    if kernels is True and reason is not None:
-        raise ValueError(f"cannot run the lean decoder's C kernels: {reason}")
-    if reason is not None and torch.device(device).type == "cpu" and compute == torch.bfloat16:
-        log_once(log, f"C kernels (decode step, SwiGLU) not used ({reason}); PyTorch ops instead")
-    return reason is None
+    return c_build.choose(
+        kernels,
+        lambda: kernels_unsupported(device, residual, compute, activation),
+        "the C kernels of the decode step and SwiGLU",
+        log,
+        say=torch.device(device).type == "cpu" and compute == torch.bfloat16,
+    )
 
 
 def _check(t: Tensor, dtype: torch.dtype, name: str) -> int:
@@ -171,12 +166,6 @@ def _check(t: Tensor, dtype: torch.dtype, name: str) -> int:
             f"{name}: want a contiguous {dtype} CPU tensor, got {t.dtype} {t.stride()}"
         )
     return t.data_ptr()
-
-
-def _threads(elements: int) -> int:
-    """PyTorch's intra-op thread count for work of this many elements, one below 64 Ki (a
-    decode step's 16 rows: a second thread costs more than it saves)."""
-    return torch.get_num_threads() if elements >= 1 << 16 else 1
 
 
 def add_rms_norm(h: Tensor, delta: Tensor | None, weight: Tensor, eps: float) -> Tensor:
@@ -190,7 +179,7 @@ def add_rms_norm(h: Tensor, delta: Tensor | None, weight: Tensor, eps: float) ->
         _check(h, torch.float32, "h"),
         None if delta is None else _check(delta, torch.bfloat16, "delta"),
         _check(weight, torch.float32, "weight"), eps, h.numel() // n, n,
-        _threads(h.numel()), out.data_ptr(),
+        threads_for(h.numel()), out.data_ptr(),
     )  # fmt: skip
     return out
 
@@ -202,7 +191,7 @@ def add_bf16(h: Tensor, delta: Tensor) -> None:
         raise ValueError(f"add_bf16: h {tuple(h.shape)}, delta {tuple(delta.shape)}")
     _library().lada_add_bf16(
         _check(h, torch.float32, "h"), _check(delta, torch.bfloat16, "delta"), h.numel() // n,
-        n, _threads(h.numel()),
+        n, threads_for(h.numel()),
     )  # fmt: skip
 
 
@@ -263,7 +252,7 @@ def silu_mul(gate_up: Tensor) -> Tensor:
     out = torch.empty(*gate_up.shape[:-1], width // 2, dtype=torch.bfloat16)
     _library().lada_silu_mul(
         _check(gate_up, torch.bfloat16, "gate_up"), gate_up.numel() // width, width // 2,
-        _threads(gate_up.numel()), out.data_ptr(),
+        threads_for(gate_up.numel()), out.data_ptr(),
     )  # fmt: skip
     return out
 
@@ -279,6 +268,6 @@ def silu_mul_backward(gate_up: Tensor, grad: Tensor) -> Tensor:
     out = torch.empty(gate_up.shape, dtype=torch.bfloat16)
     _library().lada_silu_mul_backward(
         _check(gate_up, torch.bfloat16, "gate_up"), _check(grad, torch.bfloat16, "grad"),
-        gate_up.numel() // width, width // 2, _threads(gate_up.numel()), out.data_ptr(),
+        gate_up.numel() // width, width // 2, threads_for(gate_up.numel()), out.data_ptr(),
     )  # fmt: skip
     return out

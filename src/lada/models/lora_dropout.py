@@ -27,14 +27,12 @@ import contextlib
 import ctypes
 import functools
 import logging
-import os
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from lada.models import c_build
-from lada.utils.log_once import log_once
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ def kernel_dropout(x: Tensor, seed: int, threshold: int, scale: float) -> Tensor
         raise ValueError(f"kernel_dropout: threshold {threshold} outside [0, 2^32)")
     y = torch.empty_like(x)
     n = x.numel()
-    threads = torch.get_num_threads() if n >= 1 << 16 else 1
+    threads = c_build.threads_for(n)
     is_bf16 = int(x.dtype == torch.bfloat16)
     _library().lada_dropout(
         x.data_ptr(), y.data_ptr(), n, seed % (1 << 64), threshold, scale, is_bf16, threads
@@ -135,16 +133,9 @@ def use_kernel(kernel: bool | None = None) -> bool:
     """Whether :class:`CpuDropout` runs the C kernel: ``kernel`` True demands it (an error
     says why it cannot), False refuses, None uses it where :func:`kernel_unsupported` allows
     (logging the reason once where not), unless the environment sets ``LADA_KERNELS=0``."""
-    if kernel is None and os.environ.get("LADA_KERNELS") == "0":
-        return False
-    if kernel is False:
-        return False
-    reason = kernel_unsupported()
-    if reason is not None and kernel is True:
-        raise ValueError(f"cannot run the C dropout kernel: {reason}")
-    if reason is not None:
-        log_once(log, f"LoRA dropout: C kernel not used ({reason}); 16-bit random_ masks")
-    return reason is None
+    return c_build.choose(
+        kernel, kernel_unsupported, "the C dropout kernel", log, "16-bit random_ masks instead"
+    )
 
 
 class CpuDropout(nn.Module):

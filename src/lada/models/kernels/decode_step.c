@@ -250,7 +250,7 @@ void lada_silu_mul(const bf16 *gate_up, int rows, int i, int threads, bf16 *out)
     }
 }
 
-/* The backward pass of lada_silu_mul, for training's SwiGLU (lada.models.swiglu): given
+/* The backward pass of lada_silu_mul, for training's SwiGLU (lada.models.cast_swiglu): given
  * gate_up[rows, 2 i] and grad[rows, i] (bf16, the gradient of out), writes grad_gate_up[rows,
  * 2 i] = bf16(d gate | d up) with PyTorch's fp32 formulas for silu(x) * up:
  *   d up = grad * silu(x);   d gate = (grad * up) * sigmoid(x) * (1 + x * (1 - sigmoid(x)))
