@@ -20,9 +20,9 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
   bf16 (``merge_and_unload().to(torch.bfloat16)``, what a user could do for bf16 weights),
-  the lean decoder without its C kernels (``kernels=False``: session 14's generator), on plain
+  the lean decoder without its C kernels (``kernels=False``), on plain
   (unpacked) bf16 weights (``pack=False``; its decode steps run the C kernels too),
-  and our decode loop on the model's own forward (``decoder="hf"``: session 7's generator).
+  and our decode loop on the model's own forward (``decoder="hf"``).
   Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;

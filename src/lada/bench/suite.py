@@ -87,7 +87,7 @@ FULL_OVERRIDES = [
     "distill.llm_optim.steps_cap=100",
     "distill.slm_replay=0",
 ]
-# The rehearsal suite (ours, session 7): the plain host with the spec's one-step client loss,
+# The rehearsal suite (ours): the plain host with the spec's one-step client loss,
 # L_host + λ·L_CD with L_host holding private data too (distill.slm_replay=200, the embedded
 # default's), and the host alone given the same private rehearsal after its local step
 # (distill.slm_replay_alone): the issue's other fair option ("the same rehearsal for both").
@@ -99,7 +99,7 @@ REHEARSAL_OVERRIDES = [
 SUITES = ("paper", "core", "rehearsal")
 CORE_HOSTS = ("sft", "fedmkt")
 CORE_METHODS = ("alone", "lada", "random")  # in run order: with 2 jobs the main pair first
-# random_labelled (ours, session 7): random picks, on the SLM side among P's labelled questions
+# random_labelled (ours): random picks, on the SLM side among P's labelled questions
 # only (the LLM teaches no other): does LaDa's filter beat not asking where the teacher abstains?
 REHEARSAL_METHODS = (*CORE_METHODS, "random_labelled")
 
@@ -137,9 +137,9 @@ def method_overrides(method: str) -> list[str]:
     if method.startswith("alpha="):
         return ["plugin=lada", "allocation=lada", f"filter.alpha={method.split('=')[1]}"]
     if method == "alone_s5":
-        # the host alone with session 5's LLM step (lr 1e-3 x 15 epochs, the bench's 100-step cap
+        # the host alone with a larger LLM step (lr 1e-3 x 15 epochs, the bench's 100-step cap
         # kept): a logit host learns P's gold texts, not SLM paths, and may take a larger step
-        # than the one chosen (session 6) for LaDa's path step; the stronger baseline is shown
+        # than the one chosen for LaDa's path step; the stronger baseline is shown
         return ["plugin=none", "distill.llm_optim.lr=0.001", "distill.llm_optim.epochs=15"]
     if method == "cd_mean":
         return ["plugin=lada", "allocation=lada", "distill.cd_norm=mean"]

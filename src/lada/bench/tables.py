@@ -91,7 +91,7 @@ def _method_order(methods: set[str]) -> list[str]:
 
 METHOD_LABEL = {
     "alone": "host alone",
-    "alone_s5": "host alone, LLM step 1e-3 × 15 (session 5)",
+    "alone_s5": "host alone, LLM step 1e-3 × 15",
     "all": "all of P",
     "random": "random",
     "random_labelled": "random, SLM side among labelled P (ours)",

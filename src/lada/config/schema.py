@@ -128,7 +128,7 @@ class DistillConfig:
     # rehearsal (ours): the LLM's distillation step also trains on up to this many of its own
     # paths of the round (those it wrote for the SLM-side picks) that reach P's gold answer, so
     # that learning short client paths does not wash out its multi-step skill; 0 = off (spec)
-    # (the embedded default's 128: docs/results.md, session 3)
+    # (the embedded default's 128; docs/method.md)
     llm_replay: int = 128
     # who teaches what (ours, lada.train.boundary): a teacher writes a path only for public
     # questions it can answer, and abstains (an empty path: learnt by nobody) on the others.
@@ -174,9 +174,9 @@ class DistillConfig:
     slm_optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, epochs=2, warmup_ratio=0.1)
     )
-    # the LLM's step (ours, session 6): lr 1e-4 x 3 epochs, chosen on fresh validation questions
-    # (not the test sets) from a grid declared beforehand; session 3's 1e-3 x 15 took the LLM
-    # from 45 % to 8 % on general questions in one round (docs/results.md, session 6)
+    # the LLM's step (ours): lr 1e-4 x 3 epochs, chosen on fresh validation questions
+    # (not the test sets) from a grid declared beforehand; an earlier 1e-3 x 15 took the LLM
+    # from 45 % to 8 % on general questions in one round (docs/results/zoo-core.md)
     llm_optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, epochs=3, warmup_ratio=0.1)
     )

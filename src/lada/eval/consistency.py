@@ -4,7 +4,7 @@ sampled reasoning paths reach the same final answer as its greedy path.
 A teacher's agreement with itself tells its right answers from its wrong ones where its own
 confidence does not: on the embedded testbed an SLM's unlabelled public questions inside its
 knowledge boundary on which 5 of 5 samples agree with the greedy answer are 94-100 % right,
-those with at most 2 of 5 0-29 % (docs/results.md, session 6). Filtering self-written paths
+those with at most 2 of 5 0-29 % (docs/results/zoo-core.md). Filtering self-written paths
 on unlabelled questions by majority agreement before training on them is the recipe of
 "Large Language Models Can Self-Improve" (Huang et al., 2022); here it decides which paths an
 SLM may teach the LLM (``distill.slm_teaches: consistent``).

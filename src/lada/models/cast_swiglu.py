@@ -3,8 +3,8 @@
 Training's cast copy (:func:`lada.models.cast_weights.cast_linear_copy`) computes the matmuls
 in bf16 but gives each layer's output back in fp32, so a Llama MLP's ``silu(gate) * up`` ran
 as fp32 PyTorch ops on three ``[tokens, intermediate]`` tensors, with casts around them, and
-its backward pass as half a dozen more: measured 37 ms forward + backward per layer of
-SmolLM2-135M at 720 tokens, against 26 ms for the same matmuls with the element-wise work in
+its backward pass as half a dozen more: measured forward + backward per layer of
+SmolLM2-135M at 720 tokens, ~1.4x the time of the same matmuls with the element-wise work in
 bf16 (docs/real-models.md). :class:`CastSwiGLU` keeps the element-wise work but does it in
 one C call each way (``lada_silu_mul`` / ``lada_silu_mul_backward`` in
 ``kernels/decode_step.c``): the forward pass reads the bf16 gate|up output of one fused matmul

@@ -16,7 +16,7 @@
   autocast's re-cast of every frozen fp32 weight at every forward pass (autocast caches casts
   only of weights that require grad; a LoRA model's base weights do not). And since the
   outputs come back in the input's dtype, the residual stream, norms, attention and KV cache
-  stay fp32: on this CPU (AVX512-BF16, no AMX) fp32 attention is faster than bf16 attention,
+  stay fp32: on CPUs with AVX512-BF16 but no AMX fp32 attention is faster than bf16 attention,
   forward and backward. A training copy that covers every weight matrix (each LoRA layer a
   :class:`CastLoraLinear`) runs without autocast (``model.lada_cast_covers``), which would
   otherwise move attention to bf16 (+30 % training tokens/s on the real config's LoRA).

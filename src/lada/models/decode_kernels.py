@@ -1,7 +1,7 @@
 """Fused C kernels for the lean decoder's decode step on CPU (``kernels/decode_step.c``).
 
-Why (measured, docs/real-models.md, sessions 14–15): at batch 16 a decode step of the real
-config's 135 M model spent ~20 ms streaming its packed bf16 weights, but ~28 ms in ~45 small
+Why (measured, docs/real-models.md): at batch 16 a decode step of the real
+config's 135 M model spent less time streaming its packed bf16 weights than in ~45 small
 PyTorch ops a layer (RMSNorm, casts, rotary, cache writes, one-query attention as 48 tiny
 GEMMs, SwiGLU) on tensors of a few KB, i.e. in per-call overhead. The C file does each run of
 them between two matmuls in one call (five calls a layer), with PyTorch's arithmetic (see its

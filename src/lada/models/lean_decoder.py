@@ -1,8 +1,8 @@
 """A lean forward pass for greedy decoding with Llama-family models (Llama, Qwen2).
 
 Why (measured, docs/real-models.md): decoding a 135 M-parameter model at batch 16 on a 2-core
-CPU, the bf16 matmuls take ~38 ms a step (the weights streamed from memory), but a step
-through the Hugging Face forward on the same bf16 copies took ~115 ms: per-step mask building, cache objects, seven separate projections per layer, CPU
+CPU, the bf16 matmuls (the weights streamed from memory) took a third of the time of a step
+through the Hugging Face forward on the same bf16 copies, the rest was overhead: per-step mask building, cache objects, seven separate projections per layer, CPU
 flash attention for a one-token query, and dtype casts around every linear layer. This module
 runs the same equations with
 
@@ -25,7 +25,7 @@ runs the same equations with
   one fused C kernel each (:mod:`lada.models.decode_kernels`: the residual add with RMSNorm
   and the cast, rotary with the cache write, one-query attention, SwiGLU), and the value
   cache in bf16 (exact: the values are a bf16 matmul's output). A decode step's ~45 small ops
-  a layer were ~28 of its ~55 ms at batch 16 (session 14); the prefill uses the norm and
+  a layer were about half of its time at batch 16; the prefill uses the norm and
   SwiGLU kernels too (no fp32 copy of the gate|up output). Same arithmetic as the PyTorch
   ops, sums added in another order (logits agree to bf16 round-off; ``kernels=False`` or
   ``LADA_KERNELS=0`` runs the PyTorch ops).

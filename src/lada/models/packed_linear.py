@@ -3,8 +3,8 @@
 Why (measured, docs/real-models.md, ``benchmarks/real_model_speed.py``): on a CPU with native
 bf16 (AVX512-BF16 or AMX), ``torch.nn.functional.linear`` with bf16 weights reorders the
 weight matrix into oneDNN's blocked layout at *every* call. A decode step multiplies 16–24
-rows by every weight of the model, so that reorder is most of its cost: on the 2-core test
-box a 16 × 576 by 576 × 1536 product took 0.22 ms plain and 0.11 ms from a weight reordered
+rows by every weight of the model, so that reorder is most of its cost: a
+16 × 576 by 576 × 1536 product took about half the time from a weight reordered
 once (``torch.ops.mkldnn._reorder_linear_weight``, the op PyTorch's own inductor uses when
 it freezes a bf16 model on CPU), with bit-identical outputs; at 1,024 rows (training, prefill)
 the gain is 5–15 %.

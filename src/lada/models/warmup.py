@@ -5,7 +5,7 @@ reasoner: the zoo's LLM is pretrained on the world's general facts (``prepare``)
 pretrained checkpoint has never seen them. In the real config (``configs/real-cpu.yaml``) the
 LLM and the SLMs are the same SmolLM2 checkpoint (the SLMs depth-pruned), so the LLM knew no
 more of the world than they did, its paths on P's labelled questions almost never reached the
-gold answer, and the SLM side of the exchange never ran (docs/results.md, session 10).
+gold answer, and the SLM side of the exchange never ran (docs/results/real-lada-vs-random.md).
 
 :func:`warm_model` fine-tunes LoRA adapters on ``samples`` general-knowledge samples of every
 domain (:func:`lada.data.synthetic.general_corpus`: general entities only, never a private

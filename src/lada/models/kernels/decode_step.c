@@ -2,7 +2,7 @@
  *
  * A decode step at batch 16 runs ~45 small PyTorch ops a layer on tensors of a few KB (RMSNorm,
  * casts, rotary, cache writes, one-query attention, SwiGLU): their per-call overhead, not their
- * arithmetic, was ~28 of a ~55 ms step (docs/real-models.md, session 14). Each function here
+ * arithmetic, was about half of a step (docs/real-models.md). Each function here
  * does one run of them between two matmuls in a single call, with the same arithmetic as the
  * PyTorch ops it replaces:
  *   - the residual stream, norms, attention and the key cache stay fp32; the value cache is
