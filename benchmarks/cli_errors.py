@@ -3,7 +3,7 @@
     python benchmarks/cli_errors.py              # 3 repetitions of each mistake
     python benchmarks/cli_errors.py --reps 5
 
-Each mistake of issue 15 is run as a user would (a fresh `python -m lada.cli run …` process,
+Each common config mistake is run as a user would (a fresh `python -m lada.cli run …` process,
 offline, in an empty folder); the wall time to the error is compared with a peer measured in
 the same run: a fresh process that only imports torch and transformers (what every error cost
 before the CLI checked configs first). Prints the median seconds, the ratio to the peer, the

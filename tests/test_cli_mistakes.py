@@ -50,8 +50,8 @@ MISTAKES = [
     ("clients.5.model=slm-s", ["clients.5", "3 item(s)", "index up to 3"]),
     ("filter.budgt=3", ["filter.budgt", "unknown key", "did you mean 'filter.budget'"]),
     ("host=fedcott", ["'host'", "did you mean 'fedcot'"]),
-    ("filter.alpha=1.5", ["filter.alpha", "1.5", "[0, 1]"]),  # a probability (issue 14)
-    ("rounds=abc", ["'rounds'", "expected an integer", "'abc'"]),  # a wrong type (issue 14)
+    ("filter.alpha=1.5", ["filter.alpha", "1.5", "[0, 1]"]),  # a probability
+    ("rounds=abc", ["'rounds'", "expected an integer", "'abc'"]),  # a wrong type
     ("limits.max_message_bytes=0", ["limits.max_message_bytes", ">= 1024"]),
 ]
 

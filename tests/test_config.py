@@ -74,7 +74,7 @@ def test_real_model_config_is_valid() -> None:
 
 def test_every_problem_of_a_file_at_once_with_key_and_value(tmp_path: Path) -> None:
     """Unknown key, wrong type, negative lr, a probability outside [0, 1], budget > |P|: one
-    error naming the file, each key and each bad value (issue 14)."""
+    error naming the file, each key and each bad value."""
     p = tmp_path / "bad.yaml"
     p.write_text(
         "roundz: 3\n"

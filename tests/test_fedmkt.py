@@ -361,7 +361,7 @@ def test_fedmkt_runtime_vocabulary_mismatch_is_rejected(
     tmp_path: Path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client whose logits come in another vocabulary (the static check passed) cannot stop
-    the federation (issue 14): its LOGITS reply is rejected, it misses the round, others go on."""
+    the federation: its LOGITS reply is rejected, it misses the round, others go on."""
     from lada.federation.client import ClientRole
 
     real = ClientRole.vocab

@@ -1,4 +1,4 @@
-"""The filter as EE-Net defines it (issue 12): a drifting simulated bandit that the old rule
+"""The filter as EE-Net defines it: a drifting simulated bandit that the old rule
 fails and the new one solves, decision-time residuals, per-round contexts, trained-only rewards,
 and the filter's numbers in metrics.jsonl (the real 2-round run: tests/test_federation.py,
 test_filter_numbers_in_metrics)."""

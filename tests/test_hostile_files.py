@@ -1,4 +1,4 @@
-"""Broken data files (issue 14): each gives a DataError naming file:line:field, or a reported
+"""Broken data files: each gives a DataError naming file:line:field, or a reported
 skip; a file that yields no sample is an error in both modes."""
 
 from __future__ import annotations

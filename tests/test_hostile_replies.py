@@ -1,4 +1,4 @@
-"""Hostile and broken replies (issue 14): each is rejected whole, reported, and leaves the
+"""Hostile and broken replies: each is rejected whole, reported, and leaves the
 filters exactly as if its sender had simply not answered.
 
 Fault injection: the in-process engine behind a transport that breaks one client's reply to

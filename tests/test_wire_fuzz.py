@@ -1,4 +1,4 @@
-"""Property tests of the wire decoders (issue 14): random, truncated and mutated bytes give a
+"""Property tests of the wire decoders: random, truncated and mutated bytes give a
 record or a WireError, never another exception; sizes are bounded, so nothing can hang."""
 
 from __future__ import annotations

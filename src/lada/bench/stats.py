@@ -231,7 +231,7 @@ def realised_rewards(run_dir: Path) -> dict[tuple[str, str], dict[int, np.ndarra
         for k, per in json.loads(p.read_text()).items():
             for d, losses in per.items():
                 n_unteachable = 0
-                if "trained" in losses:  # only trained picks are rewarded (issue 12)
+                if "trained" in losses:  # only trained picks are rewarded
                     ok = losses["trained"]
                     if "paths" in losses:
                         n_unteachable = sum(1 for a in ok if not a)

@@ -73,7 +73,7 @@ QUICK_OVERRIDES = [
 # kept at 10 % of P), 3 rounds, no round-0 evaluation, one torch thread per job, and the same
 # budget of LLM updates per round for every method (at most 100 optimiser steps: LaDa's LLM side
 # needs about that many, while hosts that distil on all of P would take 2-3x longer).
-# Since issue 12 (ours): 5 rounds, each client's full test set (eval.limit=null: every question,
+# Sizes (ours): 5 rounds, each client's full test set (eval.limit=null: every question,
 # saved per question for the paired CIs) and no private rehearsal on either side (fairness,
 # above).
 FULL_OVERRIDES = [
@@ -221,7 +221,7 @@ def paper_suite(
 
 
 def core_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
-    """The core comparisons (issue 12): hosts sft and fedmkt with the embedded default's models
+    """The core comparisons: hosts sft and fedmkt with the embedded default's models
     (scenario "default": its LLM and its heterogeneous SLMs), each alone, with random
     allocation and with LaDa, and LaDa with the per-token L_CD (cd_mean) on sft; the full
     suite's sizes, 3 seeds by default."""

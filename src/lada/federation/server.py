@@ -73,7 +73,7 @@ class LearnerLosses:
             "loss_before": [float(x) for x in self.loss_before],
             "loss_after": [float(x) for x in self.loss_after],
             "margin": [float(x) for x in self.margin],
-            # 1: the pick entered the learner's loss (only those are rewarded; issue 12)
+            # 1: the pick entered the learner's loss (only those are rewarded)
             "trained": [1] * len(self.ids)
             if self.trained is None
             else [int(x) for x in np.asarray(self.trained).astype(bool)],

@@ -92,7 +92,7 @@ class FilterConfig:
     teach it: the teacher abstained (the question lies outside what it can answer,
     ``distill.llm_teaches`` / ``slm_teaches``) or its path missed P's gold answer
     (``distill.unverified=skip``) (ours): 0.0, the lowest reward, so that the filter learns which
-    picks a teacher can teach; None: such picks are not rewarded (issue 12's rule)."""
+    picks a teacher can teach; None: such picks are not rewarded (their loss change is drift)."""
     seed: int = 0
     """Seed of network init, mini-batch shuffling and the cold-start k-means (ours)."""
     max_history: int | None = None
@@ -150,5 +150,5 @@ LEGACY_RULE: dict[str, Any] = {
     "context_norm": "first",
     "explore_input": "hidden",
 }
-"""The filter before issue 12 (u > 0.5 on raw rewards, in-sample residual, stats fitted once,
+"""The earlier filter rule (u > 0.5 on raw rewards, in-sample residual, stats fitted once,
 hidden-layer phi): ``FilterConfig(**LEGACY_RULE)`` reproduces it, e.g. for comparisons."""

@@ -1,4 +1,4 @@
-"""A simulated learnability bandit whose reward drifts by round (issue 12), for tests and docs.
+"""A simulated learnability bandit whose reward drifts by round, for tests and docs.
 
 The public pool holds N samples of difficulty d_i in [0, 1]. A learner of capacity c learns
 sample i by s_i = exp(-((d_i - c) / width)^2): too easy or too hard samples teach it little.

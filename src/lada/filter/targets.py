@@ -1,4 +1,4 @@
-"""Within-round normalisation of the filter's inputs, targets and scores (ours, issue 12).
+"""Within-round normalisation of the filter's inputs, targets and scores (ours).
 
 A round's contexts come from models that changed since the last round, and a round's rewards
 share a round-wide part (sigma(r_batch) and whatever drifts: the learner's overall progress).

@@ -51,7 +51,7 @@ class DistillOutcome:
     num_pairs: int  # pairs in L_CD (identical paths skipped)
     stats: TrainStats | None
     # [n] True where the sample entered the loss at all (unverified=skip leaves some out);
-    # only these are rewarded (issue 12)
+    # only these are rewarded
     trained: np.ndarray | None = None
 
 
