@@ -90,7 +90,7 @@ FULL_OVERRIDES = [
 # The rehearsal suite (ours): the plain host with the spec's one-step client loss,
 # L_host + λ·L_CD with L_host holding private data too (distill.slm_replay=200, the embedded
 # default's), and the host alone given the same private rehearsal after its local step
-# (distill.slm_replay_alone): the other fair option ("the same rehearsal for both").
+# (distill.slm_replay_alone): the other fair option ("the same rehearsal for both").
 REHEARSAL_OVERRIDES = [
     *(o for o in FULL_OVERRIDES if not o.startswith("distill.slm_replay=")),
     "distill.slm_replay=200",
