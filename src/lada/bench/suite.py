@@ -68,7 +68,7 @@ QUICK_OVERRIDES = [
     "local.optim.max_steps=4",
     "distill.slm_replay=0",
 ]
-# The full suite's sizes (ours, CPU budget: 3 seeds in <= 2 hours on 2 cores, docs/results.md):
+# The full suite's sizes (ours, CPU budget: 3 seeds in <= 2 hours on 2 cores, docs/bench.md):
 # the embedded default with half the private training data and half of P (the filters' cap
 # kept at 10 % of P), 3 rounds, no round-0 evaluation, one torch thread per job, and the same
 # budget of LLM updates per round for every method (at most 100 optimiser steps: LaDa's LLM side
@@ -181,7 +181,7 @@ def paper_suite(
 ) -> tuple[list[RunSpec], list[str]]:
     """(runs, skipped descriptions).
 
-    The full plan (ours, sized so that 3 seeds fit in 2 hours on 2 cores; docs/results.md):
+    The full plan (ours, sized so that 3 seeds fit in 2 hours on 2 cores; docs/bench.md):
     every host alone and with LaDa in every scenario it supports, the allocation baselines on
     the plain host in the heterogeneous scenario, and the ablations and α/λ sensitivity there.
     ``grid``: every baseline with every host in every scenario, and ``lada_keep`` with the logit

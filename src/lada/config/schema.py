@@ -123,7 +123,7 @@ class DistillConfig:
     # "skip" (ours): a sample whose preferred path does not reach P's gold answer gives no SFT
     # and no L_CD term (it still gets a reward), and an L_CD pair is kept only when its
     # rejected path is wrong; "keep": learn every path (spec behaviour). Default skip: with keep
-    # the SLMs learn the LLM's wrong paths on private-domain questions (docs/results.md)
+    # the SLMs learn the LLM's wrong paths on private-domain questions (docs/testbed.md)
     unverified: Literal["keep", "skip"] = "skip"
     # rehearsal (ours): the LLM's distillation step also trains on up to this many of its own
     # paths of the round (those it wrote for the SLM-side picks) that reach P's gold answer, so

@@ -18,7 +18,7 @@ neighbour at similarity 1 and push τ to 1).
 Why (docs/method.md): the spec lets SLM k teach the LLM on every public pick and the LLM teach
 SLM k likewise. On the embedded testbed an SLM's paths on questions outside its domain are 5 %
 right and on its own 3-4-step questions about 0 %, and learning them took the LLM from 24 % to
-2-6 % in one round whatever its step size (measured, docs/results.md); inside the boundary its
+2-6 % in one round whatever its step size (measured, docs/testbed.md); inside the boundary its
 paths are 40-61 % right (1-step: 67-100 %). A teacher abstains outside its boundary: its path
 is sent empty and learnt by nobody.
 """
