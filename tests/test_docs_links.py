@@ -25,8 +25,8 @@ def relative_links(text: str) -> list[str]:
 
 
 def test_relative_links_finds_links_and_skips_urls_and_code() -> None:
-    text = "[a](docs/x.md) [b](https://flower.ai) [c](#top) `[d](nope.md)` [e](y.md#part)"
-    assert relative_links(text) == ["docs/x.md", "y.md#part"]
+    text = "[a](guide/x.md) [b](https://flower.ai) [c](#top) `[d](nope.md)` [e](y.md#part)"
+    assert relative_links(text) == ["guide/x.md", "y.md#part"]
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -51,6 +51,22 @@ def test_no_development_history_wording() -> None:
             text = file.read_text(encoding="utf-8", errors="ignore")
             hits += [f"{file.relative_to(ROOT)}: {m.group(0)}" for m in HISTORY.finditer(text)]
     assert not hits, hits
+
+
+def test_docs_named_in_code_exist() -> None:
+    # comments and docstrings that send a reader to a page (e.g. "docs/testbed.md")
+    named = re.compile(r"docs/[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md")
+    missing = []
+    for top in ("src", "tests", "benchmarks", "configs", "scripts"):
+        for file in (ROOT / top).rglob("*"):
+            if not file.is_file() or file.suffix not in {".py", ".c", ".h", ".yaml", ".sh"}:
+                continue
+            if file.resolve() == Path(__file__).resolve():
+                continue
+            for page in named.findall(file.read_text(encoding="utf-8", errors="ignore")):
+                if not (ROOT / page).exists():
+                    missing.append(f"{file.relative_to(ROOT)}: {page}")
+    assert not missing, missing
 
 
 def test_status_log_is_gone() -> None:
