@@ -589,10 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument(
         "--suite",
         default="paper",
-        choices=["paper", "core", "rehearsal"],
+        choices=["paper", "core", "rehearsal", "decisive"],
         help="the run plan: paper (every host and scenario), core (sft and fedmkt in hetero, "
-        "alone / random / LaDa, + per-token L_CD: the paired comparisons in the least time) or "
-        "rehearsal (sft alone / random / LaDa, the same private rehearsal on both sides)",
+        "alone / random / LaDa, + per-token L_CD: the paired comparisons in the least time), "
+        "rehearsal (sft alone / random / LaDa, the same private rehearsal on both sides) or "
+        "decisive (alone / random / random_teachable / LaDa / oracle, 8 seeds, zoo and real "
+        "checkpoints: docs/results/decisive.md)",
     )
     bn.add_argument("--out", required=True, help="folder for runs, tables and plots")
     bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
