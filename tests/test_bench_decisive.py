@@ -160,3 +160,36 @@ def test_pair_on_different_questions_is_refused(tmp_path: Path) -> None:
     _fake_run(tmp_path / "b", {"slm": {"0": "101"}, "llm": {"0": "101"}})
     with pytest.raises(ValueError, match="different test questions"):
         S.seed_deltas([tmp_path / "a"], [tmp_path / "b"], "slm")
+
+
+def test_premise_checks_read_the_gap_cells() -> None:
+    from lada.bench.premise import cells_markdown, premise_checks
+    from lada.eval.gaps import GapCell
+
+    def cell(client, model, stage, kind, steps, correct):
+        return GapCell(client, model, model, stage, kind, steps, 10, correct)
+
+    cells = []
+    for k in (0, 1):
+        cells += [cell(k, "llm", "base", "general", s, c) for s, c in ((1, 10), (2, 8), (3, 3))]
+        cells += [cell(k, "llm", "base", "private", 1, 1)]
+        cells += [cell(k, "slm", "local", "private", 1, 9 - k)]  # gaps 0.8 and 0.7
+        # what each SLM can learn: client 1 far better at 3 steps (spread 0.5)
+        cells += [
+            cell(k, "slm", "capacity", "general", s, c)
+            for s, c in ((1, 10), (2, 9), (3, 2 + 5 * k))
+        ]
+    checks = premise_checks(cells)
+    assert [c["holds"] for c in checks] == [True, True, True]
+    assert [round(c["value"], 2) for c in checks] == [0.7, 0.5, 0.7]
+    flat = [c for c in cells if not (c.stage == "capacity" and c.num_steps == 3)]
+    flat += [cell(k, "slm", "capacity", "general", 3, 4) for k in (0, 1)]
+    assert premise_checks(flat)[1]["holds"] is False  # the SLMs learn alike: no learner spread
+    assert "| 0 | LLM llm (base) | 100 | 80 | 30 | 10 |" in cells_markdown(cells)
+
+
+def test_premise_belongs_to_the_decisive_suite(tmp_path: Path) -> None:
+    from lada.bench.run import bench
+
+    with pytest.raises(ValueError, match="decisive"):
+        bench(tmp_path, suite="core", premise=True)

@@ -331,6 +331,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         only=args.only,
         grid=args.grid,
         tables_only=args.tables_only,
+        premise=args.premise,
     )
     console.print(
         f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
@@ -618,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run nothing: rewrite results.csv/results.md/plots from the runs in --out "
         "(finished and partial)",
+    )
+    bn.add_argument(
+        "--premise",
+        action="store_true",
+        help="decisive suite: measure the premise (learnability spread, `lada data gaps` on each "
+        "testbed's seed-0 split) into --out/premise and run nothing else",
     )
     bn.set_defaults(func=cmd_bench)
     return p

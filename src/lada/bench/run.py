@@ -27,19 +27,43 @@ def bench(
     only: list[str] | None = None,
     grid: bool = False,
     tables_only: bool = False,
+    premise: bool = False,
 ) -> dict[str, Any]:
     """Run the suite (or, with ``only``, the runs whose names match one of these shell
     patterns, e.g. ``sft__*__hetero__s0``), then tabulate every suite run that has results in
     ``out``: a suite can be completed in pieces. ``tables_only``: run nothing, only rewrite the
-    tables and plots from what ``out`` holds."""
+    tables and plots from what ``out`` holds. ``premise`` (decisive suite only): measure the
+    premise (:mod:`lada.bench.premise`) and run nothing else."""
     from fnmatch import fnmatch
 
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
     if suite != "paper" and (quick or grid):
         raise ValueError(f"--quick and --grid belong to the paper suite, not to {suite}")
+    if premise and suite != "decisive":
+        raise ValueError("--premise belongs to the decisive suite")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if premise:
+        from lada.bench.premise import measure_premise
+
+        t0 = time.perf_counter()
+        checks = measure_premise(out, log=log)
+        for testbed, cs in checks.items():
+            for c in cs:
+                log(
+                    f"premise {testbed}: {c['check']}: {100 * c['value']:.0f} pts "
+                    f"(needs {100 * c['threshold']:.0f}): {'holds' if c['holds'] else 'FAILS'}"
+                )
+        return {
+            "runs": 0,
+            "executed": 0,
+            "rows": 0,
+            "failed": [],
+            "plots": [],
+            "premise": checks,
+            "seconds": time.perf_counter() - t0,
+        }
     if suite == "decisive":
         from lada.bench.decisive import decisive_suite
 
