@@ -193,3 +193,17 @@ def test_premise_belongs_to_the_decisive_suite(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="decisive"):
         bench(tmp_path, suite="core", premise=True)
+
+
+def test_bench_prints_the_plan_before_anything_runs_and_writes_the_tables(tmp_path: Path) -> None:
+    from lada.bench.run import bench
+
+    said: list[str] = []
+    summary = bench(tmp_path, suite="decisive", tables_only=True, log=said.append, jobs=2)
+    plan = next(s for s in said if s.startswith("planned runs"))
+    specs, _ = D.decisive_suite()
+    assert all(s.name in plan for s in specs) and "h of wall time left with 2 job(s)" in plan
+    assert plan.index("sft__lada__real__s0") < plan.index("sft__lada__zoo__s0")  # primary first
+    assert summary["runs"] == len(specs) and summary["executed"] == len(specs)
+    text = (tmp_path / "results.md").read_text()
+    assert "decisive suite" in text and "primary outcome lada − random_teachable" in text

@@ -93,9 +93,10 @@ REAL_OVERRIDES = [
     "filter={budget: 24, cold_start_fraction: 0.25, hidden: 64, epochs: 5}",
 ]
 
+# the real testbed first: the primary outcome's runs start first and finish first
 TESTBEDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
-    "zoo": (ZOO_OVERRIDES, ARMS),
     "real": (REAL_OVERRIDES, ("random_teachable", "lada")),
+    "zoo": (ZOO_OVERRIDES, ARMS),
 }
 PRIMARY = ("real", "lada", "random_teachable", "both")
 # the arms whose picks are compared with the oracle's (they pick, and are not the oracle)
