@@ -150,15 +150,16 @@ def test_oracle_allocation_picks_by_definition_with_the_same_budget(
 
 
 FAST = ["rounds=1", "eval.initial=false", "local.optim.max_steps=2", "seed=3"]
+BUDGET = 6  # TINY's filter.budget
 
 
-def test_oracle_diagnostic_records_the_oracle_picks_without_changing_the_run(
+def test_oracle_diagnostic_records_the_oracle_picks_without_changing_a_lada_run(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     from lada.config import load_config
     from lada.runner.run import run
 
-    base = [*tiny_overrides, *FAST, "allocation=random"]
+    base = [*tiny_overrides, *FAST, "allocation=lada", f"filter.budget={BUDGET}"]
     run(load_config(None, base), tmp_path / "plain")
     run(load_config(None, [*base, "oracle_diagnostic=true"]), tmp_path / "diag")
     for sub in ("selections", "questions", "learning"):
@@ -171,4 +172,17 @@ def test_oracle_diagnostic_records_the_oracle_picks_without_changing_the_run(
     assert set(orc) == set(sel)
     for k in sel:
         for d in sel[k]:
-            assert len(orc[k][d]) == len(sel[k][d])  # the same budget
+            assert len(orc[k][d]) == BUDGET >= len(sel[k][d])  # LaDa's cap is the oracle's count
+
+
+def test_oracle_allocation_runs_on_tiny_models_with_the_full_budget(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    from lada.config import load_config
+    from lada.runner.run import run
+
+    recs = run(load_config(None, [*tiny_overrides, *FAST, "allocation=oracle"]), tmp_path / "r")
+    assert recs[-1]["missed"] == {}
+    sel = json.loads((tmp_path / "r" / "selections" / "round_001.json").read_text())
+    assert sel and all(len(ids) == BUDGET for per in sel.values() for ids in per.values())
+    assert all(m == "oracle" for per in recs[-1]["filter_mode"].values() for m in per.values())
