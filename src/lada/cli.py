@@ -331,6 +331,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         only=args.only,
         grid=args.grid,
         tables_only=args.tables_only,
+        premise=args.premise,
     )
     console.print(
         f"[bold]bench done[/]: {summary['rows']}/{summary['runs']} runs with results, "
@@ -589,10 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument(
         "--suite",
         default="paper",
-        choices=["paper", "core", "rehearsal"],
+        choices=["paper", "core", "rehearsal", "decisive"],
         help="the run plan: paper (every host and scenario), core (sft and fedmkt in hetero, "
-        "alone / random / LaDa, + per-token L_CD: the paired comparisons in the least time) or "
-        "rehearsal (sft alone / random / LaDa, the same private rehearsal on both sides)",
+        "alone / random / LaDa, + per-token L_CD: the paired comparisons in the least time), "
+        "rehearsal (sft alone / random / LaDa, the same private rehearsal on both sides) or "
+        "decisive (alone / random / random_teachable / LaDa / oracle, 8 seeds, zoo and real "
+        "checkpoints: docs/results/decisive.md)",
     )
     bn.add_argument("--out", required=True, help="folder for runs, tables and plots")
     bn.add_argument("--quick", action="store_true", help="tiny sizes, 1 seed, 2 rounds, subset")
@@ -616,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run nothing: rewrite results.csv/results.md/plots from the runs in --out "
         "(finished and partial)",
+    )
+    bn.add_argument(
+        "--premise",
+        action="store_true",
+        help="decisive suite: measure the premise (learnability spread, `lada data gaps` on each "
+        "testbed's seed-0 split) into --out/premise and run nothing else",
     )
     bn.set_defaults(func=cmd_bench)
     return p

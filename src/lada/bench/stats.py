@@ -283,3 +283,140 @@ def filter_lift(
             )
         out[learner] = res
     return out
+
+
+# ---- seed-level intervals (the decisive suite) ------------------------------------------------
+#
+# With S seeds, each seed's paired difference d_s (the mean over its clients, and over its
+# test questions, of A − B) is one draw; the seeds are independent (each draws its own split and
+# training noise), so the interval is over the S values d_s. At S = 8 a percentile bootstrap of
+# their mean undercovers (its spread is the plug-in variance, biased low by (S − 1)/S, and it has
+# no small-sample tail); the paired t-interval mean ± t_{0.975, S−1}·sd/√S covers close to 95 %
+# for normal and moderately skewed differences: :func:`coverage_check` measures both.
+
+Side = Literal["slm", "llm", "both"]
+MARGIN = 0.03  # the decisive suite's equivalence margin: ±3 accuracy points
+Outcome = Literal["helps", "harms", "does not help", "inconclusive"]
+
+
+def paired_t_interval(diffs: Sequence[float] | np.ndarray, level: float = LEVEL) -> Estimate:
+    """mean(d) ± t_{(1+level)/2, n−1}·sd(d)/√n over the per-seed differences ``diffs``."""
+    from scipy import stats as sps
+
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size < 2:
+        raise ValueError(f"a t-interval needs at least 2 seeds, got {d.size}")
+    m = float(d.mean())
+    half = float(sps.t.ppf((1 + level) / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return Estimate(m, m - half, m + half, int(d.size))
+
+
+def percentile_bootstrap(
+    diffs: Sequence[float] | np.ndarray,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    rng_seed: int = 0,
+) -> Estimate:
+    """Percentile bootstrap interval of the mean of the per-seed differences ``diffs``."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size < 1:
+        raise ValueError("a bootstrap needs at least 1 seed")
+    rng = np.random.default_rng(rng_seed)
+    reps = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(reps, [tail, 1.0 - tail])
+    return Estimate(float(d.mean()), float(lo), float(hi), int(d.size))
+
+
+def _draw(kind: str, rng: np.random.Generator, size: tuple[int, ...], mean: float, sd: float):
+    """Paired differences with a known ``mean`` and ``sd``: normal, or right-skewed (a centred
+    exponential, skewness 2), or heavy-tailed (Student t with 3 d.o.f., scaled)."""
+    if kind == "normal":
+        return rng.normal(mean, sd, size)
+    if kind == "skewed":
+        return mean + sd * (rng.exponential(1.0, size) - 1.0)
+    if kind == "heavy":
+        return mean + sd * rng.standard_t(3, size) / np.sqrt(3.0)
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+DISTRIBUTIONS = ("normal", "skewed", "heavy")
+
+
+def coverage_check(
+    n_seeds: int = 8,
+    n_sims: int = 2000,
+    n_boot: int = 1000,
+    rng_seed: int = 0,
+    mean: float = 0.02,
+    sd: float = 0.04,
+    distributions: Sequence[str] = DISTRIBUTIONS,
+) -> dict[tuple[str, str], float]:
+    """{(distribution, "t" | "bootstrap"): how often the 95 % interval over ``n_seeds`` paired
+    differences covers their true mean}, over ``n_sims`` simulated experiments."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(rng_seed)
+    out: dict[tuple[str, str], float] = {}
+    tq = sps.t.ppf((1 + LEVEL) / 2, n_seeds - 1)
+    tail = (1.0 - LEVEL) / 2.0
+    for kind in distributions:
+        d = _draw(kind, rng, (n_sims, n_seeds), mean, sd)
+        m, s = d.mean(axis=1), d.std(axis=1, ddof=1)
+        half = tq * s / np.sqrt(n_seeds)
+        out[kind, "t"] = float(np.mean((m - half <= mean) & (mean <= m + half)))
+        idx = rng.integers(0, n_seeds, size=(n_sims, n_boot, n_seeds))
+        reps = np.take_along_axis(d[:, None, :].repeat(n_boot, axis=1), idx, axis=2).mean(axis=2)
+        lo, hi = np.quantile(reps, [tail, 1.0 - tail], axis=1)
+        out[kind, "bootstrap"] = float(np.mean((lo <= mean) & (mean <= hi)))
+    return out
+
+
+def margin_outcome(lo: float, hi: float, margin: float = MARGIN) -> Outcome:
+    """The decisive suite's verdict on a 95 % interval [lo, hi] of A − B: "helps" when it lies
+    above 0, "harms" below 0, "does not help" when it holds 0 and lies inside ±margin
+    (equivalence), else "inconclusive"."""
+    if lo > 0:
+        return "helps"
+    if hi < 0:
+        return "harms"
+    if -margin < lo and hi < margin:
+        return "does not help"
+    return "inconclusive"
+
+
+def seed_deltas(
+    runs_a: Sequence[Path], runs_b: Sequence[Path], side: Side
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Per seed, the paired accuracy difference A − B at the last round both completed: the
+    mean over clients of each client's mean per-question difference (``side`` "both": the
+    mean of the SLM and the LLM differences), and the round each seed was compared at. Seeds
+    without a completed trained round in both are left out. Raises when a pair was evaluated
+    on different questions."""
+    out, rounds = [], []
+    sides: tuple[str, ...] = ("slm", "llm") if side == "both" else (side,)
+    for a, b in zip(runs_a, runs_b, strict=True):
+        ta, tb = last_round(a), last_round(b)
+        if ta is None or tb is None or min(ta, tb) < 1:
+            continue
+        t = min(ta, tb)
+        qa, qb = question_bits(a, t), question_bits(b, t)
+        per_side = []
+        for sd in sides:
+            clients = sorted(set(qa[sd]) & set(qb[sd]), key=int)
+            diffs = []
+            for k in clients:
+                xa, xb = qa[sd][k], qb[sd][k]
+                if qa["ids_sha1"].get(k) != qb["ids_sha1"].get(k) or xa.shape != xb.shape:
+                    raise ValueError(
+                        f"{a.name} and {b.name}: client {k} was evaluated on different test "
+                        "questions; they cannot be paired"
+                    )
+                if xa.size:
+                    diffs.append(float(np.mean(xa.astype(np.float64) - xb.astype(np.float64))))
+            if diffs:
+                per_side.append(float(np.mean(diffs)))
+        if len(per_side) == len(sides):
+            out.append(float(np.mean(per_side)))
+            rounds.append(t)
+    return np.array(out), tuple(rounds)

@@ -96,7 +96,7 @@ REHEARSAL_OVERRIDES = [
     "distill.slm_replay=200",
     "distill.slm_replay_alone=true",
 ]
-SUITES = ("paper", "core", "rehearsal")
+SUITES = ("paper", "core", "rehearsal", "decisive")  # decisive: lada.bench.decisive
 CORE_HOSTS = ("sft", "fedmkt")
 CORE_METHODS = ("alone", "lada", "random")  # in run order: with 2 jobs the main pair first
 # random_labelled (ours): random picks, on the SLM side among P's labelled questions

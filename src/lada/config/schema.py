@@ -273,8 +273,11 @@ class RunConfig:
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal[
-        "lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce"
+        "lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce", "oracle"
     ] = "lada"
+    # ours, a diagnostic: also compute allocation=oracle's would-be picks every round, without
+    # acting on them (oracle/round_NNN.json; the bench's selection precision)
+    oracle_diagnostic: bool = False
     allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
     # ours, logit hosts (fedmkt, fedcollm) with plugin lada: "picks" restricts the host's own
     # public transfer to the allocation's picks (spec §6, plug-in point 1); "all" keeps the host's

@@ -19,7 +19,8 @@ transferred in a round:
   lowest IFD ≥ 1;
 - ``min_ce``: FedMKT's per-sample min-CE choice: a sample is transferred teacher → learner
   when the teacher's cross-entropy on the sample's gold target is lower than the learner's
-  (higher reward exp(−CE)); at most ``count`` ids, largest CE gap first.
+  (higher reward exp(−CE)); at most ``count`` ids, largest CE gap first;
+- ``oracle`` (ours, a diagnostic, never a method): :mod:`lada.federation.oracle`.
 
 ``count`` (see :func:`allocation_count`): ``allocation_count`` when set, else ``filter.budget``
 (the cap LaDa's filter works under), else round(cold_start_fraction · |P|).
@@ -40,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from lada.federation.oracle import oracle_round
 from lada.federation.protocol import GenerateIns, PathsRes, ScoreIns, ScoreRes, Task
 from lada.federation.server import Allocation
 from lada.utils.seeding import derive_seed
 
-STRATEGIES = ("lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce")
+STRATEGIES = ("lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce", "oracle")
 
 
 def allocation_count(
@@ -158,6 +160,9 @@ def baseline_allocate(
                     picks[k][d] = np.sort(labelled[pick_random(len(labelled), count, rs)])
                 else:
                     picks[k][d] = pick_random(n, count, rs)
+    elif strategy == "oracle":  # ours, a diagnostic upper bound (lada.federation.oracle)
+        o = oracle_round(round_idx, server, transport, alive, directions, count, ok)
+        picks, out.llm_paths, out.slm_paths = o
     elif strategy in ("perplexity", "ifd"):
         if "S" in directions:
             out.llm_paths = server.generate(round_idx, ids)

@@ -38,6 +38,7 @@ class LadaPlugin:
     allocation: str = "lada"  # lada | all | random | random_labelled | perplexity | ifd | min_ce
     count: int | None = None  # the baselines' count (None: filter.budget, else 10 % of P)
     host_transfer: str = "picks"  # picks | all (ours, logit hosts)
+    oracle_diagnostic: bool = False  # ours: also record allocation=oracle's would-be picks
 
     @classmethod
     def from_config(cls, cfg: Any) -> LadaPlugin:
@@ -46,6 +47,7 @@ class LadaPlugin:
             allocation=cfg.allocation,
             count=cfg.allocation_count,
             host_transfer=cfg.host_transfer,
+            oracle_diagnostic=cfg.oracle_diagnostic,
         )
 
     # ---- plug-in point 2: λ·L_CD ---------------------------------------------------------
@@ -96,7 +98,27 @@ class LadaPlugin:
         else:
             picks = self._baseline_picks(rnd, step.allocation, directions)
         picks.with_paths = step.with_paths
+        if self.oracle_diagnostic and step.with_paths and step.allocation != "oracle":
+            self._oracle_diagnostic(rnd, directions)
         return picks
+
+    def _oracle_diagnostic(self, rnd: RoundContext, directions: tuple[str, ...]) -> None:
+        """allocation=oracle's would-be picks into the report; nothing acts on them (the
+        clients' and server's generation reseeds per task, so the round is unchanged)."""
+        from lada.federation.allocation import allocation_count
+        from lada.federation.oracle import oracle_round
+
+        server = rnd.server
+        f = server.settings.filter
+        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+        with rnd.phase("oracle"):
+            picks, _, _ = oracle_round(
+                rnd.round, server, rnd.transport, rnd.alive, directions, n, rnd.ok
+            )
+        ids = server.public_ids
+        for k, per in picks.items():
+            if per:
+                rnd.report.oracle_selected[k] = {d: [ids[i] for i in per[d]] for d in per}
 
     def _filter_picks(self, rnd: RoundContext, directions: tuple[str, ...]) -> Picks:
         server, rep = rnd.server, rnd.report

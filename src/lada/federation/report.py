@@ -29,6 +29,8 @@ class RoundReport:
     llm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)
     # per learner (client k, direction "S"/"L"): the picks' losses, for the bench's filter lift
     learning: dict[int, dict[str, dict[str, list]]] = field(default_factory=dict)
+    # allocation=oracle's would-be picks (the oracle diagnostic), client -> direction -> ids
+    oracle_selected: dict[int, dict[str, list[str]]] = field(default_factory=dict)
 
 
 class Phase:

@@ -39,6 +39,7 @@ class ServerSettings:
     model_name: str = "llm"  # the LLM's name (error messages, e.g. a vocabulary mismatch)
     slm_name: str = "slm"  # the SLMs' model name (a host holding the SLM on the server)
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # reply checks (validation)
+    world: Any = None  # the synthetic world's config: allocation=oracle's true answers
 
 
 @dataclass

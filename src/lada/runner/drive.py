@@ -147,6 +147,11 @@ def _commit_round(
             run_dir / "selections" / f"round_{t:03d}.json",
             {str(k): v for k, v in report.selected.items()},
         )
+    if report.oracle_selected:
+        atomic_write_json(
+            run_dir / "oracle" / f"round_{t:03d}.json",
+            {str(k): v for k, v in report.oracle_selected.items()},
+        )
     write_round_details(run_dir, t, report)
     metrics = run_dir / "metrics.jsonl"
     with metrics.open("a") as f:

@@ -51,6 +51,7 @@ def build_server(cfg: RunConfig, data: RunData) -> ServerRole:
             model_name=cfg.server.model,
             slm_name=cfg.clients[0].model if cfg.clients else "slm",
             limits=cfg.limits,
+            world=data.world_cfg,
         ),
         # e.g. FedCoLLM distils the averaged (homogeneous) SLM on the server
         load_slm=model_loader(cfg.clients[0], cfg, data.world_cfg, role="client_0")
