@@ -1,0 +1,195 @@
+"""FedCoT / distilling step-by-step (lada.hosts.fedcot): two tasks with separate inputs, the
+loss (1 − α)·L_label + α·L_rationale, and the SLM's evaluation prompt."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from lada.config.schema import DistillConfig
+from lada.data.sample import Sample
+from lada.hosts.fedcot import (
+    EXPLAIN_PREFIX,
+    PREDICT_PREFIX,
+    FedCoTHost,
+    explain_prompt,
+    predict_prompt,
+    split_rationale,
+    two_tasks,
+)
+from lada.models import build_model, build_tokenizer
+from lada.train.batching import collate, encode_pairs
+from lada.train.distill import learn_from_paths
+from lada.train.loop import OptimConfig
+
+
+def _sample(i: int) -> Sample:
+    return Sample(
+        id=f"p{i}",
+        domain="market",
+        question=f"Ava buys {i} fig. How many coins?",
+        answer=str(2 * i),
+        answer_type="number",
+        steps=(f"fig {i}*2={2 * i}", f"so {2 * i} coins"),
+    )
+
+
+SAMPLES = [_sample(i) for i in range(1, 7)]
+PATHS = [s.target() for s in SAMPLES]
+MAX_LEN = 96
+
+
+@pytest.fixture(scope="module")
+def tok():
+    corpus = [
+        PREDICT_PREFIX + EXPLAIN_PREFIX + s.prompt() + p
+        for s, p in zip(SAMPLES, PATHS, strict=True)
+    ]
+    return build_tokenizer(corpus * 3, vocab_size=160)
+
+
+def test_two_tasks_are_separate_inputs_with_their_own_prefixes_and_targets() -> None:
+    prompts = [s.prompt() for s in SAMPLES[:2]] + ["Q?\n", "R?\n"]
+    paths = PATHS[:2] + ["Answer: 7", "a line without an answer"]
+    t = two_tasks(prompts, paths)
+    assert t.predict == [
+        (PREDICT_PREFIX + prompts[0], "Answer: 2"),
+        (PREDICT_PREFIX + prompts[1], "Answer: 4"),
+        (PREDICT_PREFIX + "Q?\n", "Answer: 7"),
+    ]
+    assert t.explain == [
+        (EXPLAIN_PREFIX + prompts[0], "fig 1*2=2\nso 2 coins"),
+        (EXPLAIN_PREFIX + prompts[1], "fig 2*2=4\nso 4 coins"),
+        (EXPLAIN_PREFIX + "R?\n", "a line without an answer"),
+    ]
+    # a path with no rationale has no explain task, one with no answer line no predict task
+    assert t.predict_rows == [0, 1, 2] and t.explain_rows == [0, 1, 3]
+    assert split_rationale("a\nb\nAnswer: 5\n") == ("a\nb", "Answer: 5")
+    assert predict_prompt("Q\n") != explain_prompt("Q\n")
+
+
+def _hand_loss(model, tok, prompts, paths, alpha: float) -> float:
+    """(1 − α)·L_label + α·L_rationale by hand: each task one Hugging Face causal-LM loss
+    (mean token CE over its targets) on its own batch of prefixed inputs."""
+    pad = tok.pad_token_id
+    pred = [
+        (PREDICT_PREFIX + p, split_rationale(x)[1]) for p, x in zip(prompts, paths, strict=True)
+    ]
+    expl = [
+        (EXPLAIN_PREFIX + p, split_rationale(x)[0]) for p, x in zip(prompts, paths, strict=True)
+    ]
+    with torch.no_grad():
+        label = model(
+            **collate(encode_pairs(tok, *zip(*pred, strict=True), MAX_LEN), pad)
+        ).loss.item()
+        rat = model(
+            **collate(encode_pairs(tok, *zip(*expl, strict=True), MAX_LEN), pad)
+        ).loss.item()
+    return (1 - alpha) * label + alpha * rat
+
+
+def _step(tok, alpha: float, lambda_cd: float = 0.0):
+    """One real distillation step with FedCoT's L_host; per batch: (the host loss, the hand
+    value at the same weights, the inputs the host scored)."""
+    model = build_model("slm-xs", tok, seed=0)
+    cfg = DistillConfig(fedcot_alpha=alpha, lambda_cd=lambda_cd)
+    optim = OptimConfig(
+        lr=3e-3, batch_size=3, epochs=2, warmup_steps=0, weight_decay=0.0, max_length=MAX_LEN
+    )
+    seen: list[tuple[float, float, list[list[str]]]] = []
+    host = FedCoTHost()
+
+    def spy_host_loss(cfg_, tok_, preferred):
+        inner = host.host_loss(cfg_, tok_, preferred)
+
+        def loss(b):
+            scored: list[list[str]] = []
+            real = b.score
+
+            def score(ps, ts):
+                scored.append(list(ps))
+                return real(ps, ts)
+
+            b.score = score
+            got = inner(b)
+            hand = _hand_loss(model, tok, b.prompts, [preferred[i] for i in b.idx], alpha)
+            seen.append((got.item(), hand, scored))
+            return got
+
+        return loss
+
+    own = [f"fig {i}*3={3 * i}\nAnswer: {3 * i}" for i in range(1, 7)]
+    out = learn_from_paths(model, tok, SAMPLES, PATHS, own, cfg, optim, host_loss=spy_host_loss)
+    return seen, out
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
+def test_loss_is_one_minus_alpha_label_plus_alpha_rationale(tok, alpha: float) -> None:
+    seen, out = _step(tok, alpha)
+    assert len(seen) == 4  # 6 samples, batches of 3, 2 epochs
+    for got, hand, scored in seen:
+        assert got == pytest.approx(hand, rel=1e-5, abs=1e-6)
+        # two forward passes: the predict inputs, then the explain inputs, never the plain one
+        assert len(scored) == 2
+        assert all(p.startswith(PREDICT_PREFIX) for p in scored[0])
+        assert all(p.startswith(EXPLAIN_PREFIX) for p in scored[1])
+    assert out.loss_after.mean() < out.loss_before.mean()  # it learns the teacher's paths
+
+
+def test_alpha_zero_and_one_are_the_single_tasks(tok) -> None:
+    label_only, _ = _step(tok, 0.0)
+    rationale_only, _ = _step(tok, 1.0)
+    for got, hand, scored in label_only:
+        assert got == pytest.approx(hand, rel=1e-5)
+        assert len(scored) == 1 and all(p.startswith(PREDICT_PREFIX) for p in scored[0])
+    for got, hand, scored in rationale_only:
+        assert got == pytest.approx(hand, rel=1e-5)
+        assert len(scored) == 1 and all(p.startswith(EXPLAIN_PREFIX) for p in scored[0])
+    # the first batch sees the same weights in both: the two single-task losses differ
+    assert label_only[0][0] != pytest.approx(rationale_only[0][0])
+
+
+def test_lada_adds_lambda_cd_to_the_two_task_loss(tok) -> None:
+    """With λ > 0 the step also contrasts the teacher's path with the SLM's own one."""
+    seen, out = _step(tok, 0.5, lambda_cd=1.0)
+    assert out.num_pairs == len(SAMPLES)
+    for got, hand, _ in seen:  # the host's term is unchanged by L_CD
+        assert got == pytest.approx(hand, rel=1e-5)
+    assert (out.margin != 0).all()
+
+
+def test_fedcot_slms_are_evaluated_with_the_predict_prefix(tok, tmp_path) -> None:
+    from lada.config.schema import EvalConfig, LocalTrainConfig
+    from lada.federation.client import ClientRole, ClientSettings
+    from lada.federation.host import Host
+    from lada.federation.protocol import EvaluateIns, Task
+
+    asked: list[list[str]] = []
+    import lada.eval.accuracy as acc
+
+    real = acc.generate_paths
+
+    def spy(model, tokenizer, prompts, **kw):
+        asked.append(list(prompts))
+        return real(model, tokenizer, prompts, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(acc, "generate_paths", spy)
+    try:
+        for host in (FedCoTHost(), Host()):
+            settings = ClientSettings(
+                LocalTrainConfig(), DistillConfig(), EvalConfig(max_new_tokens=4)
+            )
+            load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
+            client = ClientRole(
+                0, load, [], SAMPLES[:2], SAMPLES, settings, tmp_path / host.name, host=host
+            )
+            client.handle(Task.EVALUATE, EvaluateIns(0))
+    finally:
+        mp.undo()
+    assert asked[0] == [PREDICT_PREFIX + s.prompt() for s in SAMPLES[:2]]
+    assert asked[1] == [s.prompt() for s in SAMPLES[:2]]  # other hosts: the plain prompt
