@@ -193,3 +193,61 @@ def test_fedcot_slms_are_evaluated_with_the_predict_prefix(tok, tmp_path) -> Non
         mp.undo()
     assert asked[0] == [PREDICT_PREFIX + s.prompt() for s in SAMPLES[:2]]
     assert asked[1] == [s.prompt() for s in SAMPLES[:2]]  # other hosts: the plain prompt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", ["none", "lada"])
+def test_a_fedcot_round_runs_end_to_end(
+    tmp_path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch, plugin: str
+) -> None:
+    """One fedcot round on the tiny config, alone and with LaDa: each SLM learns its picks
+    through the two tasks (LaDa: only the filter's picks, with λ·L_CD pairs), and the SLMs
+    are evaluated with the predict prefix, the LLM with the plain prompt."""
+    import lada.eval.accuracy as acc
+    import lada.hosts.fedcot as fc
+    from lada.config import load_config
+    from lada.federation.client import ClientRole
+    from lada.runner.run import run
+
+    task_prompts: list[str] = []
+    real_tasks = fc.two_tasks
+
+    def spy_tasks(prompts, paths):
+        task_prompts.extend(prompts)
+        return real_tasks(prompts, paths)
+
+    asked: dict[str, list[str]] = {}
+    real_gen = acc.generate_paths
+
+    def spy_gen(model, tokenizer, prompts, **kw):
+        asked.setdefault(kw.get("desc", ""), []).extend(prompts)
+        return real_gen(model, tokenizer, prompts, **kw)
+
+    picks: dict[int, list[str]] = {}
+    real_distill = ClientRole.distill
+
+    def spy_distill(self, ins):
+        picks[self.cid] = list(ins.ids)
+        return real_distill(self, ins)
+
+    monkeypatch.setattr(fc, "two_tasks", spy_tasks)
+    monkeypatch.setattr(acc, "generate_paths", spy_gen)
+    monkeypatch.setattr(ClientRole, "distill", spy_distill)
+    over = ["host=fedcot", f"plugin={plugin}", "rounds=1", "local.optim.max_steps=3"]
+    recs = run(load_config(None, tiny_overrides + over), tmp_path / "r")
+    r1 = recs[-1]
+    assert r1["round"] == 1 and r1["missed"] == {}
+    assert set(picks) == {int(k) for k in r1["selected"]}
+    for k, ids in picks.items():
+        assert r1["selected"][str(k)]["S"] == len(ids)
+        assert len(ids) == (30 if plugin == "none" else len(set(ids))) and ids
+        if plugin == "lada":
+            assert len(ids) <= 6  # filter.budget: the transfer is the filter's picks
+    # every SLM learnt through the two tasks: its public picks and its private rehearsal
+    assert len(task_prompts) >= sum(len(ids) for ids in picks.values())
+    pairs = [v["slm_pairs"] for v in r1["distill"].values()]
+    assert all(p > 0 for p in pairs) if plugin == "lada" else all(p == 0 for p in pairs)
+    slm = asked["evaluate SLM"]
+    assert slm and all(p.startswith(PREDICT_PREFIX) for p in slm)
+    llm = [p for d, ps in asked.items() if d != "evaluate SLM" for p in ps]
+    assert llm and not any(p.startswith(PREDICT_PREFIX) for p in llm)
