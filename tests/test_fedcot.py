@@ -12,19 +12,20 @@ import torch
 
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
-from lada.hosts.fedcot import (
-    EXPLAIN_PREFIX,
-    PREDICT_PREFIX,
-    FedCoTHost,
-    explain_prompt,
-    predict_prompt,
-    split_rationale,
-    two_tasks,
-)
+from lada.hosts.fedcot import FedCoTHost
 from lada.models import build_model, build_tokenizer
 from lada.train.batching import collate, encode_pairs
 from lada.train.distill import learn_from_paths
 from lada.train.loop import OptimConfig
+from lada.train.two_task import (
+    EXPLAIN_PREFIX,
+    PREDICT_PREFIX,
+    explain_prompt,
+    predict_prompt,
+    split_rationale,
+    two_task_sft,
+    two_tasks,
+)
 
 
 def _sample(i: int) -> Sample:
@@ -162,6 +163,20 @@ def test_lada_adds_lambda_cd_to_the_two_task_loss(tok) -> None:
     assert (out.margin != 0).all()
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+def test_two_task_sft_step_loss_is_the_hand_value(tok, alpha: float) -> None:
+    """The local step's trainer: one batch of all items, its first step's loss is
+    (1 − α)·L_label + α·L_rationale at the initial weights; α = 0 / 1 the single tasks."""
+    model = build_model("slm-xs", tok, seed=0)
+    prompts = [s.prompt() for s in SAMPLES]
+    hand = _hand_loss(model, tok, prompts, PATHS, alpha)
+    cfg = OptimConfig(lr=3e-3, batch_size=len(SAMPLES), max_steps=3, max_length=MAX_LEN)
+    stats = two_task_sft(model, tok, prompts, PATHS, alpha, cfg)
+    assert stats.step_losses[0] == pytest.approx(hand, rel=1e-5)
+    assert stats.step_losses[-1] < stats.step_losses[0]
+    assert not any(v != v for v in stats.per_sample_loss)  # every item was trained
+
+
 def test_fedcot_slms_are_evaluated_with_the_predict_prefix(tok, tmp_path) -> None:
     from lada.config.schema import EvalConfig, LocalTrainConfig
     from lada.federation.client import ClientRole, ClientSettings
@@ -200,21 +215,29 @@ def test_fedcot_slms_are_evaluated_with_the_predict_prefix(tok, tmp_path) -> Non
 def test_a_fedcot_round_runs_end_to_end(
     tmp_path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch, plugin: str
 ) -> None:
-    """One fedcot round on the tiny config, alone and with LaDa: each SLM learns its picks
-    through the two tasks (LaDa: only the filter's picks, with λ·L_CD pairs), and the SLMs
-    are evaluated with the predict prefix, the LLM with the plain prompt."""
+    """One fedcot round on the tiny config, alone and with LaDa: each SLM learns its private
+    samples, then its picks, through the two tasks (LaDa: only the filter's picks, with
+    λ·L_CD pairs), and the SLMs are evaluated with the predict prefix, the LLM without."""
     import lada.eval.accuracy as acc
     import lada.hosts.fedcot as fc
+    import lada.train.two_task as tt
     from lada.config import load_config
     from lada.federation.client import ClientRole
     from lada.runner.run import run
 
-    task_prompts: list[str] = []
-    real_tasks = fc.two_tasks
+    local: list[list[str]] = []  # the prompts of each local step
+    real_sft = tt.two_task_sft
 
-    def spy_tasks(prompts, paths):
-        task_prompts.extend(prompts)
-        return real_tasks(prompts, paths)
+    def spy_sft(model, tokenizer, prompts, *args, **kw):
+        local.append(list(prompts))
+        return real_sft(model, tokenizer, prompts, *args, **kw)
+
+    taught: list[str] = []  # the prompts each distillation batch's two tasks were made of
+    real_batch = fc.two_task_batch_loss
+
+    def spy_batch(score, prompts, *args, **kw):
+        taught.extend(prompts)
+        return real_batch(score, prompts, *args, **kw)
 
     asked: dict[str, list[str]] = {}
     real_gen = acc.generate_paths
@@ -227,24 +250,28 @@ def test_a_fedcot_round_runs_end_to_end(
     real_distill = ClientRole.distill
 
     def spy_distill(self, ins):
-        picks[self.cid] = list(ins.ids)
+        picks[self.cid] = [self.public[i].prompt() for i in ins.ids]
         return real_distill(self, ins)
 
-    monkeypatch.setattr(fc, "two_tasks", spy_tasks)
+    monkeypatch.setattr(tt, "two_task_sft", spy_sft)
+    monkeypatch.setattr(fc, "two_task_batch_loss", spy_batch)
     monkeypatch.setattr(acc, "generate_paths", spy_gen)
     monkeypatch.setattr(ClientRole, "distill", spy_distill)
     over = ["host=fedcot", f"plugin={plugin}", "rounds=1", "local.optim.max_steps=3"]
-    recs = run(load_config(None, tiny_overrides + over), tmp_path / "r")
+    cfg = load_config(None, tiny_overrides + over)
+    recs = run(cfg, tmp_path / "r")
     r1 = recs[-1]
     assert r1["round"] == 1 and r1["missed"] == {}
+    n_private = int(cfg.data.split["train_per_client"])
+    assert [len(p) for p in local] == [n_private] * len(picks)  # the local step: two tasks
     assert set(picks) == {int(k) for k in r1["selected"]}
-    for k, ids in picks.items():
-        assert r1["selected"][str(k)]["S"] == len(ids)
-        assert len(ids) == (30 if plugin == "none" else len(set(ids))) and ids
-        if plugin == "lada":
-            assert len(ids) <= 6  # filter.budget: the transfer is the filter's picks
-    # every SLM learnt through the two tasks: its public picks and its private rehearsal
-    assert len(task_prompts) >= sum(len(ids) for ids in picks.values())
+    public = {p for ps in picks.values() for p in ps}
+    for k, ps in picks.items():
+        assert r1["selected"][str(k)]["S"] == len(ps) > 0
+        assert len(ps) == 30 if plugin == "none" else len(ps) <= 6  # LaDa: the filter's picks
+    # the distillation step's two tasks: the picks (and the private rehearsal), nothing else
+    private = {p for ps in local for p in ps}
+    assert set(taught) & public and set(taught) <= public | private
     pairs = [v["slm_pairs"] for v in r1["distill"].values()]
     assert all(p > 0 for p in pairs) if plugin == "lada" else all(p == 0 for p in pairs)
     slm = asked["evaluate SLM"]

@@ -1,118 +1,82 @@
 """FedCoT / distilling step-by-step (Hsieh et al. 2023) as a host (spec §6).
 
 The LLM writes a reasoning path (rationale lines, then one ``Answer:`` line,
-``lada.data.sample``) for each public question an SLM picks. The SLM learns it as two tasks
-with separate inputs, as FATE-LLM's FedCoT client does:
-
-=========  ===================================  ===========================================
-task       input                                target
-=========  ===================================  ===========================================
-predict    ``"Predict:\\n" + prompt``           the answer line (the label), then EOS
-explain    ``"Explain:\\n" + prompt``           the rationale lines, then EOS
-=========  ===================================  ===========================================
+``lada.data.sample``) for each public question an SLM picks. Each SLM learns as FATE-LLM's
+FedCoT client does, through two tasks with separate inputs (:mod:`lada.train.two_task`):
+predict (``"Predict:\n" + question`` → the answer line) and explain (``"Explain:\n" +
+question`` → the rationale), with
 
     L_host = (1 − α)·L_label + α·L_rationale            (α = ``distill.fedcot_alpha``, 0.5)
 
-each term the mean token NLL over its task's target tokens in the batch (a causal LM's loss on
-a batch of that task alone). A path without rationale lines gives no explain row, one without
-an answer line no predict row. At evaluation the SLM is asked with the predict prefix
-(:meth:`FedCoTHost.slm_prompt`): it answers directly, the rationale being a training signal
-only.
+in its local step on its private samples (their gold rationales) and in its distillation step
+on the LLM's paths (and its private rehearsal). It answers with the predict prefix
+(:meth:`FedCoTHost.slm_prompt`), at evaluation too.
 
-With LaDa, λ·L_CD is added to this loss on the full paths (the plain prompt), and the LLM's
-transfer is restricted to each SLM's picks.
+With LaDa, the LLM's transfer is restricted to each SLM's picks and λ·L_CD (on the whole paths,
+under the plain prompt) is added to L_host. FedCoT's privacy-preserving inference on client
+queries is not part of this host: the LLM answers public questions only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from lada.config.overrides import ConfigError
-from lada.data.sample import ANSWER_PREFIX
-from lada.federation.host import Host
+from lada.federation.host import Host, bind_handlers
+from lada.federation.protocol import LocalTrainIns, LocalTrainRes, Task
 from lada.hosts.registry import register_host
-
-PREDICT_PREFIX = "Predict:\n"  # FATE-LLM's FedCoT templates
-EXPLAIN_PREFIX = "Explain:\n"
-
-
-def split_rationale(path: str) -> tuple[str, str]:
-    """(rationale, answer line): the answer line is the last line starting with ``Answer:``."""
-    lines = path.rstrip().split("\n")
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].strip().startswith(ANSWER_PREFIX):
-            return "\n".join(lines[:i]).strip(), lines[i].strip()
-    return path.strip(), ""
-
-
-def predict_prompt(prompt: str) -> str:
-    """The predict task's input for a question's prompt."""
-    return PREDICT_PREFIX + prompt
-
-
-def explain_prompt(prompt: str) -> str:
-    """The explain (rationale) task's input for a question's prompt."""
-    return EXPLAIN_PREFIX + prompt
-
-
-@dataclass(frozen=True)
-class TwoTasks:
-    """The two tasks of a batch: (input, target) rows of each, and the batch rows they came
-    from (a row without rationale lines has no explain task, one without an answer line no
-    predict task)."""
-
-    predict: list[tuple[str, str]]
-    explain: list[tuple[str, str]]
-    predict_rows: list[int]
-    explain_rows: list[int]
-
-
-def two_tasks(prompts: Sequence[str], paths: Sequence[str]) -> TwoTasks:
-    """Distilling step-by-step's inputs: each (prompt, path) as a predict row (prefixed prompt
-    → answer line) and an explain row (prefixed prompt → rationale)."""
-    out = TwoTasks([], [], [], [])
-    for r, (prompt, path) in enumerate(zip(prompts, paths, strict=True)):
-        rationale, answer = split_rationale(path)
-        if answer:
-            out.predict.append((predict_prompt(prompt), answer))
-            out.predict_rows.append(r)
-        if rationale:
-            out.explain.append((explain_prompt(prompt), rationale))
-            out.explain_rows.append(r)
-    return out
-
-
-def token_mean_nll(logp: Tensor, mask: Tensor) -> Tensor:
-    """Mean NLL over the supervised tokens of a batch (a causal LM's loss on it)."""
-    return -(logp * mask).sum() / mask.sum().clamp(min=1)
-
-
-def two_task_loss(l_label: Tensor, l_rationale: Tensor, alpha: float) -> Tensor:
-    """Distilling step-by-step's L = (1 − α)·L_label + α·L_rationale."""
-    return (1.0 - alpha) * l_label + alpha * l_rationale
+from lada.train.two_task import (
+    EXPLAIN_PREFIX,
+    PREDICT_PREFIX,
+    predict_prompt,
+    split_rationale,
+    two_task_batch_loss,
+)
 
 
 def fedcot_batch_loss(batch: Any, paths: Sequence[str], alpha: float) -> Tensor:
-    """:func:`two_task_loss` on one batch of a path-distillation step
-    (a :class:`lada.train.distill.PathBatch`), ``paths[i]`` the preferred path of item i.
-
-    Items with weight 0 (not to be learned) are left out; a task with no rows in the batch (or
-    weight 0 in α) adds nothing. Each task runs as its own forward pass (``batch.score``)."""
+    """L_host of a path-distillation step's batch (a :class:`lada.train.distill.PathBatch`):
+    :func:`lada.train.two_task.two_task_batch_loss` on its items, ``paths[i]`` the preferred
+    path of item i; items with weight 0 (not to be learned) are left out."""
     if batch.score is None or len(batch.prompts) != len(batch.idx):
         raise ValueError("FedCoT's loss needs the batch's prompts and scorer (PathBatch)")
     rows = [r for r in range(len(batch.idx)) if float(batch.weight[r]) > 0]
-    tasks = two_tasks([batch.prompts[r] for r in rows], [paths[batch.idx[r]] for r in rows])
-    zero = batch.seq.sum() * 0.0  # keeps the graph when a term is absent
-    l_label = l_rationale = zero
-    if alpha < 1 and tasks.predict:
-        l_label = token_mean_nll(*batch.score(*zip(*tasks.predict, strict=True)))
-    if alpha > 0 and tasks.explain:
-        l_rationale = token_mean_nll(*batch.score(*zip(*tasks.explain, strict=True)))
-    return two_task_loss(l_label, l_rationale, alpha)
+    return two_task_batch_loss(
+        batch.score,
+        [batch.prompts[r] for r in rows],
+        [paths[batch.idx[r]] for r in rows],
+        alpha,
+        zero=batch.seq.sum() * 0.0,
+    )
+
+
+def client_local_train(role: Any, ins: LocalTrainIns) -> LocalTrainRes:
+    """FedCoT's local step: the SLM learns its private samples (prompt → gold path) as the two
+    tasks (:func:`lada.train.two_task.two_task_sft`, ``local.optim``)."""
+    from lada.train.two_task import two_task_sft
+
+    role.enter_round(ins.round)
+    seed = role.task_seed(ins.round, "local_train")
+    stats = two_task_sft(
+        role.model,
+        role.tokenizer,
+        [s.prompt() for s in role.train],
+        [s.target() for s in role.train],
+        FedCoTConfig.from_distill(role.settings.distill).alpha,
+        replace(role.settings.local.optim, seed=seed),
+    )
+    if role.settings.rehearse_after_local:
+        role.rehearse(ins.round)
+    seen = stats.per_sample_loss[~np.isnan(stats.per_sample_loss)]
+    return LocalTrainRes(
+        num_samples=len(role.train),
+        mean_loss=float(seen.mean()) if seen.size else float("nan"),
+    )
 
 
 @dataclass(frozen=True)
@@ -154,18 +118,16 @@ class FedCoTHost(Host):
     def slm_prompt(self, prompt: str) -> str:
         return predict_prompt(prompt)
 
+    def client_handlers(self, role: Any) -> Mapping[str, Any]:
+        return bind_handlers(role, {Task.LOCAL_TRAIN: client_local_train})
+
 
 __all__ = [
     "EXPLAIN_PREFIX",
     "PREDICT_PREFIX",
     "FedCoTConfig",
     "FedCoTHost",
-    "TwoTasks",
-    "explain_prompt",
+    "client_local_train",
     "fedcot_batch_loss",
-    "predict_prompt",
     "split_rationale",
-    "token_mean_nll",
-    "two_task_loss",
-    "two_tasks",
 ]
