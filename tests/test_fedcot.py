@@ -278,3 +278,42 @@ def test_a_fedcot_round_runs_end_to_end(
     assert slm and all(p.startswith(PREDICT_PREFIX) for p in slm)
     llm = [p for d, ps in asked.items() if d != "evaluate SLM" for p in ps]
     assert llm and not any(p.startswith(PREDICT_PREFIX) for p in llm)
+
+
+def test_fedcot_picks_are_reported_with_their_two_task_loss(tok, tmp_path) -> None:
+    """The loss before and after a fedcot distillation step (what LaDa's reward measures) is
+    each pick's own (1 − α)·L_label + α·L_rationale on the LLM's path, not its whole path's
+    NLL under the plain prompt."""
+    from lada.config.schema import EvalConfig, LocalTrainConfig
+    from lada.federation.client import ClientRole, ClientSettings
+    from lada.federation.protocol import DistillIns, Task
+
+    alpha = 0.3
+    d = DistillConfig(
+        fedcot_alpha=alpha,
+        slm_replay=0,
+        lambda_cd=0.0,
+        slm_optim=OptimConfig(lr=3e-3, batch_size=3, epochs=3, warmup_steps=0, max_length=MAX_LEN),
+    )
+    settings = ClientSettings(LocalTrainConfig(), d, EvalConfig())
+    load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
+    client = ClientRole(0, load, [], [], SAMPLES, settings, tmp_path / "c", host=FedCoTHost())
+    client.enter_round(1)
+    ids = [s.id for s in SAMPLES[:4]]
+    hand = [
+        _hand_loss(client.model, tok, [s.prompt()], [p], alpha)
+        for s, p in zip(SAMPLES[:4], PATHS[:4], strict=True)
+    ]
+    with torch.no_grad():
+        plain = [
+            client.model(
+                **collate(encode_pairs(tok, [s.prompt()], [p], MAX_LEN), tok.pad_token_id)
+            ).loss.item()
+            for s, p in zip(SAMPLES[:4], PATHS[:4], strict=True)
+        ]
+    res = client.handle(Task.DISTILL, DistillIns(1, ids, PATHS[:4]))
+    assert res.ids == ids
+    assert res.loss_before.tolist() == pytest.approx(hand, rel=1e-4)
+    # (the whole path's NLL is another number, even on an untrained model)
+    assert max(abs(a - b) for a, b in zip(hand, plain, strict=True)) > 1e-2
+    assert (res.loss_after < res.loss_before).all()

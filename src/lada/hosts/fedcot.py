@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lada.config.overrides import ConfigError
 from lada.federation.host import Host, bind_handlers
-from lada.federation.protocol import LocalTrainIns, LocalTrainRes, Task
+from lada.federation.protocol import DistillIns, DistillRes, LocalTrainIns, LocalTrainRes, Task
 from lada.hosts.registry import register_host
 from lada.train.two_task import (
     EXPLAIN_PREFIX,
@@ -52,6 +52,37 @@ def fedcot_batch_loss(batch: Any, paths: Sequence[str], alpha: float) -> Tensor:
         [paths[batch.idx[r]] for r in rows],
         alpha,
         zero=batch.seq.sum() * 0.0,
+    )
+
+
+def client_distill(role: Any, ins: DistillIns) -> DistillRes:
+    """FedCoT's distillation step (the client's own, :meth:`ClientRole.distill`, with
+    FedCoT's L_host), reporting as each pick's loss before and after the step its two-task loss
+    on the LLM's path (:func:`lada.train.two_task.two_task_sample_losses`): what the step
+    trains, hence what LaDa's reward measures. A pick whose path has neither an answer line nor
+    a rationale keeps the step's own value (its whole path's NLL)."""
+    from lada.train.two_task import two_task_sample_losses
+
+    ids = list(ins.ids)
+    if not ids:
+        return role.distill(ins)
+    role.enter_round(ins.round)
+    alpha = FedCoTConfig.from_distill(role.settings.distill).alpha
+    prompts = [role.public[i].prompt() for i in ids]
+    paths = list(ins.teacher_paths)
+    max_length = role.settings.distill.slm_optim.max_length
+
+    def losses() -> np.ndarray:
+        return two_task_sample_losses(role.model, role.tokenizer, prompts, paths, alpha, max_length)
+
+    before = losses()
+    res = role.distill(ins)
+    after = losses()
+    keep = np.isnan(before)
+    return replace(
+        res,
+        loss_before=np.where(keep, res.loss_before, before).astype(np.float32),
+        loss_after=np.where(keep, res.loss_after, after).astype(np.float32),
     )
 
 
@@ -119,7 +150,9 @@ class FedCoTHost(Host):
         return predict_prompt(prompt)
 
     def client_handlers(self, role: Any) -> Mapping[str, Any]:
-        return bind_handlers(role, {Task.LOCAL_TRAIN: client_local_train})
+        return bind_handlers(
+            role, {Task.LOCAL_TRAIN: client_local_train, Task.DISTILL: client_distill}
+        )
 
 
 __all__ = [
@@ -127,6 +160,7 @@ __all__ = [
     "PREDICT_PREFIX",
     "FedCoTConfig",
     "FedCoTHost",
+    "client_distill",
     "client_local_train",
     "fedcot_batch_loss",
     "split_rationale",

@@ -171,6 +171,39 @@ def two_task_sft(
     return train(model, batches, loss_fn, cfg, progress=progress, item_tokens=lengths, num_items=n)
 
 
+def two_task_sample_losses(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    paths: Sequence[str],
+    alpha: float,
+    max_length: int,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Each item's own two-task loss, without gradients: (1 − α)·(mean token NLL of its answer
+    line given the predict input) + α·(mean token NLL of its rationale given the explain
+    input), a part the path lacks counting 0 (as in training); NaN where it has neither."""
+    from lada.train.logprobs import score_texts
+
+    n = len(prompts)
+    tasks = two_tasks(prompts, paths)
+    out = np.zeros(n, dtype=np.float64)
+    has = np.zeros(n, dtype=bool)
+    for rows, items, weight in (
+        (tasks.predict, tasks.predict_rows, 1.0 - alpha),
+        (tasks.explain, tasks.explain_rows, alpha),
+    ):
+        if not rows:
+            continue
+        nll = score_texts(
+            model, tokenizer, *_columns(rows), batch_size=batch_size, max_length=max_length
+        )["mean_nll"]
+        out[items] += weight * nll
+        has[items] = True
+    out[~has] = np.nan
+    return out
+
+
 def _columns(rows: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return [a for a, _ in rows], [b for _, b in rows]
 
@@ -193,6 +226,7 @@ __all__ = [
     "token_mean_nll",
     "two_task_batch_loss",
     "two_task_loss",
+    "two_task_sample_losses",
     "two_task_sft",
     "two_tasks",
 ]
