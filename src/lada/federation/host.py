@@ -10,7 +10,7 @@ round (:func:`lada.federation.round.run_round`) sees only this interface:
 ``after_local(rnd)``   the host's own step after the clients' local training (FedCoLLM: FedAvg)
 ``exchange(rnd, p)``   its public exchange on the picks ``p`` (paths, logits, ...)
 ``learn(rnd, p, x)``   both learners' steps on what was exchanged; returns :class:`Learned`
-``client_handlers``    client-side task handlers the host adds (``task name -> handler``)
+``client_handlers``    client-side task handlers the host adds or replaces (``task -> handler``)
 ``host_loss``          L_host on the preferred paths of a path-distillation step
 ``slm_prompt``         the prompt an SLM answers at evaluation (the format the host trains)
 =====================  ==================================================================

@@ -3,7 +3,7 @@
 The LLM writes a reasoning path (rationale lines, then one ``Answer:`` line,
 ``lada.data.sample``) for each public question an SLM picks. Each SLM learns as FATE-LLM's
 FedCoT client does, through two tasks with separate inputs (:mod:`lada.train.two_task`):
-predict (``"Predict:\n" + question`` → the answer line) and explain (``"Explain:\n" +
+predict (``"Predict:\\n" + question`` → the answer line) and explain (``"Explain:\\n" +
 question`` → the rationale), with
 
     L_host = (1 − α)·L_label + α·L_rationale            (α = ``distill.fedcot_alpha``, 0.5)
@@ -128,8 +128,9 @@ class FedCoTConfig:
 @register_host
 class FedCoTHost(Host):
     """FedCoT / distilling step-by-step: the LLM writes rationales for public questions and
-    each SLM learns them as two tasks, predict and explain, with separate inputs; one
-    direction only (LLM → SLM). Its SLMs answer with the predict prefix."""
+    each SLM learns them, and its private samples in its local step, as two tasks with
+    separate inputs, predict and explain; one direction only (LLM → SLM). Its SLMs answer with
+    the predict prefix."""
 
     name = "fedcot"
     directions = ("S",)
