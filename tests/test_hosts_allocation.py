@@ -25,7 +25,7 @@ from lada.federation.protocol import (
 )
 from lada.hosts import check_host_config, host_directions
 from lada.hosts.fedavg import FlatState, HeterogeneousModelsError, fedavg, flatten, unflatten
-from lada.hosts.fedcot import fedcot_loss, fedcot_reference, label_mask, split_rationale
+from lada.hosts.fedcot import split_rationale
 
 
 def test_perplexity_and_ifd_match_hand_values() -> None:
@@ -135,23 +135,6 @@ def test_each_baseline_returns_valid_ids_and_counts(
             assert a.mode[d] == strategy
     with pytest.raises(ValueError):
         A.baseline_allocate(1, "lada", server, _FakeTransport(), [0], directions, 5, lambda t, r: r)
-
-
-def test_fedcot_loss_matches_a_hand_computation() -> None:
-    # row 0: token NLLs 1 2 3 4, last 2 tokens are the label; row 1: 5 6 (+pad), last 1 label
-    nll = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 0.0, 0.0]])
-    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
-    n_label = torch.tensor([2, 1])
-    assert label_mask(mask, n_label).tolist() == [
-        [False, False, True, True],
-        [False, True, False, False],
-    ]
-    # L_rat = (1+2+5)/3, L_label = (3+4+6)/3; α = 0.5 -> 3.5; α = 0.25 -> 0.25·8/3 + 0.75·13/3
-    got = fedcot_loss(-nll, mask, n_label, alpha=0.5)
-    assert got.item() == pytest.approx(3.5)
-    got = fedcot_loss(-nll, mask, n_label, alpha=0.25)
-    assert got.item() == pytest.approx(0.25 * 8 / 3 + 0.75 * 13 / 3)
-    assert fedcot_reference([[1, 2, 3, 4], [5, 6]], [2, 1], 0.25) == pytest.approx(got.item())
 
 
 def test_split_rationale() -> None:

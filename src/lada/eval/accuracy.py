@@ -53,12 +53,16 @@ def evaluate(
     max_new_tokens: int = 160,
     group_keys: Sequence[str] = ("domain", "num_steps"),
     desc: str = "evaluate",
+    prompts: Sequence[str] | None = None,
 ) -> EvalResult:
-    """Greedy-decode every sample's prompt and score the final answers."""
+    """Greedy-decode every sample's prompt (or ``prompts[i]`` for sample i, the input format
+    a host trains its SLMs in) and score the final answers."""
+    if prompts is not None and len(prompts) != len(samples):
+        raise ValueError(f"{len(prompts)} prompts for {len(samples)} samples")
     texts = generate_paths(
         model,
         tokenizer,
-        [s.prompt() for s in samples],
+        [s.prompt() for s in samples] if prompts is None else list(prompts),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         desc=desc,

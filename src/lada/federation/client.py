@@ -362,6 +362,7 @@ class ClientRole:
             batch_size=e.batch_size,
             max_new_tokens=e.max_new_tokens,
             desc="evaluate SLM",
+            prompts=[self.host.slm_prompt(s.prompt()) for s in test],
         )
         # the end of the round for this client: persist its state
         self._save(ins.round)

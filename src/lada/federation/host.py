@@ -10,8 +10,9 @@ round (:func:`lada.federation.round.run_round`) sees only this interface:
 ``after_local(rnd)``   the host's own step after the clients' local training (FedCoLLM: FedAvg)
 ``exchange(rnd, p)``   its public exchange on the picks ``p`` (paths, logits, ...)
 ``learn(rnd, p, x)``   both learners' steps on what was exchanged; returns :class:`Learned`
-``client_handlers``    client-side task handlers the host adds (``task name -> handler``)
+``client_handlers``    client-side task handlers the host adds or replaces (``task -> handler``)
 ``host_loss``          L_host on the preferred paths of a path-distillation step
+``slm_prompt``         the prompt an SLM answers at evaluation (the format the host trains)
 =====================  ==================================================================
 
 The base class *is* the plain host's behaviour (SFT on private data, the two-way exchange of
@@ -171,6 +172,12 @@ class Host:
         from lada.train.distill import sft_host_loss
 
         return sft_host_loss(cfg, tokenizer, preferred)
+
+    def slm_prompt(self, prompt: str) -> str:
+        """What an SLM of this host is asked, at evaluation, for a question's ``prompt``
+        (:meth:`lada.data.sample.Sample.prompt`): the input format the host trains it to
+        answer in. Default: the prompt itself."""
+        return prompt
 
 
 __all__ = [

@@ -6,8 +6,9 @@ name (:mod:`lada.hosts.registry`); nothing outside its module knows it (``docs/h
 - ``sft`` (:mod:`lada.hosts.sft`): the plain host: clients SFT on private data; with LaDa, the
   two-way path exchange.
 - ``fedcot`` (:mod:`lada.hosts.fedcot`): FedCoT / distilling step-by-step: the LLM writes
-  rationales for public questions and each SLM trains on α·L_rationale + (1 − α)·L_label; one
-  direction only (LLM → SLM), the LLM does not learn.
+  rationales for public questions and each SLM learns two tasks with separate inputs, predict
+  (answer) and explain (rationale), with (1 − α)·L_label + α·L_rationale, and answers with the
+  predict prefix; one direction only (LLM → SLM), the LLM does not learn.
 - ``fedcollm`` (:mod:`lada.hosts.fedcollm`): FedCoLLM: after the local step the server FedAvgs
   the (homogeneous) SLMs' trainable weights (:mod:`lada.hosts.fedavg`), then distils the LLM and
   the averaged SLM mutually on P on the server (LM + 1.0·KL over top-k logits) and sends the

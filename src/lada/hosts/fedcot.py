@@ -1,88 +1,120 @@
-"""FedCoT / distilling step-by-step loss: α·L_rationale + (1 − α)·L_label (spec §6).
+"""FedCoT / distilling step-by-step (Hsieh et al. 2023) as a host (spec §6).
 
-A path is rationale lines followed by one ``Answer:`` line (``lada.data.sample``). On the
-learner's tokens of a path (target tokens + EOS):
+The LLM writes a reasoning path (rationale lines, then one ``Answer:`` line,
+``lada.data.sample``) for each public question an SLM picks. Each SLM learns as FATE-LLM's
+FedCoT client does, through two tasks with separate inputs (:mod:`lada.train.two_task`):
+predict (``"Predict:\\n" + question`` → the answer line) and explain (``"Explain:\\n" +
+question`` → the rationale), with
 
-- L_label is the mean token NLL of the final ``Answer:`` line and the EOS token;
-- L_rationale is the mean token NLL of every target token before it (the rationale lines);
+    L_host = (1 − α)·L_label + α·L_rationale            (α = ``distill.fedcot_alpha``, 0.5)
 
-both averaged over the tokens of the batch, then mixed with α (0.5 by default). A path without
-rationale lines has L_rationale = 0 for that row (its tokens are all label tokens).
+in its local step on its private samples (their gold rationales) and in its distillation step
+on the LLM's paths (and its private rehearsal). It answers with the predict prefix
+(:meth:`FedCoTHost.slm_prompt`), at evaluation too.
+
+With LaDa, the LLM's transfer is restricted to each SLM's picks and λ·L_CD (on the whole paths,
+under the plain prompt) is added to L_host. FedCoT's privacy-preserving inference on client
+queries is not part of this host: the LLM answers public questions only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from lada.config.overrides import ConfigError
-from lada.data.sample import ANSWER_PREFIX
-from lada.federation.host import Host
+from lada.federation.host import Host, bind_handlers
+from lada.federation.protocol import DistillIns, DistillRes, LocalTrainIns, LocalTrainRes, Task
 from lada.hosts.registry import register_host
+from lada.train.two_task import (
+    EXPLAIN_PREFIX,
+    PREDICT_PREFIX,
+    predict_prompt,
+    split_rationale,
+    two_task_batch_loss,
+)
 
 
-def split_rationale(path: str) -> tuple[str, str]:
-    """(rationale, answer line): the answer line is the last line starting with ``Answer:``."""
-    lines = path.rstrip().split("\n")
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].strip().startswith(ANSWER_PREFIX):
-            return "\n".join(lines[:i]), "\n".join(lines[i:])
-    return path, ""
+def fedcot_batch_loss(batch: Any, paths: Sequence[str], alpha: float) -> Tensor:
+    """L_host of a path-distillation step's batch (a :class:`lada.train.distill.PathBatch`):
+    :func:`lada.train.two_task.two_task_batch_loss` on its items, ``paths[i]`` the preferred
+    path of item i; items with weight 0 (not to be learned) are left out."""
+    if batch.score is None or len(batch.prompts) != len(batch.idx):
+        raise ValueError("FedCoT's loss needs the batch's prompts and scorer (PathBatch)")
+    rows = [r for r in range(len(batch.idx)) if float(batch.weight[r]) > 0]
+    return two_task_batch_loss(
+        batch.score,
+        [batch.prompts[r] for r in rows],
+        [paths[batch.idx[r]] for r in rows],
+        alpha,
+        zero=batch.seq.sum() * 0.0,
+    )
 
 
-def label_token_counts(tokenizer, paths: Sequence[str]) -> list[int]:
-    """Number of trailing target tokens of each path (EOS included) that form its label:
-    the answer line tokenised on its own (with a newline tokeniser this equals its share of
-    the joint tokenisation), plus 1 for EOS."""
-    eos = 1 if tokenizer.eos_token_id is not None else 0
-    answers = [split_rationale(p)[1] for p in paths]
-    ids = tokenizer(answers, add_special_tokens=False)["input_ids"] if answers else []
-    return [len(x) + eos for x in ids]
+def client_distill(role: Any, ins: DistillIns) -> DistillRes:
+    """FedCoT's distillation step (the client's own, :meth:`ClientRole.distill`, with
+    FedCoT's L_host), reporting as each pick's loss before and after the step its two-task loss
+    on the LLM's path (:func:`lada.train.two_task.two_task_sample_losses`): what the step
+    trains, hence what LaDa's reward measures. A pick whose path has neither an answer line nor
+    a rationale keeps the step's own value (its whole path's NLL)."""
+    from lada.train.two_task import two_task_sample_losses
+
+    ids = list(ins.ids)
+    if not ids:
+        return role.distill(ins)
+    role.enter_round(ins.round)
+    alpha = FedCoTConfig.from_distill(role.settings.distill).alpha
+    prompts = [role.public[i].prompt() for i in ids]
+    paths = list(ins.teacher_paths)
+    max_length = role.settings.distill.slm_optim.max_length
+
+    def losses() -> np.ndarray:
+        return two_task_sample_losses(role.model, role.tokenizer, prompts, paths, alpha, max_length)
+
+    before = losses()
+    res = role.distill(ins)
+    after = losses()
+    keep = np.isnan(before)
+    return replace(
+        res,
+        loss_before=np.where(keep, res.loss_before, before).astype(np.float32),
+        loss_after=np.where(keep, res.loss_after, after).astype(np.float32),
+    )
 
 
-def label_mask(mask: Tensor, n_label: Tensor) -> Tensor:
-    """[B, K] bool: the last ``n_label[b]`` supervised positions of each row."""
-    m = mask.long()
-    from_end = m.flip(1).cumsum(1).flip(1)  # supervised tokens at or after each position
-    return mask & (from_end <= n_label.to(mask.device).unsqueeze(1))
+def client_local_train(role: Any, ins: LocalTrainIns) -> LocalTrainRes:
+    """FedCoT's local step: the SLM learns its private samples (prompt → gold path) as the two
+    tasks (:func:`lada.train.two_task.two_task_sft`, ``local.optim``)."""
+    from lada.train.two_task import two_task_sft
 
-
-def fedcot_loss(
-    logp: Tensor, mask: Tensor, n_label: Tensor, alpha: float = 0.5, weight: Tensor | None = None
-) -> Tensor:
-    """α·L_rationale + (1 − α)·L_label from per-token log-probs ``logp`` [B, K] (0 off mask).
-
-    ``weight`` [B] (0/1) leaves rows out (samples that must not be learned)."""
-    if weight is not None:
-        mask = mask & (weight.to(mask.device) > 0).unsqueeze(1)
-    lab = label_mask(mask, n_label)
-    rat = mask & ~lab
-    nll = -logp
-    l_rat = (nll * rat).sum() / rat.sum().clamp(min=1)
-    l_lab = (nll * lab).sum() / lab.sum().clamp(min=1)
-    return alpha * l_rat + (1 - alpha) * l_lab
-
-
-def fedcot_reference(
-    token_nll: Sequence[Sequence[float]], n_label: Sequence[int], alpha: float
-) -> float:
-    """Plain-Python version of :func:`fedcot_loss` (documentation and tests)."""
-    rat = [v for row, n in zip(token_nll, n_label, strict=True) for v in row[: len(row) - n]]
-    lab = [v for row, n in zip(token_nll, n_label, strict=True) for v in row[len(row) - n :]]
-    l_rat = sum(rat) / max(len(rat), 1)
-    l_lab = sum(lab) / max(len(lab), 1)
-    return alpha * l_rat + (1 - alpha) * l_lab
+    role.enter_round(ins.round)
+    seed = role.task_seed(ins.round, "local_train")
+    stats = two_task_sft(
+        role.model,
+        role.tokenizer,
+        [s.prompt() for s in role.train],
+        [s.target() for s in role.train],
+        FedCoTConfig.from_distill(role.settings.distill).alpha,
+        replace(role.settings.local.optim, seed=seed),
+    )
+    if role.settings.rehearse_after_local:
+        role.rehearse(ins.round)
+    seen = stats.per_sample_loss[~np.isnan(stats.per_sample_loss)]
+    return LocalTrainRes(
+        num_samples=len(role.train),
+        mean_loss=float(seen.mean()) if seen.size else float("nan"),
+    )
 
 
 @dataclass(frozen=True)
 class FedCoTConfig:
     """FedCoT's settings (read from ``distill.fedcot_alpha``, where run configs keep it)."""
 
-    alpha: float = 0.5  # α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
+    alpha: float = 0.5  # (1 − α)·L_label + α·L_rationale [distilling step-by-step: 0.5]
 
     @classmethod
     def from_distill(cls, distill: Any) -> FedCoTConfig:
@@ -96,7 +128,9 @@ class FedCoTConfig:
 @register_host
 class FedCoTHost(Host):
     """FedCoT / distilling step-by-step: the LLM writes rationales for public questions and
-    each SLM learns α·L_rationale + (1 − α)·L_label; one direction only (LLM → SLM)."""
+    each SLM learns them, and its private samples in its local step, as two tasks with
+    separate inputs, predict and explain; one direction only (LLM → SLM). Its SLMs answer with
+    the predict prefix."""
 
     name = "fedcot"
     directions = ("S",)
@@ -106,20 +140,29 @@ class FedCoTHost(Host):
 
     def host_loss(self, cfg: Any, tokenizer: Any, preferred: Sequence[str]) -> Any:
         alpha = FedCoTConfig.from_distill(cfg).alpha
-        n_label = torch.as_tensor(label_token_counts(tokenizer, preferred))
+        paths = list(preferred)
 
         def loss(b: Any) -> Tensor:
-            return fedcot_loss(b.logp, b.mask, n_label[b.idx], alpha, weight=b.weight)
+            return fedcot_batch_loss(b, paths, alpha)
 
         return loss
 
+    def slm_prompt(self, prompt: str) -> str:
+        return predict_prompt(prompt)
+
+    def client_handlers(self, role: Any) -> Mapping[str, Any]:
+        return bind_handlers(
+            role, {Task.LOCAL_TRAIN: client_local_train, Task.DISTILL: client_distill}
+        )
+
 
 __all__ = [
+    "EXPLAIN_PREFIX",
+    "PREDICT_PREFIX",
     "FedCoTConfig",
     "FedCoTHost",
-    "fedcot_loss",
-    "fedcot_reference",
-    "label_mask",
-    "label_token_counts",
+    "client_distill",
+    "client_local_train",
+    "fedcot_batch_loss",
     "split_rationale",
 ]

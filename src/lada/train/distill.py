@@ -16,7 +16,7 @@ step, feeds the filter's reward (spec §3).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -80,7 +80,10 @@ class PathBatch:
     ``logp``/``mask`` [B, K]: per-token log-probs of the supervised tokens (0 off mask);
     ``seq`` [B] their sums; ``counts`` [B] supervised tokens (at least 1); ``weight`` [B] 1 for
     samples that are learned, 0 for those that must not be (unverified paths); ``idx`` the
-    batch's item indices into the step's samples."""
+    batch's item indices into the step's samples; ``prompts`` their prompts. A host whose loss
+    has inputs of its own (FedCoT's task prefixes) runs them through ``score(prompts,
+    targets)``: the learner's per-token log-probs ``(logp, mask)`` of each target given its
+    prompt, encoded as the step's own rows (same truncation, EOS) and differentiable."""
 
     logp: Tensor
     mask: Tensor
@@ -88,6 +91,8 @@ class PathBatch:
     counts: Tensor
     weight: Tensor
     idx: list[int]
+    prompts: list[str] = field(default_factory=list)
+    score: Callable[[Sequence[str], Sequence[str]], tuple[Tensor, Tensor]] | None = None
 
 
 BatchLoss = Callable[[PathBatch], Tensor]
@@ -316,7 +321,9 @@ def learn_from_paths(
             for i, (ids, _) in enumerate(enc_pref)
         ]
         host_batch_loss = (host_loss or sft_host_loss)(cfg, tokenizer, t.preferred)
-        loss_fn = _path_loss_fn(enc_pref, cd, pad_id, host_batch_loss, t.learn)
+        loss_fn = _path_loss_fn(
+            enc_pref, cd, pad_id, host_batch_loss, t.learn, (tokenizer, prompts, optim.max_length)
+        )
         active = [i for i in range(n) if t.learn[i] or pair_of[i] >= 0]  # no empty steps
     else:
         enc_gold = encode_pairs(tokenizer, prompts, [s.target() for s in samples], optim.max_length)
@@ -375,12 +382,19 @@ def _path_loss_fn(
     pad_id: int,
     host_loss: BatchLoss,
     learn: np.ndarray,
+    inputs: tuple[object, Sequence[str], int],
 ) -> Callable[[nn.Module, list[int]], tuple[Tensor, Tensor]]:
     """The path hosts' batch loss: L_host(preferred) + λ·L_CD; samples with ``learn[i]`` False
-    (unverified) give no L_host term."""
+    (unverified) give no L_host term. ``inputs``: (tokenizer, every item's prompt, max_length)
+    for :attr:`PathBatch.prompts` and :attr:`PathBatch.score`."""
     weight = torch.as_tensor(learn, dtype=torch.float32)
+    tokenizer, prompts, max_length = inputs
 
     def loss_fn(m: nn.Module, idx: list[int]) -> tuple[Tensor, Tensor]:
+        def score(ps: Sequence[str], ts: Sequence[str]) -> tuple[Tensor, Tensor]:
+            enc = encode_pairs(tokenizer, list(ps), list(ts), max_length)
+            return target_token_logprobs(m, collate(enc, pad_id))
+
         in_pair = cd.pairs_in(idx)
         rows = [enc_pref[i] for i in idx] + [cd.enc_rej[cd.pair_of[i]] for i in in_pair]
         logp, mask = target_token_logprobs(m, collate(rows, pad_id))
@@ -389,7 +403,11 @@ def _path_loss_fn(
         b = len(idx)
         nll = -seq[:b] / counts[:b]
         w = weight[idx].to(seq.device)
-        loss = host_loss(PathBatch(logp[:b], mask[:b], seq[:b], counts[:b], w, idx))
+        loss = host_loss(
+            PathBatch(
+                logp[:b], mask[:b], seq[:b], counts[:b], w, idx, [prompts[i] for i in idx], score
+            )
+        )
         if in_pair:
             pos = torch.as_tensor([idx.index(i) for i in in_pair])
             loss = cd.add_to(loss, (seq[pos], counts[pos]), (seq[b:], counts[b:]), in_pair)
