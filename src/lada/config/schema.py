@@ -273,7 +273,14 @@ class RunConfig:
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal[
-        "lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce"
+        "lada",
+        "all",
+        "random",
+        "random_labelled",
+        "random_teachable",
+        "perplexity",
+        "ifd",
+        "min_ce",
     ] = "lada"
     allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
     # ours, logit hosts (fedmkt, fedcollm) with plugin lada: "picks" restricts the host's own
