@@ -205,3 +205,56 @@ def test_a_logit_learner_step_never_counts_an_abstained_pick_as_trained() -> Non
     out = learn_from_paths(model, tok, samples, teacher, own, cfg, optim, logits=hook)
     assert out.trained.tolist() == [True, False, True, False]
     assert out.paired.tolist() == [True, False, True, False]
+
+
+# ---- random_teachable: the same mask and budget as LaDa's filters, on tiny models ---------
+
+
+def test_random_teachable_sees_the_same_mask_and_budget_as_lada(
+    tmp_path, tiny_overrides: list[str]
+) -> None:
+    from lada.config import load_config
+    from lada.engines.inprocess import InProcessEngine
+    from lada.federation.guard import guarded
+    from lada.federation.host import Host, RoundContext
+    from lada.federation.plugin import ExchangeStep, LadaPlugin
+    from lada.federation.report import RoundReport
+    from lada.runner.run import build_client, build_server, prepare_run_dir
+    from lada.runner.setup import load_run_data
+
+    over = tiny_overrides + ["rounds=1", "distill.unverified=skip", "distill.llm_teaches=labelled"]
+    cfg, _ = prepare_run_dir(tmp_path / "r", load_config(None, over), False)
+    data = load_run_data(cfg, tmp_path / "r")
+    clients = {k: build_client(cfg, data, k, tmp_path / "r" / f"c{k}") for k in range(3)}
+    server = build_server(cfg, data)
+    engine = InProcessEngine(clients)
+    host = Host()
+    budget = cfg.filter.budget
+    labelled = np.array([bool(s.answer) for s in server.public])
+
+    def one(allocation: str):
+        rnd = RoundContext(1, server, guarded(engine, server, host), RoundReport(1), [0, 1, 2])
+        masks = LadaPlugin.teachable(rnd, host, ("S", "L")).masks
+        plugin = LadaPlugin(allocation=allocation)
+        picks = plugin.allocate(rnd, ExchangeStep(allocation, host, True), ("S", "L"))
+        return rnd.report, masks, picks
+
+    rep_lada, masks_lada, picks_lada = one("lada")
+    rep_rand, masks_rand, picks_rand = one("random_teachable")
+    assert rep_lada.masked == rep_rand.masked and set(rep_lada.masked) == {0, 1, 2}
+    pos = {pid: i for i, pid in enumerate(server.public_ids)}
+    for k in (0, 1, 2):
+        for d in ("S", "L"):
+            m = masks_lada[k][d]
+            assert np.array_equal(m, masks_rand[k][d])
+            assert rep_lada.masked[k][d] == int((~m).sum())
+            if d == "S":  # the LLM teaches only labelled questions (and verified paths)
+                assert not (m & ~labelled).any()
+            for picks in (picks_lada, picks_rand):
+                got = [pos[i] for i in picks.alloc[k].ids[d]]
+                assert all(m[i] for i in got) and len(got) <= budget
+            n_rand = len(picks_rand.alloc[k].ids[d])
+            assert n_rand == min(budget, int(m.sum()))
+    assert picks_rand.rewards is False and picks_lada.rewards is True
+    # the teachers' paths written for the mask are those the exchange reuses
+    assert picks_lada.llm_paths == picks_rand.llm_paths and picks_lada.llm_paths
