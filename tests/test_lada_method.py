@@ -258,3 +258,15 @@ def test_random_teachable_sees_the_same_mask_and_budget_as_lada(
     assert picks_rand.rewards is False and picks_lada.rewards is True
     # the teachers' paths written for the mask are those the exchange reuses
     assert picks_lada.llm_paths == picks_rand.llm_paths and picks_lada.llm_paths
+
+
+def test_a_baselines_unlabelled_picks_for_a_logit_host_are_counted_not_silently_dropped() -> None:
+    from lada.federation.report import RoundReport
+    from lada.federation.server import Allocation
+    from lada.hosts.gold import labelled_only
+
+    server = SimpleNamespace(by_id={"p1": _sample(1, ""), "p2": _sample(2, "4")})
+    rep = RoundReport(1)
+    out = labelled_only(server, {0: Allocation(ids={"S": ["p1", "p2"], "L": ["p1"]})}, rep)
+    assert out[0].ids == {"S": ["p2"], "L": []}
+    assert rep.distill[0]["unlabelled_dropped"] == 2

@@ -228,7 +228,9 @@ class FedCoLLMHost(Host):
         from lada.hosts.gold import labelled_only
 
         learned = Learned()
-        picks = replace(picks, alloc=labelled_only(rnd.server, picks.alloc))  # gold text only
+        picks = replace(
+            picks, alloc=labelled_only(rnd.server, picks.alloc, rnd.report)
+        )  # gold text only
         if averaged is None or not picks.alloc:
             return learned
         with rnd.phase("distill_server"):

@@ -263,7 +263,9 @@ class FedMKTHost(Host):
         from lada.hosts.gold import labelled_only
 
         server, directions = rnd.server, picks.directions
-        picks = replace(picks, alloc=labelled_only(server, picks.alloc))  # gold text only
+        picks = replace(
+            picks, alloc=labelled_only(server, picks.alloc, rnd.report)
+        )  # gold text only
         paths = Paths({}, {})
         if picks.with_paths:
             paths = exchange_paths(rnd, picks)
