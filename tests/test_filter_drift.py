@@ -1,7 +1,7 @@
-"""The filter as EE-Net defines it: a drifting simulated bandit that the old rule
-fails and the new one solves, decision-time residuals, per-round contexts, trained-only rewards,
-and the filter's numbers in metrics.jsonl (the real 2-round run: tests/test_federation.py,
-test_filter_numbers_in_metrics)."""
+"""The filter as EE-Net defines it: a drifting simulated bandit (where the within-round target
+option follows the samples and the spec's raw target follows the round), decision-time
+residuals, per-round contexts, trained-only rewards, and the filter's numbers in metrics.jsonl
+(the real 2-round run: tests/test_federation.py, test_filter_numbers_in_metrics)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lada.filter import FilterConfig, LearnabilityFilter
-from lada.filter.config import LEGACY_RULE
+from lada.filter.config import LEGACY_RULE, ROUND_Z_RULE
 from lada.filter.nets import ExploitNet
 from lada.filter.rewarding import reward_picks
 from lada.filter.simulate import DriftingBandit
@@ -31,8 +31,8 @@ def simulate(capacity: float, seed: int, **kw: object) -> list[dict[str, float]]
 
 
 @pytest.mark.parametrize("capacity", [0.3, 0.7])
-def test_drifting_bandit_new_rule_beats_random_without_a_cap(capacity: float) -> None:
-    res = simulate(capacity, seed=0)
+def test_drifting_bandit_round_z_option_beats_random_without_a_cap(capacity: float) -> None:
+    res = simulate(capacity, seed=0, **ROUND_Z_RULE)
     bandit = res[1:]  # round 1 is the cold start
     shares = [r["share"] for r in bandit]
     assert all(0.1 <= s <= 0.9 for s in shares), shares  # a meaningful share, no cap
@@ -42,6 +42,18 @@ def test_drifting_bandit_new_rule_beats_random_without_a_cap(capacity: float) ->
     # the simulated reward drifts more from round to round than it spreads within a round
     means = np.array([r["mean_reward"] for r in res])
     assert np.abs(np.diff(means)).mean() > 3 * np.mean([r["reward_std"] for r in res])
+
+
+@pytest.mark.parametrize("capacity", [0.3, 0.7])
+def test_drifting_bandit_spec_rule_follows_the_round_without_a_cap(capacity: float) -> None:
+    """The spec's rule (u > 0.5 on r_i itself, the default) compares rounds: when the simulated
+    learner's round-wide gain moves, every u moves with it, so without a cap it picks all of P
+    or (min_select) almost nothing: a budget (top by u) is what makes it rank."""
+    res = simulate(capacity, seed=0)
+    shares = [r["share"] for r in res[1:]]
+    assert sum(s > 0.9 or s < 0.1 for s in shares) >= 3, shares
+    capped = simulate(capacity, seed=0, budget=60)
+    assert all(r["share"] == pytest.approx(60 / 300) for r in capped[1:])
 
 
 @pytest.mark.parametrize("capacity", [0.3, 0.7])

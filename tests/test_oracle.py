@@ -170,12 +170,17 @@ def test_oracle_diagnostic_records_the_oracle_picks_without_changing_a_lada_run(
     sel = json.loads((tmp_path / "diag" / "selections" / "round_001.json").read_text())
     orc = json.loads((tmp_path / "diag" / "oracle" / "round_001.json").read_text())
     assert set(orc) == set(sel)
+    n_public = len((tmp_path / "diag" / "data" / "public.jsonl").read_text().splitlines())
+    lines = (tmp_path / "diag" / "metrics.jsonl").read_text().splitlines()
+    masked = json.loads(lines[-1])["masked"]
     for k in sel:
         for d in sel[k]:
-            assert len(orc[k][d]) == BUDGET >= len(sel[k][d])  # LaDa's cap is the oracle's count
+            # the oracle ranks the same teachable candidates, with LaDa's cap as its count
+            n_candidates = n_public - masked[k][d]
+            assert len(orc[k][d]) == min(BUDGET, n_candidates) >= len(sel[k][d])
 
 
-def test_oracle_allocation_runs_on_tiny_models_with_the_full_budget(
+def test_oracle_allocation_runs_on_tiny_models_with_the_budget_over_teachable_candidates(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     from lada.config import load_config
@@ -184,5 +189,11 @@ def test_oracle_allocation_runs_on_tiny_models_with_the_full_budget(
     recs = run(load_config(None, [*tiny_overrides, *FAST, "allocation=oracle"]), tmp_path / "r")
     assert recs[-1]["missed"] == {}
     sel = json.loads((tmp_path / "r" / "selections" / "round_001.json").read_text())
-    assert sel and all(len(ids) == BUDGET for per in sel.values() for ids in per.values())
+    n_public = len((tmp_path / "r" / "data" / "public.jsonl").read_text().splitlines())
+    masked = recs[-1]["masked"]
+    assert sel and all(
+        len(ids) == min(BUDGET, n_public - masked[k][d])
+        for k, per in sel.items()
+        for d, ids in per.items()
+    )
     assert all(m == "oracle" for per in recs[-1]["filter_mode"].values() for m in per.values())

@@ -11,7 +11,11 @@ Methods (``plugin`` / ``allocation`` / other overrides):
                all of P and LaDa's path step runs on the picks after it (``grid`` plan only)
   no_cd        LaDa without the contrastive loss (distill.lambda_cd=0)
   no_explore   LaDa without exploration (filter.use_explore=false: ExploitNet only)
-  alpha=X      LaDa with filter.alpha=X (the reward's batch/sample weight α)
+  random_teachable
+               random picks among the candidates LaDa's filters see (the same teachability
+               mask and budget, both sides; ours, a control)
+  alpha=X      LaDa with filter.alpha=X: the reward's batch/sample weight α in
+               r_i = α·σ(r_batch) + (1 − α)·σ(g_i), which f1 learns as it is (the spec)
   lambda=X     LaDa with distill.lambda_cd=X
   cd_mean      LaDa with distill.cd_norm=mean: L_CD on per-token mean log-probs (ours), the
                scale of the SFT term, instead of the spec's per-path sums
@@ -126,6 +130,8 @@ def method_overrides(method: str) -> list[str]:
         return ["plugin=lada", f"allocation={method}"]
     if method == "random_labelled":  # a control (ours): rehearsal suite only
         return ["plugin=lada", "allocation=random_labelled"]
+    if method == "random_teachable":  # a control (ours): LaDa's mask and budget, random picks
+        return ["plugin=lada", "allocation=random_teachable"]
     if method == "lada":
         return ["plugin=lada", "allocation=lada"]
     if method == "lada_keep":

@@ -95,6 +95,7 @@ METHOD_LABEL = {
     "all": "all of P",
     "random": "random",
     "random_labelled": "random, SLM side among labelled P (ours)",
+    "random_teachable": "random among LaDa's candidates (ours)",
     "perplexity": "perplexity",
     "ifd": "IFD",
     "min_ce": "min-CE (FedMKT)",

@@ -273,7 +273,15 @@ class RunConfig:
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
     allocation: Literal[
-        "lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce", "oracle"
+        "lada",
+        "all",
+        "random",
+        "random_labelled",
+        "random_teachable",
+        "perplexity",
+        "ifd",
+        "min_ce",
+        "oracle",
     ] = "lada"
     # ours, a diagnostic: also compute allocation=oracle's would-be picks every round, without
     # acting on them (oracle/round_NNN.json; the bench's selection precision)

@@ -11,6 +11,10 @@ transferred in a round:
   on the LLM side as ``random``. A control for LaDa's SLM-side filters, which learn to pick
   questions their teacher can teach: does a filter beat simply not asking where the teacher
   abstains?
+- ``random_teachable`` (ours, a control): ``count`` ids at random among the candidates LaDa's
+  filters see, on both sides (the same teachability mask, :mod:`lada.federation.teachable`,
+  the same budget; :meth:`lada.federation.plugin.LadaPlugin.allocate`): does a filter beat
+  random picks among what the teacher will teach?
 - ``perplexity``: the ``count`` ids whose teacher path has the highest learner perplexity
   PPL(y|x) = exp(mean token NLL of y given x) (perplexity and IFD skip ids whose teacher
   abstained: an empty path, :mod:`lada.train.boundary`);
@@ -46,7 +50,17 @@ from lada.federation.protocol import GenerateIns, PathsRes, ScoreIns, ScoreRes, 
 from lada.federation.server import Allocation
 from lada.utils.seeding import derive_seed
 
-STRATEGIES = ("lada", "all", "random", "random_labelled", "perplexity", "ifd", "min_ce", "oracle")
+STRATEGIES = (
+    "lada",
+    "all",
+    "random",
+    "random_labelled",
+    "random_teachable",
+    "perplexity",
+    "ifd",
+    "min_ce",
+    "oracle",
+)
 
 
 def allocation_count(
@@ -70,6 +84,15 @@ def _top(scores: np.ndarray, count: int) -> np.ndarray:
 def pick_random(n: int, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=min(count, n), replace=False)).astype(np.int64)
+
+
+def pick_random_among(candidates: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` indices drawn uniformly without replacement among those where ``candidates``
+    (a bool mask) holds; all of them when there are fewer; sorted."""
+    pool = np.flatnonzero(np.asarray(candidates, dtype=bool))
+    if pool.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(pool[pick_random(pool.size, count, seed)]).astype(np.int64)
 
 
 def perplexity(nll_cond: np.ndarray) -> np.ndarray:
@@ -130,9 +153,11 @@ def baseline_allocate(
     directions: Sequence[str],
     count: int,
     ok: Callable[[Task, dict[int, Any]], dict[int, Any]],
+    mask: dict[int, dict[str, np.ndarray]] | None = None,
 ) -> BaselineAllocation:
-    """Every alive pair's picks under a baseline ``strategy`` (not ``lada``)."""
-    if strategy not in STRATEGIES or strategy == "lada":
+    """Every alive pair's picks under a baseline ``strategy`` (not ``lada``); ``mask`` (the
+    teachable candidates, :mod:`lada.federation.teachable`) restricts the oracle's picks."""
+    if strategy not in STRATEGIES or strategy in ("lada", "random_teachable"):
         raise ValueError(f"unknown baseline allocation {strategy!r}")
     ids = list(server.public_ids)
     n = len(ids)
@@ -161,7 +186,7 @@ def baseline_allocate(
                 else:
                     picks[k][d] = pick_random(n, count, rs)
     elif strategy == "oracle":  # ours, a diagnostic upper bound (lada.federation.oracle)
-        o = oracle_round(round_idx, server, transport, alive, directions, count, ok)
+        o = oracle_round(round_idx, server, transport, alive, directions, count, ok, mask)
         picks, out.llm_paths, out.slm_paths = o
     elif strategy in ("perplexity", "ifd"):
         if "S" in directions:

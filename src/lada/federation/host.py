@@ -73,6 +73,8 @@ class Picks:
     with_paths: bool = True  # reasoning paths (and λ·L_CD) join a logit host's exchange
     llm_paths: dict[str, str] = field(default_factory=dict)  # LLM paths already generated
     slm_paths: dict[int, PathsRes] = field(default_factory=dict)  # SLM paths already generated
+    # paths of the server's copy of the SLM already generated (FedCoLLM's averaged SLM)
+    server_slm_paths: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Learned:
 
     def record(self, report: RoundReport) -> None:
         """Each learner's losses on its picks into ``report.learning``, their means before and
-        after (``slm_*`` for S, ``llm_*`` for L) and the fields into ``report.distill``."""
+        after (``slm_*`` for S, ``llm_*`` for L), its L_CD pairs (``slm_pairs`` /
+        ``llm_pairs``) and the fields into ``report.distill``."""
         for k, side, ll in self.losses:
             report.learning.setdefault(k, {})[side] = ll.as_lists()
             key = "slm" if side == "S" else "llm"
@@ -95,6 +98,8 @@ class Learned:
                     f"{key}_loss_after": ll.mean("loss_after"),
                 }
             )
+            if ll.num_pairs is not None:
+                report.distill[k][f"{key}_pairs"] = ll.num_pairs
         for k, extra in self.fields.items():
             report.distill.setdefault(k, {}).update(extra)
 
@@ -128,6 +133,9 @@ class Host:
     # whether its SLM-side step is the path step (task ``distill``: the step that holds
     # ``distill.slm_replay``'s private rehearsal); a host with its own learning step says False
     slm_learns_paths: ClassVar[bool] = True
+    # whether its own transfer runs on P's gold texts (a logit host): an unlabelled public
+    # sample is then never a candidate (lada.federation.teachable)
+    transfers_gold: ClassVar[bool] = False
 
     # ---- configuration ------------------------------------------------------------------
 
@@ -139,6 +147,14 @@ class Host:
 
     def after_local(self, rnd: RoundContext) -> None:
         """The host's step after the clients' local training (none by default)."""
+
+    def teachable(self, rnd: RoundContext, directions: tuple[str, ...], generate: bool) -> Any:
+        """Which public samples each teacher will teach this round, per client and direction
+        (a :class:`lada.federation.teachable.Teachable`), known before allocation; ``generate``
+        False (``filter.mask: none``): what the host can transfer, no paths written."""
+        from lada.federation.teachable import teachable
+
+        return teachable(rnd, directions, needs_label=self.transfers_gold, generate=generate)
 
     def exchange(self, rnd: RoundContext, picks: Picks) -> Any:
         """The public exchange on ``picks``; what it returns goes to :meth:`learn`. Default:

@@ -35,7 +35,8 @@ class LadaPlugin:
     """LaDa's plug-in points; ``enabled=False`` is the host alone (``plugin: none``)."""
 
     enabled: bool = True
-    allocation: str = "lada"  # lada | all | random | random_labelled | perplexity | ifd | min_ce
+    # lada | all | random | random_labelled | random_teachable | perplexity | ifd | min_ce
+    allocation: str = "lada"
     count: int | None = None  # the baselines' count (None: filter.budget, else 10 % of P)
     host_transfer: str = "picks"  # picks | all (ours, logit hosts)
     oracle_diagnostic: bool = False  # ours: also record allocation=oracle's would-be picks
@@ -94,15 +95,19 @@ class LadaPlugin:
     def allocate(self, rnd: RoundContext, step: ExchangeStep, directions: tuple[str, ...]) -> Picks:
         """The picks of every alive pair for ``step`` (the report notes them)."""
         if step.allocation == "lada":
-            picks = self._filter_picks(rnd, directions)
+            picks = self._filter_picks(rnd, step.host, directions)
+        elif step.allocation == "random_teachable":
+            picks = self._random_teachable_picks(rnd, step.host, directions)
         else:
-            picks = self._baseline_picks(rnd, step.allocation, directions)
+            picks = self._baseline_picks(rnd, step.allocation, step.host, directions)
         picks.with_paths = step.with_paths
         if self.oracle_diagnostic and step.with_paths and step.allocation != "oracle":
-            self._oracle_diagnostic(rnd, directions)
+            self._oracle_diagnostic(rnd, step.host, directions)
         return picks
 
-    def _oracle_diagnostic(self, rnd: RoundContext, directions: tuple[str, ...]) -> None:
+    def _oracle_diagnostic(
+        self, rnd: RoundContext, host: Host, directions: tuple[str, ...]
+    ) -> None:
         """allocation=oracle's would-be picks into the report; nothing acts on them (the
         clients' and server's generation reseeds per task, so the round is unchanged)."""
         from lada.federation.allocation import allocation_count
@@ -112,31 +117,85 @@ class LadaPlugin:
         f = server.settings.filter
         n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
         with rnd.phase("oracle"):
+            mask = self.teachable(rnd, host, directions).masks
             picks, _, _ = oracle_round(
-                rnd.round, server, rnd.transport, rnd.alive, directions, n, rnd.ok
+                rnd.round, server, rnd.transport, rnd.alive, directions, n, rnd.ok, mask
             )
         ids = server.public_ids
         for k, per in picks.items():
             if per:
                 rnd.report.oracle_selected[k] = {d: [ids[i] for i in per[d]] for d in per}
 
-    def _filter_picks(self, rnd: RoundContext, directions: tuple[str, ...]) -> Picks:
+    @staticmethod
+    def teachable(rnd: RoundContext, host: Host, directions: tuple[str, ...]) -> Any:
+        """The candidates of every alive pair (``filter.mask``, lada.federation.teachable);
+        the report notes, per client and direction, how many samples of P were ``masked``."""
+        mask = rnd.server.settings.filter.mask
+        t = host.teachable(rnd, directions, generate=mask == "teachable")
+        for k in t.masks:
+            rnd.report.masked[k] = t.masked(k)
+        return t
+
+    def _filter_picks(self, rnd: RoundContext, host: Host, directions: tuple[str, ...]) -> Picks:
         server, rep = rnd.server, rnd.report
         with rnd.phase("allocate"):
+            t = self.teachable(rnd, host, directions)
             server.public_features(rnd.round)
-            ins = {k: EmbedIns(rnd.round, server.public_ids) for k in rnd.alive}
+            ins = {k: EmbedIns(rnd.round, server.public_ids) for k in rnd.alive if k in t.masks}
             embeds: dict[int, EmbedRes] = rnd.broadcast(Task.EMBED, ins)
-            alloc = {k: server.allocate(rnd.round, k, r.features) for k, r in embeds.items()}
+            alloc = {
+                k: server.allocate(rnd.round, k, r.features, t.masks[k]) for k, r in embeds.items()
+            }
             for a in alloc.values():
                 for d in set(a.ids) - set(directions):  # a one-way host: no picks the other way
                     a.ids[d], a.mode[d] = [], "unused"
             for k, a in alloc.items():
                 rep.selected[k] = a.ids
                 rep.filter_mode[k] = a.mode
-        return Picks(alloc, directions, rewards=True)
+        return Picks(
+            alloc,
+            directions,
+            rewards=True,
+            llm_paths=t.llm_paths,
+            slm_paths=t.slm_paths,
+            server_slm_paths=t.server_slm_paths,
+        )
+
+    def _random_teachable_picks(
+        self, rnd: RoundContext, host: Host, directions: tuple[str, ...]
+    ) -> Picks:
+        """``random_teachable`` (ours, a control): ``count`` picks uniformly at random among
+        the candidates LaDa's filters see (the same mask), on both sides, with LaDa's budget."""
+        from lada.federation.allocation import allocation_count, pick_random_among
+        from lada.federation.server import Allocation
+        from lada.utils.seeding import derive_seed
+
+        server, rep = rnd.server, rnd.report
+        f = server.settings.filter
+        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+        with rnd.phase("allocate"):
+            t = self.teachable(rnd, host, directions)
+            alloc: dict[int, Allocation] = {}
+            for k, masks in t.masks.items():
+                a = alloc[k] = Allocation()
+                for d in directions:
+                    seed = derive_seed(server.settings.seed, "random", rnd.round, k, d) % 2**32
+                    idx = pick_random_among(masks[d], n, seed)
+                    a.ids[d] = [server.public_ids[i] for i in idx]
+                    a.mode[d] = "random_teachable"
+                rep.selected[k] = a.ids
+                rep.filter_mode[k] = a.mode
+        return Picks(
+            alloc,
+            directions,
+            rewards=False,
+            llm_paths=t.llm_paths,
+            slm_paths=t.slm_paths,
+            server_slm_paths=t.server_slm_paths,
+        )
 
     def _baseline_picks(
-        self, rnd: RoundContext, strategy: str, directions: tuple[str, ...]
+        self, rnd: RoundContext, strategy: str, host: Host, directions: tuple[str, ...]
     ) -> Picks:
         from lada.federation.allocation import allocation_count, baseline_allocate
 
@@ -144,6 +203,8 @@ class LadaPlugin:
         f = server.settings.filter
         n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
         with rnd.phase("allocate"):
+            # the oracle ranks the same candidates as LaDa's filters (the teachable mask)
+            mask = self.teachable(rnd, host, directions).masks if strategy == "oracle" else None
             base = baseline_allocate(
                 rnd.round,
                 strategy,
@@ -153,6 +214,7 @@ class LadaPlugin:
                 directions,
                 n,
                 rnd.ok,
+                mask,
             )
             for k, a in base.alloc.items():
                 rep.selected[k] = a.ids
@@ -169,12 +231,17 @@ class LadaPlugin:
 
     def reward(self, rnd: RoundContext, picks: Picks, learned: Learned) -> None:
         """Rewards from the learners' losses on the filters' picks (spec §5.5; not for a
-        baseline's picks), then the losses into the report."""
+        baseline's picks), then the losses into the report; every pair's L_CD pair counts
+        (``slm_pairs`` / ``llm_pairs``) are reported, 0 where it learnt nothing."""
         with rnd.phase("rewards"):
             if picks.rewards:
                 for k, side, losses in learned.losses:
                     rnd.report.rewards.setdefault(k, {})[side] = rnd.server.reward(k, side, losses)
             learned.record(rnd.report)
+            for k in picks.alloc:
+                for d in picks.directions:
+                    key = "slm_pairs" if d == "S" else "llm_pairs"
+                    rnd.report.distill.setdefault(k, {}).setdefault(key, 0)
 
 
 __all__ = ["ExchangeStep", "LadaPlugin"]

@@ -23,6 +23,8 @@ class RoundReport:
     local: dict[int, dict[str, float]] = field(default_factory=dict)
     selected: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     filter_mode: dict[int, dict[str, str]] = field(default_factory=dict)
+    # per client and direction: samples of P outside the candidates (lada.federation.teachable)
+    masked: dict[int, dict[str, int]] = field(default_factory=dict)
     rewards: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     distill: dict[int, dict[str, Any]] = field(default_factory=dict)
     slm_eval: dict[int, dict[str, Any]] = field(default_factory=dict)

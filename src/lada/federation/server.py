@@ -54,17 +54,20 @@ class LearnerLosses:
     # per id: the teacher's path the learner was taught (public text the server holds anyway:
     # the LLM's own paths, or the SLM's paths it received); None where not recorded
     paths: list[str] | None = None
+    num_pairs: int | None = None  # L_CD pairs among these picks (None: not counted)
 
     @classmethod
     def rows(cls, outcome: Any, ids: list[str], rows: list[int]) -> LearnerLosses:
         """The learner's losses on ``ids``, rows ``rows`` of a step's outcome (a
         :class:`lada.train.distill.DistillOutcome`)."""
+        paired = getattr(outcome, "paired", None)
         return cls(
             ids=list(ids),
             loss_before=outcome.loss_before[rows],
             loss_after=outcome.loss_after[rows],
             margin=outcome.margin[rows],
             trained=None if outcome.trained is None else outcome.trained[rows],
+            num_pairs=None if paired is None else int(np.asarray(paired)[rows].sum()),
         )
 
     def as_lists(self) -> dict[str, list]:
@@ -91,6 +94,8 @@ class Allocation:
     ids: dict[str, list[str]] = field(default_factory=dict)  # direction -> public ids
     mode: dict[str, str] = field(default_factory=dict)  # direction -> cold_start | bandit
     mean_score: dict[str, float] = field(default_factory=dict)
+    # direction -> public samples outside the candidates (their teacher will not teach them)
+    masked: dict[str, int] = field(default_factory=dict)
 
 
 class ServerRole:
@@ -144,17 +149,26 @@ class ServerRole:
         )
         return self._llm_feats
 
-    def allocate(self, round_idx: int, k: int, slm_features: np.ndarray) -> Allocation:
-        """Both directions' picks for pair k (spec §3 and §5 step 2)."""
+    def allocate(
+        self,
+        round_idx: int,
+        k: int,
+        slm_features: np.ndarray,
+        candidates: dict[str, np.ndarray] | None = None,
+        directions: tuple[str, ...] = DIRECTIONS,
+    ) -> Allocation:
+        """The picks of pair k in ``directions`` (spec §3 and §5 step 2), each filter choosing
+        among ``candidates[d]`` (bool over P: what the teacher will teach; None: all of P)."""
         assert self._llm_feats is not None, "call public_features first"
         x = pair_context(slm_features, self._llm_feats)
         self._contexts[k] = x
         alloc = Allocation()
-        for d in DIRECTIONS:
+        for d in directions:
             f = self._filter(k, d, x.shape[1])
-            idx = f.select(x, round_idx)
+            idx = f.select(x, round_idx, None if candidates is None else candidates.get(d))
             alloc.ids[d] = [self.public_ids[i] for i in idx]
             alloc.mode[d] = str(f.last_mode)
+            alloc.masked[d] = int(f.last_masked)
             scores = f.last_scores
             alloc.mean_score[d] = (
                 float(np.nanmean(scores[idx]))
@@ -194,6 +208,25 @@ class ServerRole:
         out = dict.fromkeys(ids, "")
         out.update(zip(told, paths, strict=True))
         return out
+
+    def own_paths(self, round_idx: int, ids: list[str]) -> dict[str, str]:
+        """The LLM's own paths for public ``ids`` as a learner (L_CD's rejected side when it
+        learns SLM k's path), written also where it abstains as a teacher."""
+        from lada.eval.generate import generate_paths
+
+        if not ids:
+            return {}
+        seed_everything(derive_seed(self.settings.seed, "server", round_idx, "own_paths"))
+        d = self.settings.distill
+        paths = generate_paths(
+            self.model,
+            self.tokenizer,
+            [self.by_id[i].prompt() for i in ids],
+            max_new_tokens=d.max_new_tokens,
+            batch_size=d.gen_batch_size,
+            desc="own paths LLM",
+        )
+        return dict(zip(ids, paths, strict=True))
 
     def teaches(self, pid: str) -> bool:
         """Whether the LLM writes a path for public sample ``pid`` (``distill.llm_teaches``)."""

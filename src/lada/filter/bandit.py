@@ -2,17 +2,20 @@
 
 One :class:`LearnabilityFilter` per (SLM k, LLM) pair and direction. A round is::
 
-    idx = filt.select(X_pool, round_idx)        # round 1 / no history: cold start
-    ... learner trains on pool[idx]; keep the picks it actually trained on ...
+    idx = filt.select(X_pool, round_idx, candidates)   # round 1 / no history: cold start
+    ... learner trains on pool[idx] ...
     r = filt.compute_rewards(loss_after, loss_before)   # RewardTracker, spec §3 "Reward"
-    filt.update_picks(idx_trained, r)           # decision-time records -> history; refit f1, f2
+    filt.update_picks(idx, r)                   # decision-time records -> history; refit f1, f2
 
+``candidates`` (ours, ``filter.mask``): the pool samples their teacher will teach; the others
+leave the pool before the filter scores (a round with none selects nothing and learns nothing).
 Scores: u = f1(x) + f2(phi(x)) (f1(x) alone when ``use_explore`` is False, the "without
 exploration" ablation). ``select`` stores, for every pool sample, the standardised x, f1(x) and
 phi(x) as they were when the decision was made; ``update_picks`` appends the picks' records to
 the history, so f2 learns y - f1(x) with f1(x) of decision time (EE-Net), not of the refit f1.
-Selected: z(u) > z_threshold within the round (or u > threshold), then the budget cap (top-k by
-u), then the min_select floor (top by u).
+f1 learns r_i itself (``reward_target: raw``, the spec). Selected among the candidates:
+u > threshold (0.5, the spec; or z(u) > z_threshold with ``select_rule: round_z``), then the
+budget cap (top-k by u), then the min_select floor (top by u).
 """
 
 from __future__ import annotations
@@ -74,9 +77,9 @@ class LearnabilityFilter:
     :meth:`round_stats`), ``num_updates``.
 
     Design choices (ours): the networks and their Adam optimisers persist across rounds; x is
-    standardised with stats of each round's pool (``context_norm``); f1 and f2 learn the
-    within-round standardised reward (``reward_target``); the cold start uses k-means seed
-    ``seed + round_idx``. The old behaviour stays reachable (``lada.filter.config.LEGACY_RULE``).
+    standardised with stats of each round's pool (``context_norm``); unteachable samples leave
+    the candidates (``mask``); the cold start uses k-means seed ``seed + round_idx`` on the
+    candidates. The first filter stays reachable (``lada.filter.config.LEGACY_RULE``).
     """
 
     def __init__(self, dim: int, config: FilterConfig | None = None) -> None:
@@ -111,6 +114,7 @@ class LearnabilityFilter:
         self.last_scores: np.ndarray | None = None
         self.last_selected: np.ndarray | None = None
         self.last_mode: str | None = None
+        self.last_masked = 0  # pool samples outside the last select's candidates
         self.last_train_loss: dict[str, list[float]] = {}
         self.last_round_stats: dict[str, float | int | None] = {}
 
@@ -184,39 +188,57 @@ class LearnabilityFilter:
         self.fit_standardizer(X, refit=True)
         return self._u(self.decide(self.transform(X)))
 
-    def select(self, X: np.ndarray, round_idx: int) -> np.ndarray:
+    def select(
+        self, X: np.ndarray, round_idx: int, candidates: np.ndarray | None = None
+    ) -> np.ndarray:
         """Sorted indices into the pool X of the samples to allocate this round.
 
-        No history yet -> cold start (k-means representatives, capped by ``budget``); otherwise
-        :func:`select_by_score` on z(u) (``select_rule="round_z"``) or u. Records the decision
-        (x, f1(x), phi(x) of every pool sample) for :meth:`update_picks`.
+        ``candidates`` (bool [N]; None: all): the samples their teacher will teach; the rest
+        leave the pool before the filter scores (``last_masked`` counts them). No candidate:
+        nothing is selected (``last_mode`` "masked"). No history yet -> cold start (k-means
+        representatives of the candidates, capped by ``budget``); otherwise
+        :func:`select_by_score` on the candidates' u (or z(u), ``select_rule="round_z"``).
+        Records the decision (x, f1(x), phi(x) of every pool sample) for :meth:`update_picks`.
         """
         c = self.config
         X = self.pool_contexts(X)
+        n = X.shape[0]
+        cand = np.ones(n, dtype=bool) if candidates is None else np.asarray(candidates, bool)
+        if cand.shape != (n,):
+            raise ValueError(f"candidates must be a bool mask of {n} entries, got {cand.shape}")
+        pos = np.flatnonzero(cand)
+        self.last_masked = int(n - pos.size)
         self.fit_standardizer(X, refit=True)
         d = self.decide(self.transform(X))
         self.pending = d
-        if not self.has_history:
-            self.last_scores = np.full(d.x.shape[0], np.nan)
+        if pos.size == 0:
+            self.last_scores = np.full(n, np.nan)
+            self.last_mode = "masked"
+            idx = np.zeros(0, dtype=np.int64)
+        elif not self.has_history:
+            self.last_scores = np.full(n, np.nan)
             self.last_mode = "cold_start"
-            idx = kmeans_representatives(
-                d.x,
-                c.cold_start_clusters,
-                c.cold_start_fraction,
-                c.seed + int(round_idx),
-                max_select=c.budget,
-                n_init=c.cold_start_n_init,
-            )
+            idx = pos[
+                kmeans_representatives(
+                    d.x[pos],
+                    c.cold_start_clusters,
+                    c.cold_start_fraction,
+                    c.seed + int(round_idx),
+                    max_select=c.budget,
+                    n_init=c.cold_start_n_init,
+                )
+            ]
         else:
             u = self._u(d)
-            self.last_scores = u
+            self.last_scores = np.where(cand, u, np.nan)
             self.last_mode = "bandit"
             if c.select_rule == "round_z":
                 # ties and order are those of u: z is an increasing map of u
-                z = round_z(u)
-                idx = select_by_score(z, c.z_threshold, c.budget, c.min_select)
+                chosen = select_by_score(round_z(u[pos]), c.z_threshold, c.budget, c.min_select)
             else:
-                idx = select_by_score(u, c.threshold, c.budget, c.min_select)
+                chosen = select_by_score(u[pos], c.threshold, c.budget, c.min_select)
+            idx = pos[chosen]
+        idx = np.sort(idx).astype(np.int64)
         self.last_selected = idx
         return idx
 
@@ -256,6 +278,8 @@ class LearnabilityFilter:
         r = np.asarray(rewards, dtype=np.float32).reshape(-1)
         if r.shape[0] != d.x.shape[0]:
             raise ValueError("the picks and their rewards must have the same number of rows")
+        if not np.all(np.isfinite(r)):
+            raise ValueError(f"rewards must be finite, got {r[~np.isfinite(r)][:5].tolist()}")
         y = round_reward_target(r) if c.reward_target == "round_z" else r
         y = np.asarray(y, dtype=np.float32)
         self.last_round_stats = self.round_stats(r, y)
@@ -306,6 +330,7 @@ class LearnabilityFilter:
         mean = float(np.mean(r)) if r.size else None
         return {
             "n_selected": None if self.last_selected is None else int(self.last_selected.size),
+            "masked": int(self.last_masked),
             "score_std": None if scores is None else _std_or_none(scores),
             "n_rewarded": int(r.size),
             "mean_reward": mean,

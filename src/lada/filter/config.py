@@ -14,7 +14,8 @@ ExploreInput = Literal["hidden", "gradient"]
 SampleSignal = Literal["loss_drop", "margin"]
 ContextNorm = Literal["round", "first", "none"]
 ContextSource = Literal["live", "frozen"]
-RewardTarget = Literal["round_z", "raw"]
+RewardTarget = Literal["raw", "round_z"]
+Mask = Literal["teachable", "none"]
 SelectRule = Literal["round_z", "absolute"]
 Residual = Literal["decision", "refit"]
 
@@ -37,11 +38,12 @@ class FilterConfig:
     """Adam learning rate of f1 and f2 (ours: spec [default] 1e-3)."""
     batch_size: int = 64
     """Mini-batch size of the regression updates (ours)."""
-    select_rule: SelectRule = "round_z"
-    """How u selects (ours, default "round_z"): z = (u - mean_P u) / std_P u over this round's
-    pool, selected when z > ``z_threshold``; "absolute": u > ``threshold`` (the spec's rule)."""
+    select_rule: SelectRule = "absolute"
+    """How u selects: "absolute" = u > ``threshold`` (the spec's rule, default); "round_z"
+    (ours, an option): z = (u - mean_P u) / std_P u over this round's candidates, selected when
+    z > ``z_threshold``."""
     z_threshold: float = 0.0
-    """Threshold on the within-round standardised score (ours; 0: above the pool's mean)."""
+    """select_rule "round_z": threshold on the within-round standardised score (ours)."""
     threshold: float = 0.5
     """select_rule "absolute": u = f1 + f2 > threshold (review: 0.5, neutral under sigmoid)."""
     budget: int | None = None
@@ -66,10 +68,17 @@ class FilterConfig:
     residual: Residual = "decision"
     """f2's target: r - f1(x) with f1(x) stored when the sample was selected ("decision", EE-Net),
     or recomputed with f1 refit on the same history ("refit": the old, in-sample behaviour)."""
-    reward_target: RewardTarget = "round_z"
-    """What f1 and f2 regress on (ours, default "round_z"): sigma((r - mean_t r) / std_t r) over
-    the step's rewarded samples, which removes the round-wide part of r (sigma(r_batch) and
-    any drift) and keeps the per-sample part; "raw": r itself (the spec)."""
+    reward_target: RewardTarget = "raw"
+    """What f1 and f2 regress on: "raw" = r_i itself (the spec, default), so that alpha and
+    r_batch reach what the filter learns; "round_z" (ours, an option): sigma((r - mean_t r) /
+    std_t r) over the step's rewarded samples, which cancels sigma(r_batch) and alpha's share of
+    it (a different method: kept for comparisons only)."""
+    mask: Mask = "teachable"
+    """Candidates (ours): "teachable" = a public sample its teacher will not teach leaves the
+    candidate set before the filter scores, per learner and direction (the teacher abstains,
+    or its path misses P's gold answer where a label exists and ``distill.unverified=skip``);
+    the filter then ranks learnability among what can be taught. "none": every sample of P is a
+    candidate, and untaught picks get ``unteachable_reward``."""
     use_explore: bool = True
     """False is the "without exploration" ablation: score u = f1(x) only (paper ablation)."""
     alpha: float = 0.5
@@ -88,11 +97,11 @@ class FilterConfig:
     "frozen" = the contexts of the first round the filter saw, reused every round, so x cannot
     encode the round at all (but no longer follows the learner's state)."""
     unteachable_reward: float | None = 0.0
-    """Reward of a pick of a path exchange that was not trained because its teacher could not
-    teach it: the teacher abstained (the question lies outside what it can answer,
-    ``distill.llm_teaches`` / ``slm_teaches``) or its path missed P's gold answer
-    (``distill.unverified=skip``) (ours): 0.0, the lowest reward, so that the filter learns which
-    picks a teacher can teach; None: such picks are not rewarded (their loss change is drift)."""
+    """``mask: none`` only (with ``teachable`` no untaught sample is ever picked): reward of a
+    pick that was not trained because its teacher could not teach it: the teacher abstained
+    (``distill.llm_teaches`` / ``slm_teaches``) or its path missed P's gold answer
+    (``distill.unverified=skip``) (ours): 0.0, the lowest reward; None: such picks are not
+    rewarded. Never a reward computed from an empty path."""
     seed: int = 0
     """Seed of network init, mini-batch shuffling and the cold-start k-means (ours)."""
     max_history: int | None = None
@@ -116,7 +125,8 @@ class FilterConfig:
         for name, allowed in (
             ("context_norm", ("round", "first", "none")),
             ("context_source", ("live", "frozen")),
-            ("reward_target", ("round_z", "raw")),
+            ("reward_target", ("raw", "round_z")),
+            ("mask", ("teachable", "none")),
             ("select_rule", ("round_z", "absolute")),
             ("residual", ("decision", "refit")),
         ):
@@ -149,6 +159,12 @@ LEGACY_RULE: dict[str, Any] = {
     "residual": "refit",
     "context_norm": "first",
     "explore_input": "hidden",
+    "mask": "none",
 }
-"""The earlier filter rule (u > 0.5 on raw rewards, in-sample residual, stats fitted once,
-hidden-layer phi): ``FilterConfig(**LEGACY_RULE)`` reproduces it, e.g. for comparisons."""
+"""The first filter (u > 0.5 on raw rewards, in-sample residual, stats fitted once,
+hidden-layer phi, every sample of P a candidate): ``FilterConfig(**LEGACY_RULE)`` reproduces
+it, e.g. for comparisons."""
+
+ROUND_Z_RULE: dict[str, Any] = {"select_rule": "round_z", "reward_target": "round_z"}
+"""The within-round standardised target and selection (ours, an option): cancels r_batch and
+alpha (see ``reward_target``); ``FilterConfig(**ROUND_Z_RULE)``."""

@@ -1,12 +1,12 @@
 """From a learner's losses on its picks to the filter's update and the round's numbers.
 
-Only picks the learner actually trained on get the spec's reward (``distill.unverified=skip``
-leaves picks with an unverified path out of the loss; their loss change measures drift, not
-learning). A pick of a path exchange that was not trained because its teacher could not teach
-it (it abstained, or its path missed P's gold answer) gets ``filter.unteachable_reward``
-instead (ours, default 0: the lowest reward), a definite outcome rather than a loss change, so
-that the filter learns which picks a teacher can teach this learner.
-The filter learns each reward with what it saw when it picked the sample
+Only picks the learner actually trained on get the spec's reward, and never one whose teacher
+path is empty (the teacher abstained: the loss of an empty path is the EOS after the prompt,
+no learning). With ``filter.mask: teachable`` (default) no untaught sample is ever picked, so
+every pick is trained. With ``mask: none`` a pick that was not trained because its teacher
+could not teach it (it abstained, or its path missed P's gold answer) gets
+``filter.unteachable_reward`` instead (ours, default 0), a definite outcome rather than a loss
+change. The filter learns each reward with what it saw when it picked the sample
 (:meth:`LearnabilityFilter.update_picks`).
 """
 
@@ -31,21 +31,28 @@ class PickLosses(Protocol):
 
 
 def trained_rows(losses: PickLosses) -> np.ndarray:
-    """Indices into ``losses.ids`` of the picks that entered the learner's loss."""
+    """Indices into ``losses.ids`` of the picks that entered the learner's loss with a teacher
+    path (a pick whose recorded teacher path is empty never counts as trained)."""
     n = len(losses.ids)
     if losses.trained is None:
-        return np.arange(n)
-    mask = np.asarray(losses.trained).astype(bool).reshape(-1)
+        mask = np.ones(n, dtype=bool)
+    else:
+        mask = np.asarray(losses.trained).astype(bool).reshape(-1)
     if mask.size != n:
         raise ValueError(f"trained mask has {mask.size} entries for {n} picks")
+    paths = getattr(losses, "paths", None)
+    if paths is not None:
+        if len(paths) != n:
+            raise ValueError(f"{len(paths)} teacher paths for {n} picks")
+        mask = mask & np.array([bool(p) for p in paths], dtype=bool)
     return np.flatnonzero(mask)
 
 
 def unteachable_rows(losses: PickLosses) -> np.ndarray:
     """Indices into ``losses.ids`` of the untrained picks of a path exchange: the teacher
     abstained (an empty path, lada.train.boundary) or its path missed P's gold answer
-    (``distill.unverified=skip``). None when the teacher paths are not recorded (a logit host's
-    picks, untrained by its own rule)."""
+    (``distill.unverified=skip``). None when the teacher paths are not recorded (the host's own
+    transfer without paths)."""
     paths = getattr(losses, "paths", None)
     if paths is None:
         return np.zeros(0, dtype=np.int64)

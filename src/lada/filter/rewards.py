@@ -11,6 +11,10 @@ selected at step t:
 
 A *step* t is either a round or a training batch: :class:`RewardTracker` chains B across the
 calls it receives, whichever granularity the caller uses (see its docstring).
+
+Every loss enters through :func:`finite_losses` (ours): NaN and +inf become ``MAX_LOSS`` (the
+worst outcome), and B_t caps losses there, so exp(l) never overflows (exp(710) would) and no
+non-finite reward can reach a filter's history.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ import numpy as np
 from lada.filter.config import SampleSignal
 
 ArrayLike = np.ndarray | Sequence[float]
+
+MAX_LOSS = 100.0
+"""Cap on a per-sample mean token NLL (ours): exp(100) ~ 2.7e43 keeps every B_t finite; a real
+model's mean NLL is below log(vocabulary size), about 12 for 150k tokens."""
+
+
+def finite_losses(losses: ArrayLike) -> np.ndarray:
+    """``losses`` as float64 with NaN and +inf set to ``MAX_LOSS`` and -inf to ``-MAX_LOSS``
+    (a NaN loss is a failed measurement: counted as the worst outcome, never as a reward of
+    NaN). :func:`batch_exp_loss` also caps them at ``MAX_LOSS`` before exp."""
+    x = np.asarray(losses, dtype=np.float64)
+    return np.nan_to_num(x, nan=MAX_LOSS, posinf=MAX_LOSS, neginf=-MAX_LOSS)
 
 
 def sigmoid(x: ArrayLike | float) -> np.ndarray:
@@ -38,7 +54,7 @@ def sigmoid(x: ArrayLike | float) -> np.ndarray:
 
 def batch_exp_loss(losses: ArrayLike) -> float:
     """B_t = mean_i exp(l_i) over the samples of step t (spec §3). Needs >= 1 loss."""
-    losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+    losses = np.minimum(finite_losses(losses).reshape(-1), MAX_LOSS)
     if losses.size == 0:
         raise ValueError("batch_exp_loss needs at least one loss")
     return float(np.mean(np.exp(losses)))
@@ -47,7 +63,7 @@ def batch_exp_loss(losses: ArrayLike) -> float:
 def batch_reward(b_prev: float, b_cur: float) -> float:
     """r_batch_t = (B_{t-1} - B_t) / max(B_{t-1}, B_t), in (-1, 1); > 0 when M improved."""
     denom = max(b_prev, b_cur)
-    if denom <= 0.0:
+    if not np.isfinite(denom) or denom <= 0.0:  # a B from before finite_losses (old state)
         return 0.0
     return float((b_prev - b_cur) / denom)
 
@@ -59,8 +75,8 @@ def loss_drop_signal(loss_before: ArrayLike, loss_after: ArrayLike) -> np.ndarra
     normalise by the max as for ``batch_reward``. Computed as sign(d)*(1 - exp(-|d|)) with
     d = lb - la, which is the same value without overflowing exp for large losses.
     """
-    lb = np.asarray(loss_before, dtype=np.float64)
-    la = np.asarray(loss_after, dtype=np.float64)
+    lb = finite_losses(loss_before)
+    la = finite_losses(loss_after)
     if lb.shape != la.shape:
         raise ValueError(f"shape mismatch: {lb.shape} vs {la.shape}")
     d = lb - la
@@ -121,8 +137,8 @@ class RewardTracker:
         margins: ArrayLike | None = None,
     ) -> np.ndarray:
         """Rewards r_i of this step's samples (same order as ``loss_after``); advances B."""
-        la = np.asarray(loss_after, dtype=np.float64).reshape(-1)
-        lb = None if loss_before is None else np.asarray(loss_before, np.float64).reshape(-1)
+        la = finite_losses(loss_after).reshape(-1)
+        lb = None if loss_before is None else finite_losses(loss_before).reshape(-1)
         b_cur = batch_exp_loss(la)
         if self.b_prev is not None:
             r_batch = batch_reward(self.b_prev, b_cur)
@@ -138,6 +154,7 @@ class RewardTracker:
             if margins is None:
                 raise ValueError('sample_signal "margin" needs margins')
             g = np.asarray(margins, dtype=np.float64).reshape(-1)
+            g = np.nan_to_num(g, nan=0.0, posinf=MAX_LOSS, neginf=-MAX_LOSS)  # NaN: neutral
             if g.shape != la.shape:
                 raise ValueError("margins and loss_after must have the same length")
         self.b_prev = b_cur

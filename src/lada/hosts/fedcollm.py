@@ -88,7 +88,7 @@ def server_distill(
 
     Returns the distilled SLM's trainable weights, each client's LearnerLosses per direction
     (on its picks) and per direction the numbers of samples distilled and of L_CD pairs."""
-    from lada.eval.generate import generate_paths
+    from lada.federation.teachable import server_slm_paths
     from lada.hosts.fedmkt import Learner, LogitLoss, learn_from_logits, server_learner
     from lada.train.logit_distill import check_same_vocab, topk_on_gold, vocab_fingerprint
 
@@ -130,15 +130,8 @@ def server_distill(
         both = [i for i in server.public_ids if i in set(s_ids) | set(l_ids)]
         known = dict(picks.llm_paths)
         llm_p = {**known, **server.generate(rnd.round, [i for i in both if i not in known])}
-        seed_everything(derive_seed(server.settings.seed, "server", rnd.round, "slm_generate"))
-        texts = generate_paths(
-            slm,
-            slm_tok,
-            [s.prompt() for s in samples(both)],
-            max_new_tokens=d.max_new_tokens,
-            batch_size=d.gen_batch_size,
-        )
-        slm_p = dict(zip(both, texts, strict=True))
+        slm_p = {i: p for i, p in picks.server_slm_paths.items() if i in set(both)}
+        slm_p.update(server_slm_paths(server, rnd.round, [i for i in both if i not in slm_p]))
 
     outcomes = {}
     stats = {side: {"distilled": 0, "pairs": 0} for side in ("S", "L")}
@@ -170,9 +163,11 @@ def server_distill(
             if side not in outcomes:
                 continue
             chosen = list(a.ids.get(side, []))
-            losses.setdefault(k, {})[side] = LearnerLosses.rows(
-                outcomes[side], chosen, _rows(ids, chosen)
-            )
+            ll = LearnerLosses.rows(outcomes[side], chosen, _rows(ids, chosen))
+            if picks.with_paths:  # the teacher's path of each pick (never rewarded when empty)
+                teacher = llm_p if side == "S" else slm_p
+                ll.paths = [teacher.get(i, "") for i in chosen]
+            losses.setdefault(k, {})[side] = ll
     from lada.utils.model_state import trainable_state
 
     return flatten(trainable_state(slm)), losses, stats
@@ -188,6 +183,7 @@ class FedCoLLMHost(Host):
     slm_learns_paths = False  # its own logit step (no path step, no private rehearsal)
     homogeneous_slms = True
     server_holds_slm = True
+    transfers_gold = True  # logits on P's gold texts: unlabelled samples are no candidates
 
     def check(self, cfg: Any) -> None:
         check_shared_vocabulary(cfg)
@@ -209,6 +205,18 @@ class FedCoLLMHost(Host):
         if rnd.host_state is None:
             rnd.alive = []
 
+    def teachable(self, rnd: RoundContext, directions: tuple[str, ...], generate: bool) -> Any:
+        """The LLM teaches the averaged SLM (direction S) and the server's averaged SLM teaches
+        the LLM (L): both write their paths on the server, after the FedAvg step."""
+        from lada.federation.teachable import teachable
+
+        if generate and "L" in directions and rnd.host_state is not None:
+            load_flat(rnd.server.slm()[0], rnd.host_state)
+        on_server = rnd.host_state is not None
+        return teachable(
+            rnd, directions, needs_label=True, generate=generate and on_server, slm_on_server=True
+        )
+
     def exchange(self, rnd: RoundContext, picks: Picks) -> FlatState | None:
         """Nothing crosses the network: both models are on the server; the FedAvg average is
         what the learning step starts from."""
@@ -220,7 +228,9 @@ class FedCoLLMHost(Host):
         from lada.hosts.gold import labelled_only
 
         learned = Learned()
-        picks = replace(picks, alloc=labelled_only(rnd.server, picks.alloc))  # gold text only
+        picks = replace(
+            picks, alloc=labelled_only(rnd.server, picks.alloc, rnd.report)
+        )  # gold text only
         if averaged is None or not picks.alloc:
             return learned
         with rnd.phase("distill_server"):
@@ -232,10 +242,7 @@ class FedCoLLMHost(Host):
                 learned.losses.append((k, side, per[side]))
                 key = "slm" if side == "S" else "llm"
                 learned.fields.setdefault(k, {}).update(
-                    {
-                        f"{key}_pairs": stats[side]["pairs"],
-                        f"{key}_distilled_total": stats[side]["distilled"],
-                    }
+                    {f"{key}_distilled_total": stats[side]["distilled"]}
                 )
         with rnd.phase("set_weights"):
             ins = {

@@ -38,7 +38,12 @@ from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
 from lada.federation.client import trained_mask
 from lada.federation.host import Host, Learned, Picks, RoundContext, bind_handlers
-from lada.federation.paths import Paths, exchange_paths, learned_from_replies
+from lada.federation.paths import (
+    Paths,
+    attach_teacher_paths,
+    exchange_paths,
+    learned_from_replies,
+)
 from lada.federation.protocol import (
     LogitDistillIns,
     LogitDistillRes,
@@ -247,6 +252,7 @@ class FedMKTHost(Host):
     name = "fedmkt"
     compares_logits = True
     slm_learns_paths = False  # its own logit step (no path step, no private rehearsal)
+    transfers_gold = True  # logits on P's gold texts: unlabelled samples are no candidates
 
     def check(self, cfg: Any) -> None:
         check_shared_vocabulary(cfg)
@@ -257,7 +263,9 @@ class FedMKTHost(Host):
         from lada.hosts.gold import labelled_only
 
         server, directions = rnd.server, picks.directions
-        picks = replace(picks, alloc=labelled_only(server, picks.alloc))  # gold text only
+        picks = replace(
+            picks, alloc=labelled_only(server, picks.alloc, rnd.report)
+        )  # gold text only
         paths = Paths({}, {})
         if picks.with_paths:
             paths = exchange_paths(rnd, picks)
@@ -327,8 +335,10 @@ class FedMKTHost(Host):
                     if with_paths
                     else None
                 )
-                llm_losses, n_kd = llm_learns_logits(rnd, teach, paths, x.paths.llm)
+                llm_losses, n_kd = llm_learns_logits(rnd, teach, paths, x.paths.own())
         learned = learned_from_replies(dict(distilled), llm_losses)
+        if with_paths:  # no reward from a pick whose teacher abstained (lada.filter.rewarding)
+            attach_teacher_paths(learned, x.paths)
         for k, r in distilled.items():
             learned.fields.setdefault(k, {})["slm_distilled"] = r.num_distilled
         if "L" in directions:

@@ -61,6 +61,9 @@ def metrics_record(
                 str(k): {d: len(ids) for d, ids in v.items()} for k, v in rep.selected.items()
             },
             "filter_mode": {str(k): v for k, v in rep.filter_mode.items()},
+            # per learner (client, direction): samples of P its teacher will not teach, out of
+            # the candidates before allocation (filter.mask)
+            "masked": {str(k): v for k, v in rep.masked.items()},
             "mean_reward": {
                 str(k): {d: r["mean_reward"] for d, r in v.items()} for k, v in rep.rewards.items()
             },

@@ -50,9 +50,11 @@ class DistillOutcome:
     margin: np.ndarray  # [n] β-scaled contrastive margin after training (0 outside pairs)
     num_pairs: int  # pairs in L_CD (identical paths skipped)
     stats: TrainStats | None
-    # [n] True where the sample entered the loss at all (unverified=skip leaves some out);
-    # only these are rewarded
+    # [n] True where the sample entered the loss with its teacher's path (unverified=skip
+    # leaves some out, an empty teacher path never counts); only these are rewarded
     trained: np.ndarray | None = None
+    # [n] True where the sample's L_CD pair entered the loss
+    paired: np.ndarray | None = None
 
 
 @dataclass
@@ -218,9 +220,15 @@ def _targets(
         pairs = _subset(pairs, keep)
     if cfg.unverified == "skip":
         learn &= verified_mask(samples, preferred)
-        # a pair contrasts only when the label separates it: preferred right, rejected wrong
+        # verification filters a pair only where a label can decide: on a labelled question the
+        # pair contrasts only when the preferred path is right and the rejected one wrong; on an
+        # unlabelled one the role decides (spec §4: SLM k's domain knowledge reaching the LLM)
         rej_ok = verified_mask([samples[i] for i in pairs.indices], pairs.rejected)
-        keep = [j for j, i in enumerate(pairs.indices) if learn[i] and not rej_ok[j]]
+        keep = [
+            j
+            for j, i in enumerate(pairs.indices)
+            if learn[i] and (not samples[i].answer or not rej_ok[j])
+        ]
         pairs = _subset(pairs, keep)
     return _Targets(pairs, scored, preferred, learn)
 
@@ -366,13 +374,22 @@ def learn_from_paths(
         pol_pref, pol_rej = _pair_logprobs(model, tokenizer, pair_prompts, pairs, optim, cfg)
         m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, cfg.beta)
         margin[pairs.indices] = m.numpy()
+    trained = np.isin(np.arange(n), np.asarray(active, dtype=np.int64))
+    if teacher_paths is not None:
+        # the reward is the loss on the teacher's path: an empty one (the teacher abstained) was
+        # never learnt, whatever else the item trained (a logit host's LM on the gold text)
+        trained &= np.array([bool(p) for p in teacher_paths], dtype=bool)
+    paired = np.zeros(n, dtype=bool)
+    if use_cd:
+        paired[pairs.indices] = True
     return DistillOutcome(
         loss_before=before_teacher["mean_nll"],
         loss_after=after_teacher["mean_nll"],
         margin=margin,
         num_pairs=len(pairs) if use_cd else 0,
         stats=stats,
-        trained=np.isin(np.arange(n), np.asarray(active, dtype=np.int64)),
+        trained=trained,
+        paired=paired,
     )
 
 
