@@ -127,6 +127,12 @@ class Host:
     # whether its SLM-side step is the path step (task ``distill``: the step that holds
     # ``distill.slm_replay``'s private rehearsal); a host with its own learning step says False
     slm_learns_paths: ClassVar[bool] = True
+    # its settings dataclass (``hosts.<name>`` of a run config; None: none). Built-in hosts name
+    # theirs in lada.plugins (a light module, read by config checks without torch)
+    settings_class: ClassVar[type | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings  # its hosts.<name> section (an instance of its settings class)
 
     # ---- configuration ------------------------------------------------------------------
 

@@ -13,15 +13,14 @@ rationale lines has L_rationale = 0 for that row (its tokens are all label token
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lada.config.overrides import ConfigError
 from lada.data.sample import ANSWER_PREFIX
 from lada.federation.host import Host
+from lada.hosts.fedcot_config import FedCoTConfig
 from lada.hosts.registry import register_host
 
 
@@ -78,21 +77,6 @@ def fedcot_reference(
     return alpha * l_rat + (1 - alpha) * l_lab
 
 
-@dataclass(frozen=True)
-class FedCoTConfig:
-    """FedCoT's settings (read from ``distill.fedcot_alpha``, where run configs keep it)."""
-
-    alpha: float = 0.5  # α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
-
-    @classmethod
-    def from_distill(cls, distill: Any) -> FedCoTConfig:
-        return cls(alpha=distill.fedcot_alpha)
-
-    def check(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"distill.fedcot_alpha: {self.alpha} is not in [0, 1]")
-
-
 @register_host
 class FedCoTHost(Host):
     """FedCoT / distilling step-by-step: the LLM writes rationales for public questions and
@@ -100,12 +84,11 @@ class FedCoTHost(Host):
 
     name = "fedcot"
     directions = ("S",)
-
-    def check(self, cfg: Any) -> None:
-        FedCoTConfig.from_distill(cfg.distill).check()
+    settings_class = FedCoTConfig  # hosts.fedcot
+    settings: FedCoTConfig
 
     def host_loss(self, cfg: Any, tokenizer: Any, preferred: Sequence[str]) -> Any:
-        alpha = FedCoTConfig.from_distill(cfg).alpha
+        alpha = self.settings.alpha
         n_label = torch.as_tensor(label_token_counts(tokenizer, preferred))
 
         def loss(b: Any) -> Tensor:
