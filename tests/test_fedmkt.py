@@ -24,7 +24,7 @@ from lada.train.logit_distill import (
     topk_distill_loss,
 )
 
-FAST = ["rounds=1", "eval.initial=false", "local.optim.max_steps=2", "distill.top_k=16"]
+FAST = ["rounds=1", "eval.initial=false", "local.optim.max_steps=2", "hosts.fedmkt.top_k=16"]
 HOMO = "clients=[{model: slm-s}, {model: slm-s}]"
 
 
