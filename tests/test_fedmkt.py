@@ -434,10 +434,11 @@ def test_host_transfer_all_keeps_fedmkt_on_all_of_P_and_adds_the_path_step(
 
 
 def test_host_transfer_all_is_refused_for_path_hosts(tiny_overrides: list[str]) -> None:
+    """Refused by the config check itself (no host imported), naming the key."""
     from lada.config.overrides import ConfigError
-    from lada.hosts import check_host_config
 
     for host in ("sft", "fedcot"):
-        cfg = load_config(None, tiny_overrides + [f"host={host}", "host_transfer=all"])
         with pytest.raises(ConfigError, match=f"host {host}'s public transfer is the path step"):
-            check_host_config(cfg)
+            load_config(None, tiny_overrides + [f"host={host}", "host_transfer=all"])
+    with pytest.raises(ConfigError, match="override 'host_transfer=all': config key"):
+        load_config(None, tiny_overrides + ["host_transfer=all"])
