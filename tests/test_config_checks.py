@@ -227,3 +227,29 @@ def test_plugins_table_agrees_with_the_host_classes() -> None:
         cls = host_class(name)
         assert cls.compares_logits == plugins.HOSTS[name].logits, name
         assert cls.settings_class is plugins.host_settings_class(name), name
+
+
+def test_a_bench_run_recorded_with_old_keys_is_not_stale(tmp_path: Path) -> None:
+    import yaml
+
+    from lada.bench.execute import stale_runs
+    from lada.bench.suite import paper_suite
+    from lada.config import load_config, to_dict
+
+    spec = paper_suite(quick=True)[0][0]
+    cfg = to_dict(load_config(None, list(spec.overrides)))
+    old = cfg.pop("hosts")
+    cfg["distill"].update(
+        fedcot_alpha=old["fedcot"]["alpha"],
+        top_k=old["fedmkt"]["top_k"],
+        fedmkt_lm_weight=old["fedmkt"]["lm_weight"],
+        fedmkt_distill_weight=old["fedmkt"]["distill_weight"],
+        fedcollm_kl_weight=old["fedcollm"]["kl_weight"],
+    )
+    (tmp_path / spec.name).mkdir()
+    (tmp_path / spec.name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert stale_runs([spec], tmp_path) == []
+    cfg["distill"]["top_k"] = 64
+    (tmp_path / spec.name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (stale,) = stale_runs([spec], tmp_path)
+    assert "hosts.fedcollm.top_k (64 -> 128)" in stale
