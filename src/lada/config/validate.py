@@ -30,7 +30,7 @@ from typing import Any
 
 from lada import plugins
 from lada.config.overrides import ConfigError, closest
-from lada.utils.rules import (  # noqa: F401  (the rules, re-exported for older imports)
+from lada.utils.rules import (  # noqa: F401  (the rule helpers, importable from here too)
     DTYPES,
     Rule,
     betas,
