@@ -10,9 +10,9 @@ from lada.utils.rules import setting, within
 
 @dataclass(frozen=True)
 class FedCoTConfig:
-    """FedCoT / distilling step-by-step: each SLM learns α·L_rationale + (1 − α)·L_label."""
+    """FedCoT / distilling step-by-step: each SLM learns (1 − α)·L_label + α·L_rationale."""
 
-    alpha: float = setting(0.5, within(0, 1))  # α [FedCoT: 0.5]
+    alpha: float = setting(0.5, within(0, 1))  # α [distilling step-by-step, FedCoT: 0.5]
 
     # old keys still read (with a one-line notice): old dotted key -> this section's field
     renamed: ClassVar[dict[str, str]] = {"distill.fedcot_alpha": "alpha"}
