@@ -13,6 +13,7 @@ import torch
 from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
 from lada.hosts.fedcot import FedCoTHost
+from lada.hosts.fedcot_config import FedCoTConfig
 from lada.models import build_model, build_tokenizer
 from lada.train.batching import collate, encode_pairs
 from lada.train.distill import learn_from_paths
@@ -97,12 +98,12 @@ def _step(tok, alpha: float, lambda_cd: float = 0.0):
     """One real distillation step with FedCoT's L_host; per batch: (the host loss, the hand
     value at the same weights, the inputs the host scored)."""
     model = build_model("slm-xs", tok, seed=0)
-    cfg = DistillConfig(fedcot_alpha=alpha, lambda_cd=lambda_cd)
+    cfg = DistillConfig(lambda_cd=lambda_cd)
     optim = OptimConfig(
         lr=3e-3, batch_size=3, epochs=2, warmup_steps=0, weight_decay=0.0, max_length=MAX_LEN
     )
     seen: list[tuple[float, float, list[list[str]]]] = []
-    host = FedCoTHost()
+    host = FedCoTHost(FedCoTConfig(alpha=alpha))
 
     def spy_host_loss(cfg_, tok_, preferred):
         inner = host.host_loss(cfg_, tok_, preferred)
@@ -290,14 +291,13 @@ def test_fedcot_picks_are_reported_with_their_two_task_loss(tok, tmp_path) -> No
 
     alpha = 0.3
     d = DistillConfig(
-        fedcot_alpha=alpha,
         slm_replay=0,
         lambda_cd=0.0,
         slm_optim=OptimConfig(lr=3e-3, batch_size=3, epochs=3, warmup_steps=0, max_length=MAX_LEN),
     )
     settings = ClientSettings(LocalTrainConfig(), d, EvalConfig())
     load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
-    client = ClientRole(0, load, [], [], SAMPLES, settings, tmp_path / "c", host=FedCoTHost())
+    client = ClientRole(0, load, [], [], SAMPLES, settings, tmp_path / "c", host=FedCoTHost(FedCoTConfig(alpha=alpha)))
     client.enter_round(1)
     ids = [s.id for s in SAMPLES[:4]]
     hand = [

@@ -215,12 +215,12 @@ def test_bench_refuses_runs_made_with_other_settings(tmp_path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert stale_runs([spec], tmp_path / "runs") == []
     # a field added to the code after the run was made: stale only when the plan moves it
-    del cfg["host_transfer"]
+    del cfg["keep_checkpoints"]
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert stale_runs([spec], tmp_path / "runs") == []
-    moved = replace(spec, overrides=(*spec.overrides, "host_transfer=all"))
+    moved = replace(spec, overrides=(*spec.overrides, "keep_checkpoints=last"))
     (stale,) = stale_runs([moved], tmp_path / "runs")
-    assert "host_transfer (None -> 'all')" in stale
+    assert "keep_checkpoints (None -> 'last')" in stale
     cfg["distill"]["lambda_cd"] = 0.25
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     (stale,) = stale_runs([spec], tmp_path / "runs")

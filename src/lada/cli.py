@@ -1,7 +1,9 @@
 """`lada …` commands. Thin: parse arguments, call the library, print.
 
-Configs are checked before anything heavy is imported (torch, transformers): a mistake in a
-config or on the command line is reported in well under a second and leaves no run directory.
+Configs are checked before anything heavy is imported (torch, transformers, Flower): a mistake
+in a config or on the command line (`lada run`, `lada train`, `lada eval`: values, model names,
+data files) is reported in well under a second, one line each, and leaves no run directory.
+Heavy modules are imported inside the commands, after the checks.
 """
 
 from __future__ import annotations
@@ -153,6 +155,28 @@ def _load_samples(path: str, fmt: str, fields: list[str]) -> list[Any]:
     return list(load_dataset(path, fmt, **_kv(fields)))
 
 
+def _check_inputs(model: str, data: list[tuple[str, str | None]], fmt: str, fields: list[str]):
+    """`lada train` / `lada eval`: the model resolves and each data file (option, path) exists
+    and its first records parse in ``fmt``, all before torch loads; every problem one line."""
+    from lada.config import ConfigError
+    from lada.config.validate import data_file_problem, model_problem, problem
+    from lada.export import parse_run_checkpoint
+
+    problems = []
+    if parse_run_checkpoint(model) is None:
+        problems.append(model_problem("--model", model))
+    for option, path in data:
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            problems.append(problem(option, path, "no such file"))
+        else:
+            problems.append(data_file_problem(option, path, fmt, _kv(fields), "--format"))
+    lines = [p for p in problems if p]
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
 def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, Any]:
     """The model and tokenizer ``name`` names; with ``lora``, new adapters drawn from ``seed``."""
     from lada.export import load_run_checkpoint, parse_run_checkpoint
@@ -162,12 +186,7 @@ def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, An
         if lora:
             raise SystemExit("error: --lora trains new adapters; give a model, not a checkpoint")
         return load_run_checkpoint(*found)
-    from lada.config import ConfigError, load_config
-    from lada.config.validate import model_problem
-
-    problem = model_problem("--model", name)
-    if problem:  # before torch/transformers load
-        raise ConfigError(problem)
+    from lada.config import load_config
     from lada.models.fetch import fetch_model, is_real_name
     from lada.models.loading import LoraSettings, load_causal_lm
     from lada.models.prepare import is_zoo_name, prepare_model
@@ -205,12 +224,14 @@ def _eval_and_print(model, tok, samples, out: Path | None, title: str) -> dict[s
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lada.config import build
-    from lada.config.overrides import apply_overrides, to_dict
-    from lada.train.loop import OptimConfig
+    from lada.config import load_section
+    from lada.train.optim_config import OptimConfig
+
+    optim = load_section(OptimConfig, args.overrides)
+    data = [("--data", args.data), ("--eval-data", args.eval_data)]
+    _check_inputs(args.model, data, args.format, args.field)  # before torch loads
     from lada.train.sft import sft
 
-    optim = build(OptimConfig, apply_overrides(to_dict(OptimConfig()), args.overrides))
     train = _load_samples(args.data, args.format, args.field)
     model, tok = _load_model(args.model, args.lora, seed=optim.seed)  # reproducible adapters
     stats = sft(
@@ -238,6 +259,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        from lada.config import ConfigError
+        from lada.config.validate import problem
+
+        raise ConfigError(problem("--limit", args.limit, "must be >= 1"))
+    _check_inputs(args.model, [("--data", args.data)], args.format, args.field)
     samples = _load_samples(args.data, args.format, args.field)
     if args.limit:
         samples = samples[: args.limit]
@@ -289,7 +316,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         if _existing_run(out):
             raise FileExistsError(f"{out} already holds a run: use --resume, or another --out")
-    validate(cfg)  # models resolve and files exist: before any model loads or folder is made
+    # models resolve, files exist and parse, the host's settings fit: before torch is imported
+    # (lada.runner.run runs the host's own run-time check before any folder is made)
+    validate(cfg)
     from lada.runner.runlog import TeeConsole
 
     console = TeeConsole(_console(), out / "log.txt")
@@ -393,6 +422,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lada.plugins import engine_names
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
         prog="lada",
@@ -541,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rn.add_argument(
         "--engine",
-        choices=["inprocess", "flower-sim"],
+        choices=engine_names(),
         help="shorthand for engine=…: in-process (default) or Flower simulation",
     )
     rn.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config keys")
@@ -641,11 +672,29 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def one_line_notices() -> None:
+    """A moved config key's notice (:class:`lada.config.sections.ConfigKeyRenamed`) prints as
+    one ``warning: …`` line, not Python's two-line warning format."""
+    import warnings
+
+    from lada.config.sections import ConfigKeyRenamed
+
+    plain = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, ConfigKeyRenamed):
+            return f"warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     # our own rich progress bars say what runs; hub/transformers per-file bars are noise here
     # (set HF_HUB_DISABLE_PROGRESS_BARS=0 to see them)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     quiet_libraries()
+    one_line_notices()
     args = build_parser().parse_args(argv)
     from lada.config import ConfigError
     from lada.data.errors import DataError

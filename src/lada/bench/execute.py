@@ -40,9 +40,12 @@ def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
     from the saved config is a field added to the code after the run was made: it counts only
     when the plan sets it to something other than its default.
     """
+    import warnings
+
     import yaml
 
     from lada.config import RunConfig, load_config, to_dict
+    from lada.config.sections import ConfigKeyRenamed, apply_renames
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(d, dict):
@@ -58,7 +61,11 @@ def stale_runs(specs: list[RunSpec], runs_dir: Path) -> list[str]:
         cfg_file = runs_dir / spec.name / "config.yaml"
         if not cfg_file.exists():
             continue
-        saved = flat(yaml.safe_load(cfg_file.read_text()))
+        raw = yaml.safe_load(cfg_file.read_text())
+        with warnings.catch_warnings():  # a run recorded with keys that moved since: read as now
+            warnings.simplefilter("ignore", ConfigKeyRenamed)
+            apply_renames(raw)
+        saved = flat(raw)
         now = flat(to_dict(load_config(None, list(spec.overrides))))
         diff = [
             k

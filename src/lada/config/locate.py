@@ -51,11 +51,14 @@ def locate(
     problems: Iterable[str],
     file: str | None = None,
     key_lines: dict[str, int] | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str | tuple[str, str]] = (),
 ) -> list[str]:
     """Each problem line prefixed by its source: the last override that set its key, else the
-    file with the line of the innermost written key around it, else the file alone."""
-    set_by = [(item.split("=", 1)[0].strip(), item) for item in overrides if "=" in item]
+    file with the line of the innermost written key around it, else the file alone. An
+    override may be given as (as applied, as typed): an old key read as a new one is named as
+    the user typed it."""
+    pairs = [(o, o) if isinstance(o, str) else o for o in overrides]
+    set_by = [(item.split("=", 1)[0].strip(), typed) for item, typed in pairs if "=" in item]
     out = []
     for line in problems:
         m = KEY.match(line)

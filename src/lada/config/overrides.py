@@ -12,9 +12,11 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
+
+from lada.utils.rules import closest
 
 T = TypeVar("T")
 
@@ -144,14 +146,6 @@ def _fail(path: str, source: str | None, msg: str) -> ConfigError:
     return ConfigError(f"{where}config key '{path}': {msg}")
 
 
-def closest(name: str, known: typing.Iterable[str]) -> str | None:
-    """The known name closest to ``name`` (difflib), if any is close enough."""
-    import difflib
-
-    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
 def _unknown_key(
     path: str, key: str, value: Any, names: set[str], source: str | None
 ) -> ConfigError:
@@ -167,6 +161,12 @@ def _convert(
     origin = get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        sections = next((e for e in extras if hasattr(e, "classes")), None)
+        if sections is not None:
+            return _sections(sections, value, path, source, check)
+        return _convert(base, value, path, source, check)
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -196,7 +196,7 @@ def _convert(
             value = {}
         if not isinstance(value, dict):
             raise _fail(path, source, f"expected a mapping, got {value!r}")
-        hints = typing.get_type_hints(tp)
+        hints = typing.get_type_hints(tp, include_extras=True)
         names = {f.name for f in dataclasses.fields(tp) if f.init}
         problems = [
             str(_unknown_key(path, k, v, names, source)) for k, v in value.items() if k not in names
@@ -268,6 +268,47 @@ def _convert(
             raise _fail(path, source, f"expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _sections(
+    sections: Any, value: Any, path: str, source: str | None, check: FieldCheck | None
+) -> dict[str, Any]:
+    """A plug-in mapping (``hosts``): each known plug-in's settings dataclass, by name; a
+    plug-in not given gets its defaults (:class:`lada.config.sections.Sections`)."""
+    classes = sections.classes()
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise _fail(path, source, f"expected a mapping of {sections.kind} names, got {value!r}")
+    out: dict[str, Any] = {}
+    problems = []
+    for name, v in value.items():
+        key = _join(path, name)
+        if name not in classes:
+            near = closest(str(name), classes)
+            hint = (
+                f"did you mean '{_join(path, near)}'?"
+                if near
+                else (f"{sections.kind}s: {', '.join(classes)}")
+            )
+            where = f"{source}: " if source else ""
+            problems.append(f"{where}config key '{key}' = {v!r}: unknown {sections.kind}; {hint}")
+            continue
+        cls = classes[name]
+        if cls is None:
+            if v not in (None, {}):
+                problems.append(str(_fail(key, source, f"{sections.kind} {name} has no settings")))
+            continue
+        try:
+            out[name] = _convert(cls, v, key, source, check)
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    for name, cls in classes.items():
+        if cls is not None and name not in out:
+            out[name] = cls()
+    return out
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,29 @@ reconstruction or a CPU-budget choice, not the paper's (see ``docs/method.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from lada import plugins
+from lada.config.sections import HOST_SECTIONS, default_host_settings
 from lada.filter.config import FilterConfig
 from lada.models.lora_config import LoraSettings
 from lada.train.optim_config import OptimConfig
+from lada.utils.rules import (
+    Rule,
+    device,
+    dtype,
+    ge,
+    gt,
+    half_open_range,
+    one_of,
+    step_range,
+    within,
+)
+
+# keys renamed or moved, still read with a one-line notice: old dotted key -> new dotted key
+# ("*" stands for any list index or key, e.g. "clients.*.old" -> "clients.*.new"). A plug-in's
+# settings class lists its own (``renamed``, e.g. lada.hosts.fedcot_config).
+RENAMED: dict[str, str] = {}
 
 
 def _warmup_lora() -> LoraSettings:
@@ -52,6 +70,10 @@ class WarmupConfig:
     )
     seed: int = 0
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {"samples": ge(1), "steps": step_range}
+
 
 @dataclass
 class ModelConfig:
@@ -72,6 +94,10 @@ class ModelConfig:
     # a real checkpoint warmed up on the synthetic world's general facts first (None = as fetched)
     warmup: WarmupConfig | None = None
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {"dtype": dtype, "device": device}
+
 
 @dataclass
 class ClientConfig(ModelConfig):
@@ -82,6 +108,14 @@ class ClientConfig(ModelConfig):
     test_file: str | None = None  # private test data (files data only)
     test_range: list[int] | None = None  # [start, stop): this client's slice of test_file
     timeout_s: float | None = None  # a task slower than this is dropped and reported
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "timeout_s": gt(0, none_ok=True),
+            "train_range": half_open_range,
+            "test_range": half_open_range,
+        }
 
 
 @dataclass
@@ -100,6 +134,15 @@ class DataConfig:
     public_limit: int | None = None  # keep only the first N public samples
     train_limit: int | None = None  # keep only the first N private training samples per client
     test_limit: int | None = None  # keep only the first N private test samples per client
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "public_range": half_open_range,
+            "public_limit": ge(1, none_ok=True),
+            "train_limit": ge(1, none_ok=True),
+            "test_limit": ge(1, none_ok=True),
+        }
 
 
 @dataclass
@@ -161,13 +204,8 @@ class DistillConfig:
     # from the SLMs in one round is not forgotten by the next; 0 = off
     llm_memory: int = 0
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
-    fedcot_alpha: float = 0.5  # host fedcot: α·L_rationale + (1 − α)·L_label [FedCoT: 0.5]
-    # hosts fedmkt / fedcollm: top-k logit distillation on P's gold texts (lada.train.logit_distill)
-    top_k: int = 128  # teacher logits kept per token [FedMKT: 128]; clipped to the vocabulary
-    fedmkt_lm_weight: float = 0.9  # host fedmkt: 0.9·LM + 0.1·distill [FedMKT]
-    fedmkt_distill_weight: float = 0.1
-    fedcollm_kl_weight: float = 1.0  # host fedcollm: LM + 1.0·KL over top-k [FedCoLLM]
-    # KL's student side (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
+    # the logit hosts' KL (fedmkt, fedcollm; their own settings: hosts.<name>), student side
+    # (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
     kd_student: Literal["topk", "full"] = "topk"
     # distillation steps are short (a few to tens of optimiser steps): warm-up is a fraction of
     # them, not the loop's fixed 20 steps, which would keep the whole step inside the warm-up
@@ -183,6 +221,24 @@ class DistillConfig:
     max_new_tokens: int = 160  # length limit of generated reasoning paths
     gen_batch_size: int = 64
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "lambda_cd": ge(0),
+            "beta": gt(0),
+            "llm_replay": ge(0),
+            "slm_replay": ge(0),
+            "llm_memory": ge(0),
+            "boundary_quantile": within(0, 1),
+            "boundary_reference": ge(2, why=" (the threshold compares reference questions)"),
+            "consistency_samples": ge(1),
+            "consistency_agree": ge(0),
+            "consistency_temperature": gt(0),
+            "sft_weight": ge(0),
+            "max_new_tokens": ge(1),
+            "gen_batch_size": ge(1),
+        }
+
 
 @dataclass
 class EvalConfig:
@@ -190,6 +246,14 @@ class EvalConfig:
     batch_size: int = 64
     limit: int | None = None  # evaluate on the first N test samples per client (None = all)
     initial: bool = True  # evaluate the base models as "round 0" before training
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "max_new_tokens": ge(1),
+            "batch_size": ge(1),
+            "limit": ge(1, none_ok=True, why=" (null: every test sample)"),
+        }
 
 
 @dataclass
@@ -209,6 +273,23 @@ class PrepareConfig:
     seed: int = 0
     workers: int = 2  # models pretrained in parallel processes (1 torch thread each)
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "vocab_size": ge(260, why=" (256 bytes + 4 special tokens)"),
+            "tokenizer_corpus": ge(1),
+            "llm_corpus": ge(1),
+            "llm_steps": ge(1),
+            "llm_lr": gt(0),
+            "slm_corpus": ge(1),
+            "slm_max_steps_per_question": ge(1),
+            "slm_steps": ge(1),
+            "slm_lr": gt(0),
+            "batch_size": ge(1),
+            "seed": ge(0),
+            "workers": ge(1),
+        }
+
 
 @dataclass
 class FaultSpec:
@@ -223,6 +304,10 @@ class FaultSpec:
     # (lada.federation.corrupt.CORRUPTIONS); the server must reject it
     corruption: Literal["nan", "inf", "ids", "shape", "long_path", "task", "replay"] = "nan"
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {"client": ge(0), "round": ge(0), "delay_s": ge(0)}
+
 
 @dataclass
 class LimitsConfig:
@@ -235,6 +320,15 @@ class LimitsConfig:
     max_path_chars: int = 20_000  # characters of one reasoning path (either direction)
     max_feature_dim: int = 65_536  # width of a client's feature vectors (its hidden size)
     max_top_k: int = 4096  # logits per token a LOGITS / DISTILL_LOGITS message may carry
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "max_message_bytes": ge(1024, why=" (bytes; a message's header alone takes ~100)"),
+            "max_path_chars": ge(1),
+            "max_feature_dim": ge(1),
+            "max_top_k": ge(1),
+        }
 
 
 @dataclass
@@ -255,6 +349,18 @@ class FlowerConfig:
     )
     pull_interval_s: float = 0.1  # how often the ServerApp polls for replies
 
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "client_num_cpus": gt(0),
+            "client_num_gpus": ge(0),
+            "ray_num_cpus": ge(1, none_ok=True),
+            "timeout_s": gt(0, none_ok=True),
+            "wait_for_clients_s": ge(0),
+            "rejoin_wait_s": ge(0),
+            "pull_interval_s": gt(0),
+        }
+
 
 @dataclass
 class RunConfig:
@@ -266,9 +372,11 @@ class RunConfig:
     # idle 2-core box (measured); use 1 when several runs share the cores (tests, `lada bench`
     # jobs); None = torch's own default (all cores)
     threads: int | None = 2
-    engine: Literal["inprocess", "flower-sim"] = "inprocess"
+    # the engine that carries the messages: one of the engine registry (lada.engines; built in:
+    # inprocess, flower-sim)
+    engine: str = "inprocess"
     # the host framework: a host registered in lada.hosts (built in: sft, fedcot, fedcollm,
-    # fedmkt; docs/hosts.md), checked when the run starts
+    # fedmkt; docs/hosts.md); its settings are hosts.<name>
     host: str = "sft"
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
@@ -292,6 +400,9 @@ class RunConfig:
     # transfer on all of P, exactly as the host alone, and runs LaDa's path step (paths, path
     # loss + λ·L_CD, rewards) on the picks after it
     host_transfer: Literal["picks", "all"] = "picks"
+    # each host's own settings, by host name (lada.hosts.<name>_config; a host without
+    # settings has no section)
+    hosts: Annotated[dict[str, Any], HOST_SECTIONS] = field(default_factory=default_host_settings)
     server: ModelConfig = field(default_factory=lambda: ModelConfig(model="llm-xs"))
     clients: list[ClientConfig] = field(
         default_factory=lambda: [
@@ -311,3 +422,14 @@ class RunConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     keep_checkpoints: Literal["all", "last"] = "all"
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "seed": ge(0),
+            "rounds": ge(1, why=" (rounds to run after the base evaluation)"),
+            "threads": ge(1, none_ok=True),
+            "allocation_count": ge(1, none_ok=True),
+            "host": one_of(plugins.host_names, "host"),
+            "engine": one_of(plugins.engine_names, "engine"),
+        }

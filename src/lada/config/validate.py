@@ -1,243 +1,49 @@
 """Check a run config before anything heavy happens: value ranges, cross-field consistency,
-and that its models and files can be found.
+and that its models and files can be found and read.
 
-Three layers, all torch-free and fast (the CLI runs them before importing torch):
+A generic walker over the config's dataclasses; the rules live on the classes themselves
+(:mod:`lada.utils.rules`: field metadata, ``rules()``, ``relations()``), a plug-in's on its own
+settings class (``hosts.<name>``, :mod:`lada.plugins`). Three layers, all torch-free and fast
+(the CLI runs them before importing torch):
 
 * :func:`check_fields` — each config dataclass's own fields (ranges, choices), run by
   :func:`lada.config.overrides.build` while the config is built, so a bad value is named by its
   dotted key instead of failing later in a constructor or a training step;
-* :func:`check_consistency` — rules across fields (client count, faults, budget vs. |P|);
+* :func:`check_consistency` — rules across fields (client count, faults, budget vs. |P|, data
+  keys the chosen ``data.kind`` does not read) and the chosen host's own
+  (``run_problems(cfg)`` of its settings class);
 * :func:`check_resources` — models resolve (zoo name, local folder, or a hub id in the local
-  cache when offline) and data files exist.
+  cache when offline), data files exist and their first records parse in the configured format.
 
 Every problem is one line ``config key 'KEY' = VALUE: what is wrong; the fix``; all of them are
-reported at once (:func:`validate` raises one :class:`ConfigError` listing them).
+reported at once (:func:`validate` raises one :class:`ConfigError` listing them), and
+:func:`lada.config.locate.locate` prefixes each with the ``file.yaml:LINE`` or override that set
+it.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lada import plugins
 from lada.config.overrides import ConfigError, closest
-
-Rule = Callable[[Any], str | None]  # value -> what is wrong (None: fine)
-
-
-# ---- rules -------------------------------------------------------------------------------
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def ge(lo: float, none_ok: bool = False, why: str = "") -> Rule:
-    def rule(v: Any) -> str | None:
-        if v is None and none_ok:
-            return None
-        if not _number(v) or not math.isfinite(v) or v < lo:
-            return f"must be >= {lo:g}" + (" or null" if none_ok else "") + why
-        return None
-
-    return rule
-
-
-def gt(lo: float, none_ok: bool = False, why: str = "") -> Rule:
-    def rule(v: Any) -> str | None:
-        if v is None and none_ok:
-            return None
-        if not _number(v) or not math.isfinite(v) or v <= lo:
-            return f"must be > {lo:g}" + (" or null" if none_ok else "") + why
-        return None
-
-    return rule
-
-
-def within(lo: float, hi: float, hi_open: bool = False, none_ok: bool = False) -> Rule:
-    def rule(v: Any) -> str | None:
-        if v is None and none_ok:
-            return None
-        bad = not _number(v) or not math.isfinite(v) or v < lo or (v >= hi if hi_open else v > hi)
-        if bad:
-            return f"must lie in [{lo:g}, {hi:g}{')' if hi_open else ']'}" + (
-                " or be null" if none_ok else ""
-            )
-        return None
-
-    return rule
-
-
-def finite(v: Any) -> str | None:
-    return None if _number(v) and math.isfinite(v) else "must be a finite number"
-
-
-def half_open_range(v: Any) -> str | None:
-    if v is None:
-        return None
-    if len(v) != 2 or v[0] < 0 or v[1] <= v[0]:
-        return "must be [start, stop) with 0 <= start < stop"
-    return None
-
-
-def step_range(v: Any) -> str | None:
-    if len(v) != 2 or not all(isinstance(x, int) for x in v) or not 1 <= v[0] <= v[1]:
-        return "must be [lo, hi] reasoning steps with 1 <= lo <= hi, e.g. [1, 4]"
-    return None
-
-
-def betas(v: Any) -> str | None:
-    if len(v) != 2 or any(not (_number(b) and 0.0 <= b < 1.0) for b in v):
-        return "must be two numbers in [0, 1), e.g. [0.9, 0.95]"
-    return None
-
-
-DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "half")
-
-
-def dtype(v: Any) -> str | None:
-    if v in DTYPES:
-        return None
-    near = closest(str(v), DTYPES)
-    return f"must be one of {', '.join(DTYPES)}" + (f"; did you mean {near!r}?" if near else "")
-
-
-def device(v: Any) -> str | None:
-    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)):
-        return None
-    return "must be auto, cpu, mps, cuda or cuda:N"
-
-
-_OPTIM: dict[str, Rule] = {
-    "lr": gt(0),
-    "weight_decay": ge(0),
-    "betas": betas,
-    "warmup_steps": ge(0),
-    "warmup_ratio": within(0, 1, none_ok=True),
-    "min_lr_ratio": within(0, 1),
-    "grad_clip": gt(0, none_ok=True),
-    "batch_size": ge(1),
-    "epochs": ge(0),
-    "max_steps": ge(1, none_ok=True),
-    "steps_cap": ge(1, none_ok=True),
-    "seed": ge(0),
-    "max_length": ge(2),
-}
-_MODEL: dict[str, Rule] = {"dtype": dtype, "device": device}
-
-
-def host_name(v: Any) -> str | None:
-    """A host of the registry (lada.hosts.registry names them without importing any)."""
-    from lada.hosts.registry import host_names
-
-    names = host_names()
-    if v in names:
-        return None
-    near = closest(str(v), names)
-    return "unknown host; " + (f"did you mean {near!r}?" if near else f"hosts: {', '.join(names)}")
-
-
-# class name -> field -> rule (class names, so that this module imports no model code)
-FIELD_RULES: dict[str, dict[str, Rule]] = {
-    "RunConfig": {
-        "seed": ge(0),
-        "rounds": ge(1, why=" (rounds to run after the base evaluation)"),
-        "threads": ge(1, none_ok=True),
-        "allocation_count": ge(1, none_ok=True),
-        "host": host_name,
-    },
-    "ModelConfig": _MODEL,
-    "ClientConfig": {
-        **_MODEL,
-        "timeout_s": gt(0, none_ok=True),
-        "train_range": half_open_range,
-        "test_range": half_open_range,
-    },
-    "WarmupConfig": {"samples": ge(1), "steps": step_range},
-    "LoraSettings": {"r": ge(1), "alpha": gt(0), "dropout": within(0, 1, hi_open=True)},
-    "OptimConfig": _OPTIM,
-    "DataConfig": {
-        "public_range": half_open_range,
-        "public_limit": ge(1, none_ok=True),
-        "train_limit": ge(1, none_ok=True),
-        "test_limit": ge(1, none_ok=True),
-    },
-    "DistillConfig": {
-        "lambda_cd": ge(0),
-        "beta": gt(0),
-        "llm_replay": ge(0),
-        "slm_replay": ge(0),
-        "llm_memory": ge(0),
-        "boundary_quantile": within(0, 1),
-        "boundary_reference": ge(2, why=" (the threshold compares reference questions)"),
-        "consistency_samples": ge(1),
-        "consistency_agree": ge(0),
-        "consistency_temperature": gt(0),
-        "sft_weight": ge(0),
-        "fedcot_alpha": within(0, 1),
-        "top_k": ge(1),
-        "fedmkt_lm_weight": ge(0),
-        "fedmkt_distill_weight": ge(0),
-        "fedcollm_kl_weight": ge(0),
-        "max_new_tokens": ge(1),
-        "gen_batch_size": ge(1),
-    },
-    "EvalConfig": {
-        "max_new_tokens": ge(1),
-        "batch_size": ge(1),
-        "limit": ge(1, none_ok=True, why=" (null: every test sample)"),
-    },
-    "FilterConfig": {
-        "hidden": ge(1),
-        "num_layers": ge(2, why=" (f1 needs a hidden layer)"),
-        "epochs": ge(0),
-        "lr": gt(0),
-        "batch_size": ge(1),
-        "threshold": finite,
-        "budget": ge(1, none_ok=True, why=" (null: no cap)"),
-        "min_select": ge(0),
-        "cold_start_clusters": ge(1),
-        "cold_start_fraction": within(0, 1),
-        "cold_start_n_init": ge(1),
-        "alpha": within(0, 1),
-        "seed": ge(0),
-        "max_history": ge(1, none_ok=True),
-        "unteachable_reward": within(0, 1, none_ok=True),
-    },
-    "PrepareConfig": {
-        "vocab_size": ge(260, why=" (256 bytes + 4 special tokens)"),
-        "tokenizer_corpus": ge(1),
-        "llm_corpus": ge(1),
-        "llm_steps": ge(1),
-        "llm_lr": gt(0),
-        "slm_corpus": ge(1),
-        "slm_max_steps_per_question": ge(1),
-        "slm_steps": ge(1),
-        "slm_lr": gt(0),
-        "batch_size": ge(1),
-        "seed": ge(0),
-        "workers": ge(1),
-    },
-    "FaultSpec": {"client": ge(0), "round": ge(0), "delay_s": ge(0)},
-    "LimitsConfig": {
-        "max_message_bytes": ge(1024, why=" (bytes; a message's header alone takes ~100)"),
-        "max_path_chars": ge(1),
-        "max_feature_dim": ge(1),
-        "max_top_k": ge(1),
-    },
-    "FlowerConfig": {
-        "client_num_cpus": gt(0),
-        "client_num_gpus": ge(0),
-        "ray_num_cpus": ge(1, none_ok=True),
-        "timeout_s": gt(0, none_ok=True),
-        "wait_for_clients_s": ge(0),
-        "rejoin_wait_s": ge(0),
-        "pull_interval_s": gt(0),
-    },
-}
+from lada.utils.rules import (  # noqa: F401  (the rule helpers, importable from here too)
+    DTYPES,
+    Rule,
+    betas,
+    device,
+    dtype,
+    field_rules,
+    finite,
+    ge,
+    gt,
+    half_open_range,
+    step_range,
+    within,
+)
 
 
 def problem(key: str, value: Any, message: str) -> str:
@@ -251,22 +57,18 @@ def _join(path: str, key: object) -> str:
 
 
 def check_fields(cls: type, values: dict[str, Any], path: str) -> list[str]:
-    """The problems of one dataclass's field values (a :data:`overrides.FieldCheck`)."""
-    rules: dict[str, Rule] = {}
-    for klass in reversed(cls.__mro__):
-        rules.update(FIELD_RULES.get(klass.__name__, {}))
+    """The problems of one dataclass's field values (a :data:`overrides.FieldCheck`): its
+    field rules, then (when those pass) its ``relations(values)``."""
     out = []
-    for name, rule in rules.items():
+    for name, rule in field_rules(cls).items():
         if name in values:
             why = rule(values[name])
             if why:
                 out.append(problem(_join(path, name), values[name], why))
-    if cls.__name__ == "FilterConfig":
-        budget, least = values.get("budget"), values.get("min_select", 1)
-        if budget is not None and not out and least > budget:
-            out.append(
-                problem(_join(path, "min_select"), least, f"cannot exceed budget ({budget})")
-            )
+    relations = getattr(cls, "relations", None)
+    if relations is not None and not out:
+        for name, why in relations(values):
+            out.append(problem(_join(path, name), values.get(name), why))
     return out
 
 
@@ -329,7 +131,9 @@ def check_consistency(cfg: Any) -> list[str]:
             for f in ("train_file", "test_file"):
                 if not getattr(c, f):
                     out.append(problem(f"clients.{k}.{f}", None, "data.kind=files needs it"))
+    out += unread_data_keys(cfg)
     out += _warmup_problems(cfg)
+    out += host_problems(cfg)
     size = public_size(cfg)
     budget = cfg.filter.budget
     if size is not None and budget is not None and budget > size:
@@ -345,6 +149,65 @@ def check_consistency(cfg: Any) -> list[str]:
             near = closest(f.task, FAULT_TASKS)
             hint = f"did you mean {near!r}?" if near else f"tasks: {', '.join(FAULT_TASKS)}"
             out.append(problem(f"faults.{i}.task", f.task, f"unknown task; {hint}"))
+    return out
+
+
+# data.kind -> (data keys, client keys) only the other kind reads, with their unset values
+_FILES_ONLY_DATA = {"public_file": None, "public_range": None, "format": "lada", "fields": {}}
+_FILES_ONLY_CLIENT = {
+    "train_file": None,
+    "train_range": None,
+    "test_file": None,
+    "test_range": None,
+}
+_SYNTHETIC_ONLY_DATA = {"split": {}, "dir": None}
+
+
+def unread_data_keys(cfg: Any) -> list[str]:
+    """A data key that the chosen ``data.kind`` does not read is a mistake, not a no-op: a
+    training file named under synthetic data would be silently ignored."""
+    d, out = cfg.data, []
+    if d.kind == "synthetic":
+        unread = [
+            (f"data.{k}", getattr(d, k)) for k, v in _FILES_ONLY_DATA.items() if getattr(d, k) != v
+        ]
+        for i, c in enumerate(cfg.clients):
+            unread += [
+                (f"clients.{i}.{k}", getattr(c, k))
+                for k, v in _FILES_ONLY_CLIENT.items()
+                if getattr(c, k) != v
+            ]
+        fix = "set data.kind=files to read files (docs/run-dir.md), or drop the key"
+    else:
+        unread = [
+            (f"data.{k}", getattr(d, k))
+            for k, v in _SYNTHETIC_ONLY_DATA.items()
+            if getattr(d, k) != v
+        ]
+        fix = "it applies to data.kind=synthetic; drop the key"
+    for key, value in unread:
+        out.append(problem(key, value, f"data.kind={d.kind} does not read it; {fix}"))
+    return out
+
+
+def host_problems(cfg: Any) -> list[str]:
+    """The chosen host's own checks of the whole config (``run_problems(cfg)`` of its settings
+    class, torch-free), e.g. FedCoLLM's homogeneous SLMs."""
+    out = []
+    if cfg.host_transfer == "all" and cfg.host not in plugins.logit_hosts():
+        out.append(
+            problem(
+                "host_transfer",
+                "all",
+                f"keeps a logit host's own transfer on all of P beside LaDa's path step; host "
+                f"{cfg.host}'s public transfer is the path step itself (use host_transfer=picks, "
+                f"or allocation=all for all of P); logit hosts: {', '.join(plugins.logit_hosts())}",
+            )
+        )
+    cls = plugins.host_settings_class(cfg.host)
+    check = getattr(cls, "run_problems", None)
+    if check is not None:
+        out += [problem(key, value, why) for key, value, why in check(cfg)]
     return out
 
 
@@ -477,8 +340,31 @@ def _file_problem(key: str, path: str | None, what: str = "file") -> str | None:
     return None
 
 
+def data_file_problem(
+    key: str, path: str, fmt: str, fields: dict[str, Any], format_key: str = "data.format"
+) -> str | None:
+    """Why data file ``path`` cannot be read in format ``fmt``: its first records are parsed
+    (an empty file, a CSV or another format fails there), or None."""
+    from lada.data.errors import DataError
+    from lada.data.loaders import load_dataset
+
+    try:
+        load_dataset(path, fmt, head=HEAD_RECORDS, **fields)  # type: ignore[arg-type]
+    except DataError as e:
+        hint = ""
+        if e.line == 1 and "invalid JSON" in e.message:
+            hint = " (a data file holds one JSON object per line: JSONL, not CSV or plain text)"
+        return problem(key, path, f"{e}{hint}; format {fmt} ({format_key})")
+    except (TypeError, ValueError) as e:  # field options the format does not take
+        return problem(key, path, f"cannot be read as format {fmt}: {e}")
+    return None
+
+
+HEAD_RECORDS = 64  # records of each data file parsed by the up-front check (the rest at load)
+
+
 def check_resources(cfg: Any) -> list[str]:
-    """Models resolve and data files/folders exist (no file is read)."""
+    """Models resolve, data files/folders exist and each data file's first records parse."""
     out = []
     roles = [("server", cfg.server), *((f"clients.{k}", c) for k, c in enumerate(cfg.clients))]
     for role, mc in roles:
@@ -493,10 +379,17 @@ def check_resources(cfg: Any) -> list[str]:
                 )
             )
     if d.kind == "files":
-        out.append(_file_problem("data.public_file", d.public_file))
+        files = [("data.public_file", d.public_file)]
         for k, c in enumerate(cfg.clients):
-            out.append(_file_problem(f"clients.{k}.train_file", c.train_file))
-            out.append(_file_problem(f"clients.{k}.test_file", c.test_file))
+            files += [(f"clients.{k}.train_file", c.train_file)]
+            files += [(f"clients.{k}.test_file", c.test_file)]
+        seen: set[str] = set()
+        for key, path in files:
+            missing = _file_problem(key, path)
+            out.append(missing)
+            if missing is None and path is not None and path not in seen:
+                seen.add(path)  # each file is read once, named by its first key
+                out.append(data_file_problem(key, path, d.format, dict(d.fields)))
     return [p for p in out if p]
 
 
@@ -508,16 +401,10 @@ def raise_problems(problems: Iterable[str], source: str | None = None) -> None:
 
 def validate(cfg: Any, resources: bool = True, source: str | None = None) -> None:
     """Raise one ConfigError listing every problem of a built RunConfig (fields are checked
-    while building; this adds cross-field rules and, with ``resources``, the host's own checks
-    (:func:`lada.hosts.check_host_config`), models and files)."""
+    while building; this adds cross-field rules and the host's own config checks and, with
+    ``resources``, models and files). Imports no torch; a host's run-time check
+    (:meth:`lada.federation.host.Host.check`) is the runner's, at the run's start."""
     problems = check_consistency(cfg)
-    if resources and not problems:
-        from lada.hosts import check_host_config  # host/model combinations a host cannot run
-
-        try:
-            check_host_config(cfg)
-        except ConfigError as e:
-            problems.append(str(e))
     if resources:
         problems += check_resources(cfg)
     raise_problems(problems, source)

@@ -93,8 +93,10 @@ def _load(
     path: PathLike,
     on_error: OnError,
     build: Callable[[int, int, dict[str, Any]], Sample],
+    head: int | None = None,
 ) -> LoadResult:
-    """Read records, ``build(index, line, record)`` each into a Sample, handle errors, check ids."""
+    """Read records, ``build(index, line, record)`` each into a Sample, handle errors, check ids.
+    ``head``: stop after that many records (a quick check of a file's format)."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     report = LoadReport(path=str(path))
@@ -102,6 +104,8 @@ def _load(
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for index, (line, record) in enumerate(read_jsonl_dicts(path, json_errors)):
+        if head is not None and index >= head:
+            break
         try:
             sample = build(index, line, record)
             if sample.id in seen:
@@ -187,7 +191,9 @@ def _gsm8k_solution(text: str) -> tuple[tuple[str, ...], str]:
     return steps, answer
 
 
-def load_gsm8k(path: PathLike, *, on_error: OnError = "raise") -> LoadResult:
+def load_gsm8k(
+    path: PathLike, *, on_error: OnError = "raise", head: int | None = None
+) -> LoadResult:
     """GSM8K JSONL (``{"question", "answer"}``) -> number samples with calculator-free steps."""
     stem = Path(path).stem
 
@@ -213,7 +219,7 @@ def load_gsm8k(path: PathLike, *, on_error: OnError = "raise") -> LoadResult:
             meta={"num_steps": len(steps)},
         )
 
-    return _load(path, on_error, build)
+    return _load(path, on_error, build, head)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,6 +360,7 @@ def load_mc_jsonl(
     domain: str = "mc",
     domain_field: str | None = None,
     on_error: OnError = "raise",
+    head: int | None = None,
 ) -> LoadResult:
     """Generic multiple-choice JSONL -> ``mc`` samples (answer = letter, 2 to 8 choices).
 
@@ -391,7 +398,7 @@ def load_mc_jsonl(
             meta={"num_steps": len(steps)},
         )
 
-    return _load(path, on_error, build)
+    return _load(path, on_error, build, head)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,9 +455,11 @@ def _validate_lada(record: dict[str, Any]) -> Sample:
     return Sample.from_dict(record)
 
 
-def load_lada_jsonl(path: PathLike, *, on_error: OnError = "raise") -> LoadResult:
+def load_lada_jsonl(
+    path: PathLike, *, on_error: OnError = "raise", head: int | None = None
+) -> LoadResult:
     """LaDa's own JSONL (one ``Sample.to_dict()`` per line), every field validated."""
-    return _load(path, on_error, lambda _i, _line, record: _validate_lada(record))
+    return _load(path, on_error, lambda _i, _line, record: _validate_lada(record), head)
 
 
 def load_dataset(
@@ -458,15 +467,17 @@ def load_dataset(
     fmt: Literal["gsm8k", "mc", "lada"],
     *,
     on_error: OnError = "raise",
+    head: int | None = None,
     **field_options: Any,
 ) -> LoadResult:
-    """Load ``path`` in format ``fmt``; ``field_options`` go to :func:`load_mc_jsonl`."""
+    """Load ``path`` in format ``fmt``; ``field_options`` go to :func:`load_mc_jsonl`.
+    ``head``: only the first that many records (a quick check of the file's format)."""
     if fmt == "mc":
-        return load_mc_jsonl(path, on_error=on_error, **field_options)
+        return load_mc_jsonl(path, on_error=on_error, head=head, **field_options)
     if field_options:
         raise TypeError(f"format {fmt!r} takes no field options, got {sorted(field_options)}")
     if fmt == "gsm8k":
-        return load_gsm8k(path, on_error=on_error)
+        return load_gsm8k(path, on_error=on_error, head=head)
     if fmt == "lada":
-        return load_lada_jsonl(path, on_error=on_error)
+        return load_lada_jsonl(path, on_error=on_error, head=head)
     raise ValueError(f"unknown data format {fmt!r} (expected 'gsm8k', 'mc' or 'lada')")

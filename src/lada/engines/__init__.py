@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lada import plugins
+
 Engine = Callable[[Any, Path, int, Any], list[dict[str, Any]]]
 
-_ENGINES: dict[str, str | Engine] = {
-    "inprocess": "lada.engines.inprocess:run_inprocess",
-    "flower-sim": "lada.engines.flower.simulation:run_flower_simulation",
-}
+# the registry (built-in entries: lada.plugins.ENGINES, which config checks read without
+# importing any engine); register_engine adds to it
+_ENGINES: dict[str, str | Engine] = plugins.ENGINES
 
 
 def register_engine(name: str, engine: str | Engine) -> None:

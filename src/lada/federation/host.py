@@ -136,6 +136,12 @@ class Host:
     # whether its own transfer runs on P's gold texts (a logit host): an unlabelled public
     # sample is then never a candidate (lada.federation.teachable)
     transfers_gold: ClassVar[bool] = False
+    # its settings dataclass (``hosts.<name>`` of a run config; None: none). Built-in hosts name
+    # theirs in lada.plugins (a light module, read by config checks without torch)
+    settings_class: ClassVar[type | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings  # its hosts.<name> section (an instance of its settings class)
 
     # ---- configuration ------------------------------------------------------------------
 

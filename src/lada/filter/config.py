@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from lada.utils.rules import Rule, finite, ge, gt, within
+
 ExploreInput = Literal["hidden", "gradient"]
 SampleSignal = Literal["loss_drop", "margin"]
 ContextNorm = Literal["round", "first", "none"]
@@ -142,6 +144,35 @@ class FilterConfig:
             raise ValueError("unteachable_reward must be None or lie in [0, 1]")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError("max_history must be None or >= 1")
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        """Field rules of the config check (lada.config.validate), by key."""
+        return {
+            "hidden": ge(1),
+            "num_layers": ge(2, why=" (f1 needs a hidden layer)"),
+            "epochs": ge(0),
+            "lr": gt(0),
+            "batch_size": ge(1),
+            "threshold": finite,
+            "budget": ge(1, none_ok=True, why=" (null: no cap)"),
+            "min_select": ge(0),
+            "cold_start_clusters": ge(1),
+            "cold_start_fraction": within(0, 1),
+            "cold_start_n_init": ge(1),
+            "alpha": within(0, 1),
+            "seed": ge(0),
+            "max_history": ge(1, none_ok=True),
+            "unteachable_reward": within(0, 1, none_ok=True),
+        }
+
+    @classmethod
+    def relations(cls, values: dict[str, Any]) -> list[tuple[str, str]]:
+        """Rules across fields: (field, what is wrong)."""
+        budget, least = values.get("budget"), values.get("min_select", 1)
+        if budget is not None and least > budget:
+            return [("min_select", f"cannot exceed budget ({budget})")]
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,22 +46,16 @@ def logit_hosts() -> tuple[str, ...]:
 
 
 def check_host_config(cfg: Any) -> None:
-    """Fail early on host/config combinations a host cannot run: an unknown host,
-    ``host_transfer=all`` with a host that does not compare logits, and the host's own checks."""
+    """The host's run-time check of a config (:meth:`lada.federation.host.Host.check`, e.g. the
+    tokenizers of local model folders), after the config check (:func:`lada.config.validate.
+    validate`, which already ran the host's settings checks); an unknown host is refused."""
     from lada.config.overrides import ConfigError
     from lada.hosts.registry import UnknownHostError
 
     try:
-        host = get_host(cfg.host)
+        host = get_host(cfg.host, getattr(cfg, "hosts", {}).get(cfg.host))
     except UnknownHostError as e:
         raise ConfigError(f"host: {e}") from None
-    if getattr(cfg, "host_transfer", "picks") == "all" and not host.compares_logits:
-        raise ConfigError(
-            f"host_transfer=all keeps a logit host's own transfer on all of P beside LaDa's "
-            f"path step; host {cfg.host}'s public transfer is the path step itself (use "
-            f"host_transfer=picks, or allocation=all for all of P); logit hosts: "
-            f"{', '.join(logit_hosts())}"
-        )
     host.check(cfg)
 
 

@@ -5,8 +5,8 @@ trainable SLM weights are averaged and the average is sent back), the server loa
 into its own copy of the (homogeneous) SLM architecture and distils on P, both ways, from one
 snapshot (both models' top-k logits are computed before either learns):
 
-- the LLM learns with LM + ``fedcollm_kl_weight``·KL over the SLM's top-k logits,
-- the averaged SLM with LM + ``fedcollm_kl_weight``·KL over the LLM's top-k logits,
+- the LLM learns with LM + ``hosts.fedcollm.kl_weight``·KL over the SLM's top-k logits,
+- the averaged SLM with LM + ``hosts.fedcollm.kl_weight``·KL over the LLM's top-k logits,
 
 LM = NLL of the gold target, KL = :func:`lada.train.logit_distill.topk_distill_loss` (the same
 function as FedMKT's; FedCoLLM distils every sample, no min-CE selection). The distilled SLM
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from lada.config.overrides import ConfigError
 from lada.federation.host import Host, Learned, Picks, RoundContext, bind_handlers
 from lada.federation.protocol import (
     GetWeightsIns,
@@ -39,21 +38,10 @@ from lada.federation.protocol import (
 )
 from lada.federation.server import LearnerLosses
 from lada.hosts.fedavg import FlatState, fedavg, flatten, load_flat
+from lada.hosts.fedcollm_config import FedCoLLMConfig
 from lada.hosts.registry import register_host
 from lada.hosts.vocabulary import check_shared_vocabulary
 from lada.utils.seeding import derive_seed, seed_everything
-
-
-@dataclass(frozen=True)
-class FedCoLLMConfig:
-    """FedCoLLM's settings (read from ``distill.*``, where run configs keep them)."""
-
-    top_k: int = 128  # teacher logits kept per token; clipped to the vocabulary
-    kl_weight: float = 1.0  # LM + 1.0·KL over top-k [FedCoLLM]
-
-    @classmethod
-    def from_distill(cls, d: Any) -> FedCoLLMConfig:
-        return cls(d.top_k, d.fedcollm_kl_weight)
 
 
 def _union(server: Any, alloc: dict[int, Any], d: str) -> list[str]:
@@ -82,9 +70,10 @@ def fedavg_step(rnd: RoundContext) -> FlatState | None:
 
 
 def server_distill(
-    rnd: RoundContext, averaged: FlatState, picks: Picks
+    rnd: RoundContext, averaged: FlatState, picks: Picks, settings: FedCoLLMConfig | None = None
 ) -> tuple[FlatState, dict[int, dict[str, LearnerLosses]], dict[str, dict[str, int]]]:
-    """Mutual distillation of the LLM and the averaged SLM on the picks (see the module doc).
+    """Mutual distillation of the LLM and the averaged SLM on the picks (see the module doc),
+    with FedCoLLM's ``settings`` (``hosts.fedcollm``; None: the paper's).
 
     Returns the distilled SLM's trainable weights, each client's LearnerLosses per direction
     (on its picks) and per direction the numbers of samples distilled and of L_CD pairs."""
@@ -96,6 +85,7 @@ def server_distill(
     slm, slm_tok = server.slm()
     load_flat(slm, averaged)
     d = server.settings.distill
+    settings = settings or FedCoLLMConfig()
     slm_learner = Learner(slm, slm_tok, server.settings.slm_name, vocab_fingerprint(slm_tok))
     llm_learner = server_learner(server)
     check_same_vocab(llm_learner.name, llm_learner.vocab, slm_learner.name, slm_learner.vocab)
@@ -110,7 +100,7 @@ def server_distill(
         server.model,
         server.tokenizer,
         samples(s_ids),
-        d.top_k,
+        settings.top_k,
         d.llm_optim.max_length,
         llm_learner.name,
         vocab=llm_learner.vocab,
@@ -119,7 +109,7 @@ def server_distill(
         slm,
         slm_tok,
         samples(l_ids),
-        d.top_k,
+        settings.top_k,
         d.slm_optim.max_length,
         slm_learner.name,
         vocab=slm_learner.vocab,
@@ -135,7 +125,7 @@ def server_distill(
 
     outcomes = {}
     stats = {side: {"distilled": 0, "pairs": 0} for side in ("S", "L")}
-    loss = LogitLoss(1.0, FedCoLLMConfig.from_distill(d).kl_weight, "all")
+    loss = LogitLoss(1.0, settings.kl_weight, "all")
     for side, ids, learner, teacher, teach_p, own_p, optim in (
         ("S", s_ids, slm_learner, llm_top, llm_p, slm_p, d.slm_optim),
         ("L", l_ids, llm_learner, slm_top, slm_p, llm_p, d.llm_optim),
@@ -184,15 +174,11 @@ class FedCoLLMHost(Host):
     homogeneous_slms = True
     server_holds_slm = True
     transfers_gold = True  # logits on P's gold texts: unlabelled samples are no candidates
+    settings_class = FedCoLLMConfig  # hosts.fedcollm
+    settings: FedCoLLMConfig
 
     def check(self, cfg: Any) -> None:
-        check_shared_vocabulary(cfg)
-        models = {(c.model, c.gguf_file, repr(c.lora)) for c in cfg.clients}
-        if len(models) > 1:
-            raise ConfigError(
-                "host fedcollm averages SLM weights (FedAvg) and needs homogeneous SLMs: "
-                f"all clients must use the same model, got {sorted(m[0] for m in models)}"
-            )
+        check_shared_vocabulary(cfg)  # homogeneous SLMs: FedCoLLMConfig.run_problems
 
     def after_local(self, rnd: RoundContext) -> None:
         """FedAvg; a client that failed it sits out, and with nothing averaged nobody gets a
@@ -234,7 +220,7 @@ class FedCoLLMHost(Host):
         if averaged is None or not picks.alloc:
             return learned
         with rnd.phase("distill_server"):
-            distilled, losses, stats = server_distill(rnd, averaged, picks)
+            distilled, losses, stats = server_distill(rnd, averaged, picks, self.settings)
         for k, per in losses.items():
             for side in ("S", "L"):
                 if side not in per:

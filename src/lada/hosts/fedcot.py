@@ -6,7 +6,7 @@ FedCoT client does, through two tasks with separate inputs (:mod:`lada.train.two
 predict (``"Predict:\\n" + question`` → the answer line) and explain (``"Explain:\\n" +
 question`` → the rationale), with
 
-    L_host = (1 − α)·L_label + α·L_rationale            (α = ``distill.fedcot_alpha``, 0.5)
+    L_host = (1 − α)·L_label + α·L_rationale            (α = ``hosts.fedcot.alpha``, 0.5)
 
 in its local step on its private samples (their gold rationales) and in its distillation step
 on the LLM's paths (and its private rehearsal). It answers with the predict prefix
@@ -20,15 +20,15 @@ queries is not part of this host: the LLM answers public questions only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from lada.config.overrides import ConfigError
 from lada.federation.host import Host, bind_handlers
 from lada.federation.protocol import DistillIns, DistillRes, LocalTrainIns, LocalTrainRes, Task
+from lada.hosts.fedcot_config import FedCoTConfig
 from lada.hosts.registry import register_host
 from lada.train.two_task import (
     EXPLAIN_PREFIX,
@@ -67,7 +67,7 @@ def client_distill(role: Any, ins: DistillIns) -> DistillRes:
     if not ids:
         return role.distill(ins)
     role.enter_round(ins.round)
-    alpha = FedCoTConfig.from_distill(role.settings.distill).alpha
+    alpha = role.host.settings.alpha
     prompts = [role.public[i].prompt() for i in ids]
     paths = list(ins.teacher_paths)
     max_length = role.settings.distill.slm_optim.max_length
@@ -98,7 +98,7 @@ def client_local_train(role: Any, ins: LocalTrainIns) -> LocalTrainRes:
         role.tokenizer,
         [s.prompt() for s in role.train],
         [s.target() for s in role.train],
-        FedCoTConfig.from_distill(role.settings.distill).alpha,
+        role.host.settings.alpha,
         replace(role.settings.local.optim, seed=seed),
     )
     if role.settings.rehearse_after_local:
@@ -110,21 +110,6 @@ def client_local_train(role: Any, ins: LocalTrainIns) -> LocalTrainRes:
     )
 
 
-@dataclass(frozen=True)
-class FedCoTConfig:
-    """FedCoT's settings (read from ``distill.fedcot_alpha``, where run configs keep it)."""
-
-    alpha: float = 0.5  # (1 − α)·L_label + α·L_rationale [distilling step-by-step: 0.5]
-
-    @classmethod
-    def from_distill(cls, distill: Any) -> FedCoTConfig:
-        return cls(alpha=distill.fedcot_alpha)
-
-    def check(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"distill.fedcot_alpha: {self.alpha} is not in [0, 1]")
-
-
 @register_host
 class FedCoTHost(Host):
     """FedCoT / distilling step-by-step: the LLM writes rationales for public questions and
@@ -134,12 +119,11 @@ class FedCoTHost(Host):
 
     name = "fedcot"
     directions = ("S",)
-
-    def check(self, cfg: Any) -> None:
-        FedCoTConfig.from_distill(cfg.distill).check()
+    settings_class = FedCoTConfig  # hosts.fedcot
+    settings: FedCoTConfig
 
     def host_loss(self, cfg: Any, tokenizer: Any, preferred: Sequence[str]) -> Any:
-        alpha = FedCoTConfig.from_distill(cfg).alpha
+        alpha = self.settings.alpha
         paths = list(preferred)
 
         def loss(b: Any) -> Tensor:

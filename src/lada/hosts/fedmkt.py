@@ -3,7 +3,7 @@
 Each round, after the clients' SFT on private data (the host's local step):
 
 1. both sides compute, on the gold texts (prompt + target) of public samples, their top-k
-   logits per target token (k = ``distill.top_k``, FedMKT's 128, clipped to the vocabulary)
+   logits per target token (k = ``hosts.fedmkt.top_k``, FedMKT's 128, clipped to the vocabulary)
    and a per-sample CE (mean token NLL); client k uploads its top-k for the ids of the LLM-side
    direction (task ``logits``), the server sends the LLM's top-k for client k's SLM-side ids
    with the learner step (task ``distill_logits``). Both sides compute their logits before
@@ -11,7 +11,7 @@ Each round, after the clients' SFT on private data (the host's local step):
 2. Selective mutual distillation, FedMKT's min-CE rule per sample: a learner distils a sample
    only from a teacher whose CE on it is lower than its own; the LLM picks per sample the SLM
    with the lowest CE among those that sent logits for it (:func:`learn_from_logits`).
-3. Loss = ``fedmkt_lm_weight``·LM + ``fedmkt_distill_weight``·distill (0.9 / 0.1), LM = NLL of
+3. Loss = ``lm_weight``·LM + ``distill_weight``·distill (0.9 / 0.1), LM = NLL of
    the gold target, distill = :func:`lada.train.logit_distill.topk_distill_loss`.
 
 Logits are only comparable under one tokenizer: every top-k carries a vocabulary fingerprint,
@@ -53,6 +53,7 @@ from lada.federation.protocol import (
     Task,
 )
 from lada.federation.server import LearnerLosses
+from lada.hosts.fedmkt_config import FedMKTConfig
 from lada.hosts.registry import register_host
 from lada.hosts.vocabulary import check_shared_vocabulary
 from lada.train.distill import DistillOutcome, LogitHook, learn_from_paths
@@ -82,21 +83,10 @@ class LogitLoss:
     selection: Selection = "min_ce"  # min_ce: only where the teacher's CE is lower (FedMKT)
 
     @classmethod
-    def fedmkt(cls, cfg: DistillConfig) -> LogitLoss:
-        return cls(cfg.fedmkt_lm_weight, cfg.fedmkt_distill_weight, "min_ce")
-
-
-@dataclass(frozen=True)
-class FedMKTConfig:
-    """FedMKT's settings (read from ``distill.*``, where run configs keep them)."""
-
-    top_k: int = 128  # teacher logits kept per token [FedMKT: 128]; clipped to the vocabulary
-    lm_weight: float = 0.9  # 0.9·LM + 0.1·distill [FedMKT]
-    distill_weight: float = 0.1
-
-    @classmethod
-    def from_distill(cls, d: DistillConfig) -> FedMKTConfig:
-        return cls(d.top_k, d.fedmkt_lm_weight, d.fedmkt_distill_weight)
+    def fedmkt(cls, settings: FedMKTConfig | None = None) -> LogitLoss:
+        """FedMKT's loss with its settings (``hosts.fedmkt``; None: the paper's)."""
+        s = settings or FedMKTConfig()
+        return cls(s.lm_weight, s.distill_weight, "min_ce")
 
 
 def learn_from_logits(
@@ -115,13 +105,13 @@ def learn_from_logits(
     reward (None: the host alone, no paths). The teacher of each sample: among ``teachers``
     holding its id, the lowest CE; with ``selection="min_ce"`` (FedMKT) only when that CE is
     lower than the learner's own CE on the sample's gold target, measured before the step.
-    ``loss`` defaults to FedMKT's (``cfg.fedmkt_lm_weight`` / ``cfg.fedmkt_distill_weight``).
+    ``loss`` defaults to FedMKT's with the paper's weights (:meth:`LogitLoss.fedmkt`).
     Raises :class:`~lada.train.logit_distill.VocabularyMismatchError` for a teacher of another
     vocabulary. Returns the outcome of :func:`lada.train.distill.learn_from_paths` and the number
     of samples distilled."""
     from lada.train.logprobs import score_texts
 
-    loss = loss or LogitLoss.fedmkt(cfg)
+    loss = loss or LogitLoss.fedmkt()
     for t in teachers.values():
         check_same_vocab(learner.name, learner.vocab, t.model, t.vocab)
     first: dict[str, int] = {}
@@ -202,11 +192,12 @@ def llm_learns_logits(
     logits: dict[int, TopKLogits],
     teacher: dict[int, tuple[list[str], list[str]]] | None,
     own_paths: dict[str, str],
+    loss: LogitLoss | None = None,
 ) -> tuple[dict[int, LearnerLosses], int]:
     """FedMKT's LLM step: LM + distillation from the SLMs' top-k (``logits[k]``; per sample
     the lowest-CE SLM, if lower than the LLM's), + λ·L_CD on the SLMs' paths with LaDa
     (``teacher``; None: the host alone, no paths). Returns each client's LearnerLosses on its
-    ids and the number of samples distilled."""
+    ids and the number of samples distilled. ``loss``: FedMKT's (the host's settings)."""
     server = rnd.server
     if teacher is not None:
         items = [
@@ -233,6 +224,7 @@ def llm_learns_logits(
             if teacher is not None
             else None
         ),
+        loss=loss,
     )
     row = {pid: j for j, (_, pid, _) in enumerate(items)}
     result: dict[int, LearnerLosses] = {}
@@ -253,6 +245,8 @@ class FedMKTHost(Host):
     compares_logits = True
     slm_learns_paths = False  # its own logit step (no path step, no private rehearsal)
     transfers_gold = True  # logits on P's gold texts: unlabelled samples are no candidates
+    settings_class = FedMKTConfig  # hosts.fedmkt
+    settings: FedMKTConfig
 
     def check(self, cfg: Any) -> None:
         check_shared_vocabulary(cfg)
@@ -271,7 +265,7 @@ class FedMKTHost(Host):
             paths = exchange_paths(rnd, picks)
             picks = replace(picks, alloc={k: a for k, a in picks.alloc.items() if k in paths.slm})
         alloc = picks.alloc
-        top_k = server.settings.distill.top_k
+        top_k = self.settings.top_k
         with rnd.phase("logits"):
             # every client answers (with no ids in a one-way host): its vocabulary is checked here
             ask = {
@@ -289,7 +283,7 @@ class FedMKTHost(Host):
                     server.model,
                     server.tokenizer,
                     [server.by_id[i] for i in s_ids],
-                    d.top_k,
+                    top_k,
                     d.llm_optim.max_length,
                     server.model_name,
                     vocab=server.vocab(),
@@ -335,7 +329,9 @@ class FedMKTHost(Host):
                     if with_paths
                     else None
                 )
-                llm_losses, n_kd = llm_learns_logits(rnd, teach, paths, x.paths.own())
+                llm_losses, n_kd = llm_learns_logits(
+                    rnd, teach, paths, x.paths.own(), LogitLoss.fedmkt(self.settings)
+                )
         learned = learned_from_replies(dict(distilled), llm_losses)
         if with_paths:  # no reward from a pick whose teacher abstained (lada.filter.rewarding)
             attach_teacher_paths(learned, x.paths)
@@ -401,6 +397,7 @@ def client_distill_logits(role: Any, ins: LogitDistillIns) -> Payload:
         d,
         replace(d.slm_optim, seed=seed),
         paths=(teacher_paths, own) if teacher_paths is not None else None,
+        loss=LogitLoss.fedmkt(role.host.settings),
     )
     return LogitDistillRes(
         ids=ids,

@@ -1,5 +1,8 @@
 """The static part of the logit hosts' vocabulary check (the runtime fingerprint check in
-:func:`lada.train.logit_distill.check_same_vocab` is the one that always runs)."""
+:func:`lada.train.logit_distill.check_same_vocab` is the one that always runs).
+
+:func:`vocabulary_problems` needs no torch (the config check); :func:`check_shared_vocabulary`
+also compares the tokenizers of models given as local folders (at the run's start)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from lada.config.overrides import ConfigError
+
+
+def vocabulary_problems(cfg: Any) -> list[tuple[str, Any, str]]:
+    """Zoo models share one locally trained tokenizer, which no other model has: a mix of zoo
+    and other models is refused, as (key, value, what is wrong) (no torch needed)."""
+    from lada.models.zoo import ZOO
+
+    roles = [("server", cfg.server), *((f"clients.{k}", c) for k, c in enumerate(cfg.clients))]
+    zoo = [(r, m.model) for r, m in roles if m.model in ZOO]
+    other = [(r, m.model) for r, m in roles if m.model not in ZOO]
+    if not (zoo and other):
+        return []
+    return [
+        (
+            f"{other[0][0]}.model",
+            other[0][1],
+            f"host {cfg.host} compares logits and needs one shared tokenizer, but "
+            f"{zoo[0][0]} ({zoo[0][1]}) is a zoo model and this one is not; token alignment "
+            "across tokenizers is not implemented",
+        )
+    ]
 
 
 def check_shared_vocabulary(cfg: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lada.utils.rules import Rule, ge, gt, within
+
 
 @dataclass
 class LoraSettings:
@@ -15,3 +17,7 @@ class LoraSettings:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {"r": ge(1), "alpha": gt(0), "dropout": within(0, 1, hi_open=True)}

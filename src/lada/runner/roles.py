@@ -15,10 +15,11 @@ from lada.runner.setup import RunData, model_loader
 
 
 def run_host(cfg: RunConfig) -> Host:
-    """The configured host framework (``host``, from the registry of :mod:`lada.hosts`)."""
+    """The configured host framework (``host``, from the registry of :mod:`lada.hosts`), with
+    its settings (``hosts.<name>``)."""
     from lada.hosts import get_host
 
-    return get_host(cfg.host)
+    return get_host(cfg.host, cfg.hosts.get(cfg.host))
 
 
 def run_plugin(cfg: RunConfig) -> LadaPlugin:

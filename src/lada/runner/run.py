@@ -39,7 +39,8 @@ def run(
     if cfg is not None:  # models, files and the host: before the run directory is made
         from lada.config.validate import validate
 
-        validate(cfg)  # includes check_host_config
+        validate(cfg)
+        check_host_config(cfg)  # the host's run-time check (e.g. local tokenizers)
     cfg, last = prepare_run_dir(run_dir, cfg, resume)
     if resume:
         check_host_config(cfg)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lada.utils.rules import Rule, betas, ge, gt, within
+
 
 @dataclass
 class OptimConfig:
@@ -25,3 +27,21 @@ class OptimConfig:
     steps_cap: int | None = None  # ours: at most this many steps (epochs still apply under it)
     seed: int = 0
     max_length: int = 320  # tokens per example (prompt + target + eos)
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        return {
+            "lr": gt(0),
+            "weight_decay": ge(0),
+            "betas": betas,
+            "warmup_steps": ge(0),
+            "warmup_ratio": within(0, 1, none_ok=True),
+            "min_lr_ratio": within(0, 1),
+            "grad_clip": gt(0, none_ok=True),
+            "batch_size": ge(1),
+            "epochs": ge(0),
+            "max_steps": ge(1, none_ok=True),
+            "steps_cap": ge(1, none_ok=True),
+            "seed": ge(0),
+            "max_length": ge(2),
+        }
