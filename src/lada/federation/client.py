@@ -161,6 +161,7 @@ class ClientRole:
             [s.prompt() for s in self.train],
             [s.target() for s in self.train],
             replace(self.settings.local.optim, seed=seed),
+            progress=f"client {self.cid} local training (round {ins.round})",
         )
         if self.settings.rehearse_after_local:
             self.rehearse(ins.round)

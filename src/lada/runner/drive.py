@@ -32,13 +32,20 @@ from typing import Any
 import yaml
 
 from lada.config import RunConfig, load_config, to_dict
+from lada.config.paths import resolve_file_paths
 from lada.federation.report import RoundReport
 from lada.federation.round import evaluate_clients, run_round
 from lada.federation.server import ServerRole
 from lada.federation.transport import Transport
 from lada.runner.details import write_round_details
 from lada.runner.metrics_file import read_metrics
-from lada.runner.report import metrics_record, print_final, print_round, run_summary
+from lada.runner.report import (
+    metrics_record,
+    print_final,
+    print_round,
+    print_round_start,
+    run_summary,
+)
 from lada.runner.roles import run_host, run_plugin
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
 
@@ -64,7 +71,10 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple
         raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
     assert cfg is not None
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # relative paths from overrides name places in the current directory: made absolute, so
+    # that resume (from any directory) reads the same files (a file's own are absolute already)
+    snapshot = resolve_file_paths(to_dict(cfg), Path.cwd())
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(snapshot, sort_keys=False))
     return cfg, -1
 
 
@@ -98,6 +108,8 @@ def drive(
         start = 1
     host, plugin = run_host(cfg), run_plugin(cfg)
     for t in range(start, cfg.rounds + 1):
+        if console is not None:
+            print_round_start(console, records, t, cfg.rounds)
         t0 = time.perf_counter()
         if t == 0:
             report = _initial_evaluation(server, transport)
