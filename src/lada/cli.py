@@ -409,6 +409,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         merge=args.merge,
     )
     print(json.dumps(info, indent=2))
+    from lada.export import snippet
+
+    question = info.get("example", {}).get("question", "What is 2 + 3?")
+    print(f"\nask it (prompt format and example: {args.out}/README.md):\n")
+    print(snippet(args.out, question), end="")
     return 0
 
 
