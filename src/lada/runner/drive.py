@@ -13,6 +13,7 @@ RUN_DIR/
   summary.json             base/final accuracies and change, missed rounds, wall time
   log.txt                  what the run printed (`lada run`)
   plots/                   PNG curves (`lada show`)
+  tensorboard/             TensorBoard event files (optional: report.to: [tensorboard])
 
 Every file's fields: docs/run-dir.md.
 
@@ -47,6 +48,7 @@ from lada.runner.report import (
     run_summary,
 )
 from lada.runner.roles import run_host, run_plugin
+from lada.runner.tensorboard import open_report
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
 
 
@@ -107,6 +109,7 @@ def drive(
     if start == 0 and not cfg.eval.initial:
         start = 1
     host, plugin = run_host(cfg), run_plugin(cfg)
+    logger = open_report(cfg, run_dir)  # report.to (optional)
     for t in range(start, cfg.rounds + 1):
         if console is not None:
             print_round_start(console, records, t, cfg.rounds)
@@ -119,8 +122,12 @@ def drive(
         record = metrics_record(report, transport.comm, cfg, domains)
         _commit_round(run_dir, t, server, report, record, cfg)
         records.append(record)
+        if logger is not None:
+            logger.log_round(run_dir, record)
         if console is not None:
             print_round(console, record, cfg)
+    if logger is not None:
+        logger.close()
     atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
     if console is not None and records:
         print_final(console, records[-1], cfg)
