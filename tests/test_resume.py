@@ -69,7 +69,7 @@ def test_a_killed_run_with_a_relative_data_dir_resumes_from_another_directory(
     res = _lada("run", "--resume", "--out", str(work / "r"), cwd=elsewhere)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [r["round"] for r in read_metrics(work / "r")] == [0, 1, 2, 3]
-    assert "3 training rounds" in res.stdout
+    assert "3 training rounds" in res.stdout and "round 3/3: training; run ETA" in res.stdout
     assert not (elsewhere / "split").exists() and not (work / "r" / "split").exists()
 
 

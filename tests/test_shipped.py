@@ -67,3 +67,19 @@ def test_the_shipped_checkpoints_are_those_of_the_embedded_default() -> None:
         assert manifest["models"][n]["dir"] == prep.checkpoint_dir(n, cfg.prepare, world).name
         folder = prep.shipped_root() / "models" / manifest["models"][n]["dir"]
         assert (folder / "model.safetensors").stat().st_size > 100_000
+
+
+def test_pretraining_progress_in_a_log_names_steps_and_time_left() -> None:
+    import queue
+
+    from lada.utils.progress import Board
+
+    lines: list[str] = []
+    board = Board(queue.Queue(), "pretraining", log=lines.append)
+    board.handle("slm-s", "start", 20)
+    for _ in range(20):
+        board.handle("slm-s", "advance", 1)
+        board.handle("slm-s", "info", "loss 1.234")
+    assert len(lines) == 10  # one line per tenth
+    assert lines[0].startswith("pretraining slm-s: 2/20 steps (10%), loss 1.234, about ")
+    assert lines[0].endswith(" left") and lines[-1].endswith("20/20 steps (100%), loss 1.234, done")
