@@ -54,6 +54,8 @@ def test_a_shipped_file_that_fails_its_check_is_not_used(tiny_shipped, capsys) -
     err = capsys.readouterr().err
     assert "fails its sha256 check (model.safetensors" in err and "pretraining it now" in err
     assert prep.sha256_file(out / "model.safetensors") == entry["files"]["model.safetensors"]
+    # rebuilt here, on the machine that shipped it: equal to the manifest's sha256s
+    assert prep.compare_with_shipped("slm-xs", out).startswith("matches")
 
 
 def test_the_shipped_checkpoints_are_those_of_the_embedded_default() -> None:
