@@ -314,7 +314,7 @@ def model_card(info: dict[str, Any], out: Path) -> str:
             f"Expected answer: `{ex['answer']}`. This export replies (greedy):",
             "",
             "```text",
-            ex["reply"],
+            ex["reply"] or "(nothing: it ends its reply at once)",
             "```",
             "",
         ]
