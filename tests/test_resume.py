@@ -85,3 +85,14 @@ def test_rounds_continues_a_finished_run_like_an_unbroken_one(tmp_path: Path) ->
         assert _stable(a) == _stable(b), f"round {a['round']} differs from the unbroken run"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["completed_rounds"] == 2
+
+
+def test_print_config_prints_the_resolved_config_and_writes_nothing(tmp_path: Path) -> None:
+    from lada.config import to_dict
+
+    res = _lada("run", "--print-config", "rounds=2", "filter.budget=50", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert yaml.safe_load(res.stdout) == to_dict(
+        load_config(None, ["rounds=2", "filter.budget=50"])
+    )
+    assert list(tmp_path.iterdir()) == []
