@@ -90,10 +90,11 @@ def _recorded_run(run_dir: Path, **changes: object) -> None:
 def test_resume_refuses_overrides_that_change_the_run(tmp_path: Path) -> None:
     _recorded_run(tmp_path / "r")
     before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
-    res = lada("run", "--resume", "--out", "r", "rounds=7", "filter.budget=50", cwd=tmp_path)
+    res = lada("run", "--resume", "--out", "r", "rounds=3", "filter.budget=50", cwd=tmp_path)
     assert res.returncode != 0
     line = res.stderr.strip()
-    assert "--resume" in line and "rounds (5 -> 7)" in line and "filter.budget (100 -> 50)" in line
+    assert "--resume" in line and "rounds (5 -> 3)" in line and "filter.budget (100 -> 50)" in line
+    assert "rounds may only grow" in line
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
 
 

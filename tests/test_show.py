@@ -91,3 +91,43 @@ def test_summary_has_base_final_change_time_and_missed(tmp_path: Path) -> None:
     assert s["rounds_every_client_missed"] == []
     assert s["seconds_total"] == 33.0 and s["completed_rounds"] == 2
     assert s["models"]["server"] == LONG and s["models"]["clients"]["0"] == "slm-xs"
+
+
+def test_plots_show_what_was_picked_in_client_colours(tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    from lada.data.split import load_split, make_split
+    from lada.runner.show import _picked_samples, plot_run, read_run
+
+    run = tmp_path / "run"
+    make_run(run)
+    split = {"num_clients": 3, "train_per_client": 2, "test_per_client": 2, "public_size": 12}
+    make_split(run / "data", seed=0, **split)
+    public = load_split(run / "data").public
+    (run / "selections").mkdir()
+    for t in (1, 2):
+        picks = {str(k): {"S": [public[k + t].id], "L": [public[k].id]} for k in range(3)}
+        (run / "selections" / f"round_{t:03d}.json").write_text(json.dumps(picks))
+    picked = _picked_samples(run)
+    assert picked is not None and picked[2]["1"]["S"][0].id == public[3].id
+
+    figures: dict[str, Figure] = {}
+    monkeypatch.setattr(
+        Figure, "savefig", lambda self, p, **k: figures.update({Path(p).name: self})
+    )
+    cfg, records = read_run(run)
+    plot_run(cfg, records, tmp_path / "plots", run)
+
+    acc = {
+        line.get_label(): to_hex(line.get_color()) for line in figures["accuracy.png"].axes[0].lines
+    }
+    for k in range(3):  # the LLM on client k's test set in client k's colour
+        slm = next(c for label, c in acc.items() if label.startswith(f"SLM {k} "))
+        assert acc[f"LLM on client {k}'s test set"] == slm
+    left, right = figures["selections.png"].axes
+    assert sorted(c.get_label() for c in left.containers) == sorted({s.domain for s in public})
+    assert all("picks" in t.get_text() for t in left.get_xticklabels())
+    steps = {line.get_label(): list(line.get_ydata()) for line in right.lines}
+    f1s = next(v for label, v in steps.items() if "SLM 1" in label and "LLM ->" in label)
+    assert f1s == [public[2].num_steps, public[3].num_steps]  # what F_1^S picked, per round

@@ -84,7 +84,7 @@ def cmd_data_gaps(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from lada.config import load_config
-    from lada.models.prepare import is_zoo_name, prepare_models
+    from lada.models.prepare import compare_with_shipped, is_zoo_name, prepare_models, ship
     from lada.runner.setup import world_config
 
     cfg = load_config(args.config, args.overrides)
@@ -93,13 +93,18 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     )
     world = world_config(cfg)
     console = _console()
+    rebuild = args.force or args.rebuild
     console.print(f"preparing {', '.join(names)} ({cfg.prepare.workers} at a time) …")
-    paths = prepare_models(names, cfg.prepare, world, force=args.force, progress=True)
+    paths = prepare_models(names, cfg.prepare, world, force=rebuild, progress=True)
     for name, path in paths.items():
         info = json.loads((path / "lada_prepare.json").read_text())
         console.print(
             f"  {name:7s} {path}  final loss {info['final_loss']:.3f}  {info['seconds']:.0f}s"
         )
+        if args.rebuild:
+            console.print(f"          {compare_with_shipped(name, path)}")
+    if args.ship:
+        console.print(f"shipped: {ship(names, cfg.prepare, world)} (manifest.json: sha256s, recipe)")
     if args.eval:
         _eval_prepared(paths, world, args.eval, console)
     return 0
@@ -283,8 +288,11 @@ def _existing_run(run_dir: Path) -> bool:
 
 
 def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
-    """The recorded config of the run in --out; refuses --config/overrides that change it."""
+    """The recorded config of the run in --out; refuses --config/overrides that change it,
+    except ``rounds`` raised above the recorded number (continuing a run, finished or not:
+    config.yaml then records the new number)."""
     from lada.config import ConfigError, load_config, to_dict
+    from lada.config.paths import resolve_file_paths
     from lada.config.validate import changed_keys
 
     out = Path(args.out)
@@ -294,31 +302,68 @@ def _resume_config(args: argparse.Namespace, overrides: list[str]) -> Any:
     cfg = load_config(recorded)
     if args.config or overrides:
         wanted = load_config(args.config or recorded, overrides)
-        changes = changed_keys(to_dict(cfg), to_dict(wanted))
+        # relative paths on the command line name places in the current directory
+        changes = changed_keys(to_dict(cfg), resolve_file_paths(to_dict(wanted), Path.cwd()))
+        more = [c for c in changes if c[0] == "rounds" and c[2] > c[1]]
+        changes = [c for c in changes if c not in more]
         if changes:
             listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in changes)
+            hint = (
+                " (rounds may only grow: it continues the run)"
+                if any(k == "rounds" for k, _, _ in changes)
+                else ""
+            )
             raise ConfigError(
                 f"--resume continues the run recorded in {recorded}; these would change it: "
-                f"{listed}. Drop them, or start a new run with another --out"
+                f"{listed}{hint}. Drop them, or start a new run with another --out"
             )
+        if more:
+            cfg.rounds = wanted.rounds  # config.yaml records it once the config is checked
     return cfg
+
+
+def _record_rounds(recorded: Path, rounds: int) -> None:
+    """Continuing a run: its config.yaml records the new number of rounds (nothing else)."""
+    import yaml
+
+    from lada.utils.files import atomic_write_text
+
+    data = yaml.safe_load(recorded.read_text())
+    data["rounds"] = rounds
+    atomic_write_text(recorded, yaml.safe_dump(data, sort_keys=False))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lada.config import load_config
     from lada.config.validate import validate
 
-    out = Path(args.out)
+    if args.out is None and not (args.print_config and not args.resume):
+        raise SystemExit("error: lada run needs --out RUN_DIR (the run directory)")
+    out = Path(args.out or ".")
     overrides = list(args.overrides) + ([f"engine={args.engine}"] if args.engine else [])
     if args.resume:
         cfg = _resume_config(args, overrides)
     else:
         cfg = load_config(args.config, overrides)
-        if _existing_run(out):
+        if _existing_run(out) and not args.print_config:
             raise FileExistsError(f"{out} already holds a run: use --resume, or another --out")
     # models resolve, files exist and parse, the host's settings fit: before torch is imported
     # (lada.runner.run runs the host's own run-time check before any folder is made)
     validate(cfg)
+    if args.print_config:
+        import yaml
+
+        from lada.config import to_dict
+        from lada.config.paths import resolve_file_paths
+
+        print(yaml.safe_dump(resolve_file_paths(to_dict(cfg), Path.cwd()), sort_keys=False), end="")
+        return 0
+    if args.resume:
+        import yaml
+
+        recorded = out / "config.yaml"
+        if yaml.safe_load(recorded.read_text()).get("rounds") != cfg.rounds:
+            _record_rounds(recorded, cfg.rounds)
     from lada.runner.runlog import TeeConsole
 
     console = TeeConsole(_console(), out / "log.txt")
@@ -332,7 +377,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.write_error(traceback.format_exc())
         raise
     summary = json.loads((out / "summary.json").read_text())
-    console.print(f"[bold]done[/]: {len(records)} rounds recorded in {out}/metrics.jsonl")
+    trained = sum(1 for r in records if r["round"] > 0)
+    base = " and the base evaluation (round 0)" if any(r["round"] == 0 for r in records) else ""
+    console.print(
+        f"[bold]done[/]: {trained} training round{'s' if trained != 1 else ''}{base} recorded "
+        f"in {out}/metrics.jsonl"
+    )
     for k, misses in summary["missed"].items():
         rounds = ", ".join(str(m["round"]) for m in misses)
         console.print(f"[red]client {k} missed round(s) {rounds}[/]")
@@ -389,6 +439,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         merge=args.merge,
     )
     print(json.dumps(info, indent=2))
+    from lada.export import snippet
+
+    question = info.get("example", {}).get("question", "What is 2 + 3?")
+    print(f"\nask it (prompt format and example: {args.out}/README.md):\n")
+    print(snippet(args.out, question), end="")
     return 0
 
 
@@ -398,6 +453,8 @@ examples:
   lada run --out runs/t rounds=2 filter.budget=50  dotted key=value overrides
   lada run --config configs/default.yaml --out runs/c
   lada run --resume --out runs/demo                continue a stopped run
+  lada run --resume --out runs/demo rounds=8       continue a run to round 8
+  lada run --print-config rounds=2                 the resolved config, then exit
   lada show runs/demo                              tables, base -> final changes, PNG curves
   lada export runs/demo --round 5 --client 0 --out models/c0   a from_pretrained folder
   lada eval --model runs/demo/clients/client_0/round_005.safetensors --data test.jsonl
@@ -481,13 +538,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr = models.add_parser(
         "prepare",
-        help="pretrain (once, cached in $LADA_CACHE) the zoo models a config uses",
+        help="the zoo models a config uses, in $LADA_CACHE: copied from the shipped "
+        "checkpoints when they match, else pretrained once",
         epilog="example: lada models prepare --eval 200",
         formatter_class=fmt,
     )
     pr.add_argument("--config", help="a run config YAML (default: the embedded default)")
     pr.add_argument("--models", nargs="*", help="zoo names (default: those in the config)")
     pr.add_argument("--force", action="store_true", help="pretrain again even if cached")
+    pr.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="pretrain again (into the cache) and report whether each checkpoint matches the "
+        "one shipped with lada (sha256 of every file, else the largest weight difference)",
+    )
+    pr.add_argument(
+        "--ship",
+        action="store_true",
+        help="(maintainers) copy the prepared checkpoints into the package's zoo_weights "
+        "folder with a manifest of sha256s and the recipe",
+    )
     pr.add_argument(
         "--eval",
         type=int,
@@ -563,12 +633,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     rn.add_argument("--config", help="a run config YAML (default: the embedded default)")
-    rn.add_argument("--out", required=True, help="the run directory (must not hold a run)")
+    rn.add_argument("--out", help="the run directory (must not hold a run); required to run")
     rn.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out as recorded in its config.yaml (overrides that would "
-        "change it are refused)",
+        help="continue the run in --out as recorded in its config.yaml; rounds=N with a larger "
+        "N continues it (finished or not) to round N; other overrides that would change it are "
+        "refused",
+    )
+    rn.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (every key, paths absolute) as YAML, check that its "
+        "models and files exist, and exit: nothing runs, nothing is written",
     )
     rn.add_argument(
         "--engine",

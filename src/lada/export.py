@@ -12,6 +12,13 @@ plus its tokenizer:
 * LoRA: an adapter folder for ``PeftModel.from_pretrained(base, DIR)`` (its
   ``base_model_name_or_path`` names the base), or with ``merge`` a plain model folder.
 
+The folder also says how to prompt it. Its tokenizer carries a chat template: the one the run
+trained with (a chat model run with ``chat_template: auto``), or else one that writes the
+run's plain prompt (``[bos]`` + the question + a newline; the model answers with its steps and
+an ``Answer:`` line). ``README.md`` is a model card with the prompt format, an example question
+the role learned from, what this export answers to it, and a snippet that asks it
+(:func:`snippet`; ``lada export`` prints it).
+
 ``lada eval --model`` accepts a run's checkpoint paths directly (:func:`parse_run_checkpoint`).
 """
 
@@ -168,13 +175,162 @@ def export(
         if is_peft and not merge
         else "transformers model (AutoModelForCausalLM.from_pretrained)"
     )
+    info["prompt"] = set_prompt_template(tok)
+    example = _example(run_dir, client)
+    if example is not None:
+        info["example"] = {
+            "question": example.prompt().rstrip("\n"),
+            "answer": example.answer,
+            "reply": _reply(model, tok, example.prompt().rstrip("\n")),
+        }
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "lada_export.json").write_text(json.dumps(info, indent=2) + "\n")
+    (tmp / "README.md").write_text(model_card(info, out))
     if out.exists():
         out.rmdir()
     tmp.replace(out)
     info["out"] = str(out)
     return info
+
+
+# ---- how to prompt an export ----------------------------------------------------------------
+
+# the run's plain prompt as a chat template: [bos] + each user turn's text + "\n"; the model
+# then writes its reasoning steps, one per line, and "Answer: X" (lada.data.sample)
+PLAIN_PROMPT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ message['content'] | trim }}\n"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def set_prompt_template(tok: Any) -> str:
+    """Give ``tok`` the chat template that reproduces how the run prompted the model; returns
+    which: ``chat`` (the model's own template, as the run used it) or ``plain``."""
+    from lada.train.batching import use_chat_template
+
+    if use_chat_template(tok):
+        return "chat"
+    tok.chat_template = PLAIN_PROMPT_TEMPLATE
+    return "plain"
+
+
+def _example(run_dir: Path, client: int | None) -> Any:
+    """A question the role learned from: client K's first training sample, or the server's
+    first public one (None when the run's data cannot be read back)."""
+    from lada.config import load_config
+    from lada.runner.setup import load_run_data
+
+    cfg = load_config(run_dir / "config.yaml")
+    split = Path(cfg.data.dir) if cfg.data.dir else run_dir / "data"
+    if cfg.data.kind == "synthetic" and not (split / "manifest.json").is_file():
+        return None  # never made again here: an export writes nothing into the run
+    try:
+        data = load_run_data(cfg, run_dir, record=False)
+    except (OSError, ValueError) as e:  # the card then goes without an example
+        print(f"lada export: no example question ({e})")
+        return None
+    samples = data.public if client is None else data.train[client]
+    return samples[0] if samples else None
+
+
+def _reply(model: Any, tok: Any, question: str, max_new_tokens: int = 160) -> str:
+    """What the model answers to ``question`` prompted through ``tok``'s chat template."""
+    import torch
+
+    x = tok.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        ids = model.generate(
+            **x.to(next(model.parameters()).device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )
+    return tok.decode(ids[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def snippet(out: str | Path, question: str) -> str:
+    """Three lines of Python that load the export in ``out`` and ask it ``question``."""
+    q = json.dumps(question)
+    return (
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"tok, model = AutoTokenizer.from_pretrained({str(out)!r}), "
+        f"AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
+        f"x = tok.apply_chat_template([{{'role': 'user', 'content': {q}}}], "
+        "add_generation_prompt=True, return_tensors='pt'); "
+        "print(tok.decode(model.generate(**x, max_new_tokens=160)[0, x['input_ids'].shape[1]:], "
+        "skip_special_tokens=True))\n"
+    )
+
+
+def model_card(info: dict[str, Any], out: Path) -> str:
+    """README.md of an export: what it is, how to prompt it, an example, a snippet."""
+    ex = info.get("example")
+    question = ex["question"] if ex else "What is 2 + 3?"
+    lines = [
+        f"# {info['model']}: {info['role']} of a LaDa run, round {info['round']}",
+        "",
+        f"Exported by `lada export` from `{info['run_dir']}` ({info['note']}).",
+        f"Format: {info['format']}.",
+        "",
+        "## Prompt format",
+        "",
+    ]
+    if info["prompt"] == "chat":
+        lines += [
+            "The run prompted this model through its own chat template (in the tokenizer): "
+            "one user turn holding the question, then the generation prompt.",
+        ]
+    else:
+        lines += [
+            "The run prompted this model with plain text: the beginning-of-sequence token, the "
+            "question, **and a newline** (without it the model goes astray). Multiple-choice "
+            "questions add one line of options: `(A) first (B) second ...`. The tokenizer's "
+            "chat template writes exactly this from one user turn, so "
+            "`tok.apply_chat_template(messages, add_generation_prompt=True)` prompts it right.",
+        ]
+    lines += [
+        "",
+        "The model answers with its reasoning steps, one per line, and a last line `Answer: X`.",
+        "",
+    ]
+    if ex:
+        lines += [
+            "## Example",
+            "",
+            "A question this model learned from (its training data in the run):",
+            "",
+            "```text",
+            ex["question"],
+            "```",
+            "",
+            f"Expected answer: `{ex['answer']}`. This export replies (greedy):",
+            "",
+            "```text",
+            ex["reply"] or "(nothing: it ends its reply at once)",
+            "```",
+            "",
+        ]
+    lines += [
+        "## Ask it",
+        "",
+        "```python",
+        snippet(out, question).rstrip("\n"),
+        "```",
+        "",
+    ]
+    if info.get("lora") and "peft" in info["format"]:
+        lines += [
+            "This folder holds LoRA adapters: `AutoModelForCausalLM.from_pretrained` loads them "
+            "onto the base named in `adapter_config.json` when `peft` is installed "
+            "(`lada export --merge` writes a plain model instead).",
+            "",
+        ]
+    return "\n".join(lines)

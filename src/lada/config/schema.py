@@ -363,6 +363,13 @@ class FlowerConfig:
 
 
 @dataclass
+class ReportConfig:
+    """Optional loggers (``tensorboard``: RUN/tensorboard/, needs ``pip install lada[tensorboard]``)."""
+
+    to: list[Literal["tensorboard"]] = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     """One federated run: `lada run` reads this."""
 
@@ -421,6 +428,7 @@ class RunConfig:
     faults: list[FaultSpec] = field(default_factory=list)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     keep_checkpoints: Literal["all", "last"] = "all"
 
     @classmethod

@@ -37,6 +37,7 @@ from lada.federation.protocol import (
 )
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
+from lada.utils.steplog import log_steps
 
 ModelLoader = Callable[[], tuple[Any, Any]]
 
@@ -161,7 +162,9 @@ class ClientRole:
             [s.prompt() for s in self.train],
             [s.target() for s in self.train],
             replace(self.settings.local.optim, seed=seed),
+            progress=f"client {self.cid} local training (round {ins.round})",
         )
+        log_steps(f"loss/slm_{self.cid}_local", stats)
         if self.settings.rehearse_after_local:
             self.rehearse(ins.round)
         return LocalTrainRes(
@@ -281,6 +284,7 @@ class ClientRole:
             replace(self.settings.distill.slm_optim, seed=seed),
             host_loss=self.host.host_loss,
         )
+        log_steps(f"loss/slm_{self.cid}_distill", out.stats)
         n = len(ids)  # only the public picks are reported (and rewarded)
         return DistillRes(
             ids=ids,

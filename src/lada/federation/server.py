@@ -26,6 +26,7 @@ from lada.filter.features import pair_context
 from lada.utils.files import atomic_write_text
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
+from lada.utils.steplog import log_steps
 
 DIRECTIONS = ("S", "L")  # S: SLM learns from the LLM; L: the LLM learns from the SLM
 
@@ -271,6 +272,7 @@ class ServerRole:
             self.settings.distill,
             replace(self.settings.distill.llm_optim, seed=seed),
         )
+        log_steps("loss/llm_distill", out.stats)
         if self.settings.distill.llm_memory > 0:
             new = [j for j, it in enumerate(items) if it[0] >= 0]
             ok = verified_mask([samples[j] for j in new], [items[j][2] for j in new])

@@ -9,6 +9,13 @@ clients keep private (spec §1: the LLM must learn it from the SLMs):
 
 Checkpoints are cached on disk under ``$LADA_CACHE`` (default ``~/.cache/lada``), keyed by a hash
 of everything that determines them (recipe, model spec, world), and reused by later runs.
+
+The embedded default's checkpoints ship with the package (``lada/zoo_weights``: the folders,
+and ``manifest.json`` with every file's sha256 and the recipe that made them). A checkpoint the
+cache lacks is copied from there when its key matches and every file's sha256 checks out, so
+every machine starts from the same bases; anything else (another recipe, world or size, or a
+shipped file that fails its check, which is reported) is pretrained here, with a progress bar.
+``lada models prepare --rebuild`` pretrains them again and reports whether they match.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from lada.config.schema import PrepareConfig
 from lada.data.synthetic import SyntheticConfig, general_corpus, generate, make_world
@@ -47,7 +55,7 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
     wc = _world_cfg(world_cfg)
     key = _key("tokenizer", cfg.vocab_size, cfg.tokenizer_corpus, cfg.seed, asdict(wc))
     out = cache_root() / "tokenizers" / key
-    if (out / "tokenizer.json").exists():
+    if (out / "tokenizer.json").exists() or install_shipped(out, "tokenizers"):
         return out
     world = make_world(wc)
     samples = generate(
@@ -125,7 +133,7 @@ def prepare_model(
     from lada.train.sft import sft
 
     out = checkpoint_dir(name, cfg, world_cfg)
-    if (out / "config.json").exists() and not force:
+    if not force and ((out / "config.json").exists() or install_shipped(out, "models")):
         return out
     if not force:  # say so: a node meant to find prepared models would otherwise silently train
         print(
@@ -187,11 +195,15 @@ def _prepare_in_worker(
     world_cfg: SyntheticConfig | None,
     force: bool,
     threads: int = 1,
+    board: object = None,
 ) -> str:
     import torch
 
+    from lada.utils.progress import report_to
+
     torch.set_num_threads(threads)
-    return str(prepare_model(name, cfg, world_cfg, force=force))
+    report_to(board, name if board is not None else None)
+    return str(prepare_model(name, cfg, world_cfg, force=force, progress=board is not None))
 
 
 def prepare_models(
@@ -199,7 +211,7 @@ def prepare_models(
     cfg: PrepareConfig,
     world_cfg: SyntheticConfig | None = None,
     force: bool = False,
-    progress: bool = False,
+    progress: bool = True,
 ) -> dict[str, Path]:
     """Prepare several zoo models in separate processes (ours, for a 2-core CPU): the biggest
     first, alone, on ``cfg.workers`` torch threads when its pretraining costs more than all
@@ -207,34 +219,56 @@ def prepare_models(
     against 400 of each 3-layer SLM), then the others ``cfg.workers`` at a time on one thread
     each. Run side by side with them on one thread, the LLM kept one core busy long after the
     SLMs were done. Each model always trains on the same number of threads, so a checkpoint
-    does not depend on timing."""
+    does not depend on timing. Checkpoints the cache lacks come from the shipped ones when
+    they match (:func:`install_shipped`); the rest are pretrained, with ``progress`` on one
+    board (a bar per model on a terminal, else a line per tenth with the time left)."""
     todo = [
         n
         for n in names
-        if force or not (checkpoint_dir(n, cfg, world_cfg) / "config.json").exists()
+        if force
+        or not (
+            (checkpoint_dir(n, cfg, world_cfg) / "config.json").exists()
+            or install_shipped(checkpoint_dir(n, cfg, world_cfg), "models")
+        )
     ]
     out = {n: checkpoint_dir(n, cfg, world_cfg) for n in names}
     if not todo:
         return out
     tokenizer_dir(cfg, world_cfg)  # once, before the workers need it
-    if cfg.workers <= 1 or len(todo) == 1:
-        for n in todo:
-            prepare_model(n, cfg, world_cfg, progress=progress, force=force)
-        return out
     import multiprocessing as mp
+
+    from lada.utils.progress import Board, report_to
+
+    if cfg.workers <= 1 or len(todo) == 1:
+        import queue
+
+        with Board(queue.Queue(), "pretraining") as board:
+            for n in todo:
+                report_to(board.queue, n if progress else None)
+                try:
+                    prepare_model(n, cfg, world_cfg, progress=progress, force=force)
+                finally:
+                    report_to(None, None)
+        return out
     from concurrent.futures import ProcessPoolExecutor
 
     todo.sort(key=lambda n: -pretrain_cost(n, cfg))
     ctx = mp.get_context("spawn")
     rest = todo
-    if pretrain_cost(todo[0], cfg) > sum(pretrain_cost(n, cfg) for n in todo[1:]):
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            pool.submit(_prepare_in_worker, todo[0], cfg, world_cfg, force, cfg.workers).result()
-        rest = todo[1:]
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_prepare_in_worker, n, cfg, world_cfg, force) for n in rest]
-        for f in futures:
-            f.result()
+    with ctx.Manager() as manager, Board(manager.Queue(), "pretraining") as board:
+        q = board.queue if progress else None
+        if pretrain_cost(todo[0], cfg) > sum(pretrain_cost(n, cfg) for n in todo[1:]):
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                pool.submit(
+                    _prepare_in_worker, todo[0], cfg, world_cfg, force, cfg.workers, q
+                ).result()
+            rest = todo[1:]
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_prepare_in_worker, n, cfg, world_cfg, force, 1, q) for n in rest
+            ]
+            for f in futures:
+                f.result()
     return out
 
 
@@ -248,3 +282,142 @@ def pretrain_cost(name: str, cfg: PrepareConfig) -> float:
 
 def is_zoo_name(name: str) -> bool:
     return name in ZOO
+
+
+# ---- shipped checkpoints ---------------------------------------------------------------------
+
+SHIPPED_FILES_SKIPPED_IN_COMPARISON = ("lada_prepare.json",)  # holds timings
+
+
+def shipped_root() -> Path:
+    """The checkpoints shipped with the package (``lada/zoo_weights``)."""
+    import lada
+
+    return Path(lada.__file__).parent / "zoo_weights"
+
+
+def shipped_manifest() -> dict[str, Any]:
+    p = shipped_root() / "manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {"models": {}, "tokenizers": {}}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _shipped_entry(out: Path, kind: str) -> dict[str, Any] | None:
+    return next(
+        (e for e in shipped_manifest().get(kind, {}).values() if e["dir"] == out.name), None
+    )
+
+
+def install_shipped(out: Path, kind: str) -> bool:
+    """Copy the shipped folder whose cache key is ``out``'s name (``kind``: ``models`` or
+    ``tokenizers``) into the cache at ``out``, after checking every file's sha256 against the
+    manifest. False when none is shipped, or when a file fails its check (said on stderr: the
+    caller then builds it here)."""
+    entry = _shipped_entry(out, kind)
+    if entry is None:
+        return False
+    src = shipped_root() / kind / entry["dir"]
+    bad = [
+        f
+        for f, digest in entry["files"].items()
+        if not (src / f).is_file() or sha256_file(src / f) != digest
+    ]
+    if bad:
+        print(
+            f"lada: shipped checkpoint {src} fails its sha256 check ({', '.join(bad)}; "
+            f"manifest {shipped_root() / 'manifest.json'}): building it here instead",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in entry["files"]:
+        shutil.copyfile(src / f, tmp / f)
+    _publish(tmp, out)
+    return True
+
+
+def _folder_files(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def ship(names: list[str], cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) -> Path:
+    """Write the cached checkpoints of ``names`` (and their tokenizer) into the package's
+    ``zoo_weights`` with a manifest: each file's sha256 and the recipe that made them."""
+    import platform
+
+    import torch
+    import transformers
+
+    root = shipped_root()
+    wc = _world_cfg(world_cfg)
+    tok = tokenizer_dir(cfg, wc)
+    manifest: dict[str, Any] = {
+        "about": "zoo checkpoints of the embedded default, copied into $LADA_CACHE when a run "
+        "needs them (lada.models.prepare.install_shipped); `lada models prepare --rebuild` "
+        "pretrains them again and compares",
+        "recipe": {
+            "command": "lada models prepare",
+            "prepare": asdict(cfg),
+            "world": asdict(wc),
+            "per_model": {n: {"spec": asdict(get_spec(n)), **recipe(n, cfg)} for n in names},
+            "threads": "the largest model alone on prepare.workers torch threads when it costs "
+            "more than all the others together, the others on one thread each",
+            "weights": "fp32 safetensors, as pretrained",
+            "made_with": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            },
+        },
+        "tokenizers": {"default": {"dir": tok.name, "files": _folder_files(tok)}},
+        "models": {},
+    }
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(tok, root / "tokenizers" / tok.name)
+    for n in names:
+        src = checkpoint_dir(n, cfg, wc)
+        if not (src / "config.json").is_file():
+            raise FileNotFoundError(f"{src}: {n} is not prepared (run `lada models prepare`)")
+        shutil.copytree(src, root / "models" / src.name)
+        manifest["models"][n] = {"dir": src.name, "files": _folder_files(src)}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return root
+
+
+def compare_with_shipped(name: str, folder: Path) -> str:
+    """Whether the checkpoint in ``folder`` equals the shipped one of ``name``: ``matches``, or
+    what differs (files, and the largest weight difference)."""
+    entry = shipped_manifest().get("models", {}).get(name)
+    if entry is None:
+        return "no shipped checkpoint to compare with"
+    if entry["dir"] != folder.name:
+        return f"another recipe than the shipped one ({folder.name} vs {entry['dir']})"
+    mine = _folder_files(folder)
+    differ = [
+        f
+        for f, digest in entry["files"].items()
+        if f not in SHIPPED_FILES_SKIPPED_IN_COMPARISON and mine.get(f) != digest
+    ]
+    if not differ:
+        return "matches the shipped checkpoint (sha256 of every file)"
+    note = ""
+    if "model.safetensors" in differ:
+        from safetensors.torch import load_file
+
+        a = load_file(folder / "model.safetensors")
+        b = load_file(shipped_root() / "models" / entry["dir"] / "model.safetensors")
+        if set(a) == set(b):
+            diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+            note = f"; largest weight difference {diff:.3g}"
+    return f"differs from the shipped checkpoint: {', '.join(differ)}{note}"

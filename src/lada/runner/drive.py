@@ -13,6 +13,7 @@ RUN_DIR/
   summary.json             base/final accuracies and change, missed rounds, wall time
   log.txt                  what the run printed (`lada run`)
   plots/                   PNG curves (`lada show`)
+  tensorboard/             TensorBoard event files (optional: report.to: [tensorboard])
 
 Every file's fields: docs/run-dir.md.
 
@@ -32,14 +33,22 @@ from typing import Any
 import yaml
 
 from lada.config import RunConfig, load_config, to_dict
+from lada.config.paths import resolve_file_paths
 from lada.federation.report import RoundReport
 from lada.federation.round import evaluate_clients, run_round
 from lada.federation.server import ServerRole
 from lada.federation.transport import Transport
 from lada.runner.details import write_round_details
 from lada.runner.metrics_file import read_metrics
-from lada.runner.report import metrics_record, print_final, print_round, run_summary
+from lada.runner.report import (
+    metrics_record,
+    print_final,
+    print_round,
+    print_round_start,
+    run_summary,
+)
 from lada.runner.roles import run_host, run_plugin
+from lada.runner.tensorboard import open_report
 from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
 
 
@@ -64,7 +73,10 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple
         raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
     assert cfg is not None
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # relative paths from overrides name places in the current directory: made absolute, so
+    # that resume (from any directory) reads the same files (a file's own are absolute already)
+    snapshot = resolve_file_paths(to_dict(cfg), Path.cwd())
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(snapshot, sort_keys=False))
     return cfg, -1
 
 
@@ -97,7 +109,10 @@ def drive(
     if start == 0 and not cfg.eval.initial:
         start = 1
     host, plugin = run_host(cfg), run_plugin(cfg)
+    logger = open_report(cfg, run_dir)  # report.to (optional)
     for t in range(start, cfg.rounds + 1):
+        if console is not None:
+            print_round_start(console, records, t, cfg.rounds)
         t0 = time.perf_counter()
         if t == 0:
             report = _initial_evaluation(server, transport)
@@ -107,8 +122,12 @@ def drive(
         record = metrics_record(report, transport.comm, cfg, domains)
         _commit_round(run_dir, t, server, report, record, cfg)
         records.append(record)
+        if logger is not None:
+            logger.log_round(run_dir, record)
         if console is not None:
             print_round(console, record, cfg)
+    if logger is not None:
+        logger.close()
     atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
     if console is not None and records:
         print_final(console, records[-1], cfg)

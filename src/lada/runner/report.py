@@ -145,6 +145,37 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         console.print(f"  [red]client {k} missed round {t}[/]: {why}")
 
 
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def round_eta(records: list[dict[str, Any]], t: int, rounds: int) -> float | None:
+    """Seconds left in the run when training round ``t`` starts: the mean wall time of the
+    training rounds recorded so far times the rounds left (``t``..``rounds``); None before any
+    training round was timed. Round 0 (evaluation only) is not a training round's measure."""
+    took = [r["seconds"]["total"] for r in records if r["round"] > 0 and "total" in r["seconds"]]
+    if not took:
+        return None
+    return float(np.mean(took)) * (rounds - t + 1)
+
+
+def print_round_start(console: Any, records: list[dict[str, Any]], t: int, rounds: int) -> None:
+    """``round k/N`` (round 0: the base evaluation) with the run's estimated time left."""
+    if t == 0:
+        console.print(f"[bold]round 0/{rounds}[/]: evaluating the base models")
+        return
+    eta = round_eta(records, t, rounds)
+    if eta is None:
+        left = "run ETA after this round"
+    else:
+        import datetime as dt
+
+        at = (dt.datetime.now() + dt.timedelta(seconds=eta)).strftime("%H:%M")
+        left = f"run ETA {_duration(eta)} (~{at})"
+    console.print(f"[bold]round {t}/{rounds}[/]: training; {left}")
+
+
 def print_final(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
     """The last round's accuracy by client and number of reasoning steps, SLM and LLM side by
     side: where the learnability gap shows."""

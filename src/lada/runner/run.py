@@ -13,6 +13,7 @@ from typing import Any
 from lada.config import RunConfig
 from lada.runner.drive import RunDirError, drive, prepare_run_dir
 from lada.runner.roles import build_client, build_server, prepare_zoo_models
+from lada.runner.tensorboard import check_report
 
 __all__ = [
     "RunDirError",
@@ -41,9 +42,11 @@ def run(
 
         validate(cfg)
         check_host_config(cfg)  # the host's run-time check (e.g. local tokenizers)
+        check_report(cfg)
     cfg, last = prepare_run_dir(run_dir, cfg, resume)
     if resume:
         check_host_config(cfg)
+        check_report(cfg)
     engine = get_engine(cfg.engine)
     if cfg.threads:
         import torch

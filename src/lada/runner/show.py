@@ -5,10 +5,15 @@ missed clients, time), and base (round 0) → final changes; writes PNG curves t
 ``RUN_DIR/plots/`` (matplotlib, Agg):
 
 * ``accuracy.png``: accuracy % per round of every SLM (on its own test set) and of the LLM
-  (mean over the clients' test sets, and on each);
-* ``selections.png``: public samples each filter picked per round (F_k^S: for SLM k, taught
-  by the LLM; F_k^L: for the LLM, taught by SLM k);
+  (mean over the clients' test sets, and on each, in that client's colour); the legend names
+  each test set's number of questions;
+* ``selections.png``: what the filters picked from P per round: the share of each domain
+  among all picks, and the mean number of reasoning steps of each filter's picks (F_k^S: for
+  SLM k, taught by the LLM; F_k^L: for the LLM, taught by SLM k) against all of P's; from
+  ``selections/round_NNN.json`` and the run's public set (without them: picks per filter);
 * ``rewards.png``: each filter's mean reward per round.
+
+Client k has the same colour in every plot.
 
 Works on a run still in progress (it shows the rounds recorded so far).
 """
@@ -171,8 +176,11 @@ def _plt():
     return plt
 
 
-def plot_run(cfg: dict[str, Any], records: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Write accuracy.png, selections.png and rewards.png to ``out``; returns their paths."""
+def plot_run(
+    cfg: dict[str, Any], records: list[dict[str, Any]], out: Path, run_dir: Path | None = None
+) -> list[Path]:
+    """Write accuracy.png, selections.png and rewards.png to ``out``; returns their paths.
+    With ``run_dir``, selections.png shows what was picked (else how many)."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -199,23 +207,74 @@ def plot_run(cfg: dict[str, Any], records: list[dict[str, Any]], out: Path) -> l
         pts = [(x, y) for x, y in pts if y is not None]
         return [x for x, _ in pts], [y for _, y in pts]
 
+    sizes = {k: _test_size(records, k) for k in _clients(cfg)}
+
+    def n_of(k: str) -> str:
+        return f", {sizes[k]} questions" if sizes[k] else ""
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for k in _clients(cfg):
         xs, ys = series(lambda r, k=k: r["slm_accuracy"].get(k))
-        ax.plot(xs, [100 * y for y in ys], marker="o", label=f"SLM {k} ({_model(cfg, k)})")
+        ax.plot(
+            xs,
+            [100 * y for y in ys],
+            marker="o",
+            color=_colour(k),
+            label=f"SLM {k} ({_model(cfg, k)}) on its test set{n_of(k)}",
+        )
     xs, ys = series(lambda r: r.get("llm_accuracy_mean"))
+    total = sum(sizes.values())
     ax.plot(
-        xs, [100 * y for y in ys], marker="s", color="black", lw=2.5, label=f"LLM ({server}), mean"
+        xs,
+        [100 * y for y in ys],
+        marker="s",
+        color="black",
+        lw=2.5,
+        label=f"LLM ({server}), mean over clients" + (f" ({total} questions)" if total else ""),
     )
     for k in _clients(cfg):
         xs, ys = series(lambda r, k=k: r["llm_accuracy"].get(k))
-        ax.plot(xs, [100 * y for y in ys], ls=":", lw=1, label=f"LLM on client {k}'s test set")
-    finish(fig, ax, "accuracy %", "accuracy per round (round 0: base models)", "accuracy.png")
+        ax.plot(
+            xs,
+            [100 * y for y in ys],
+            ls=":",
+            lw=1.5,
+            color=_colour(k),
+            label=f"LLM on client {k}'s test set{n_of(k)}",
+        )
+    top = max(
+        [
+            100 * v
+            for r in records
+            for key in ("slm_accuracy", "llm_accuracy")
+            for v in r.get(key, {}).values()
+            if v
+        ]
+        or [0]
+    )
+    ax.set_ylim(-2, max(10.0, min(102.0, top + 5)))  # an all-zero run still reads as percent
+    finish(
+        fig,
+        ax,
+        "accuracy % of the test questions",
+        "accuracy per round (round 0: base models)",
+        "accuracy.png",
+    )
 
+    picks = _picked_samples(run_dir) if run_dir is not None else None
+    if picks is not None:
+        written.append(_plot_picks(plt, cfg, picks, out / "selections.png"))
     for key, ylabel, title, name in (
-        ("selected", "public samples picked", "picks per filter and round", "selections.png"),
-        ("mean_reward", "mean reward", "mean reward per filter and round", "rewards.png"),
+        ("selected", "public questions picked", "picks per filter and round", "selections.png"),
+        (
+            "mean_reward",
+            "mean reward over the filter's picks",
+            "mean reward per filter and round",
+            "rewards.png",
+        ),
     ):
+        if key == "selected" and picks is not None:
+            continue
         fig, ax = plt.subplots(figsize=(8, 4.5))
         drew = False
         for k in _clients(cfg):
@@ -225,12 +284,124 @@ def plot_run(cfg: dict[str, Any], records: list[dict[str, Any]], out: Path) -> l
                     drew = True
                     who = f"LLM -> SLM {k}" if d == "S" else f"SLM {k} -> LLM"
                     label = f"$F_{{{k}}}^{{{d}}}$: {who}"  # one colour per client
-                    ax.plot(xs, ys, ls=style, marker="o", color=f"C{int(k) % 10}", label=label)
+                    ax.plot(xs, ys, ls=style, marker="o", color=_colour(k), label=label)
         if not drew:
             ax.text(0.5, 0.5, "no filter in this run", ha="center", transform=ax.transAxes)
             ax.plot(rounds, [0] * len(rounds), alpha=0)
         finish(fig, ax, ylabel, title, name)
     return written
+
+
+def _colour(k: str) -> str:
+    """Client k's colour, the same in every plot (black is the LLM's mean)."""
+    return f"C{int(k) % 10}"
+
+
+def _test_size(records: list[dict[str, Any]], k: str) -> int:
+    """Questions in client k's test set, from the per-domain counts the run recorded."""
+    for r in records:
+        groups = r.get("groups", {}).get("slm", {}).get(k) or r.get("groups", {}).get(
+            "llm", {}
+        ).get(k)
+        if groups and groups.get("domain"):
+            return int(sum(n for _, n in groups["domain"].values()))
+    return 0
+
+
+def _picked_samples(run_dir: Path) -> dict[int, dict[str, dict[str, list[Any]]]] | None:
+    """Round -> client -> direction -> the public samples picked (``selections/``), or None
+    when the run picked nothing or its public set cannot be read back."""
+    import json
+
+    files = sorted((run_dir / "selections").glob("round_*.json"))
+    if not files:
+        return None
+    from lada.config import load_config
+    from lada.runner.setup import load_run_data
+
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+        split = Path(cfg.data.dir) if cfg.data.dir else run_dir / "data"
+        if cfg.data.kind == "synthetic" and not (split / "manifest.json").is_file():
+            return None
+        public = {s.id: s for s in load_run_data(cfg, run_dir, record=False).public}
+    except (OSError, ValueError):
+        return None
+    out: dict[int, dict[str, dict[str, list[Any]]]] = {}
+    for f in files:
+        t = int(f.stem.split("_")[1])
+        sel = json.loads(f.read_text())
+        out[t] = {
+            k: {d: [public[i] for i in ids if i in public] for d, ids in v.items()}
+            for k, v in sel.items()
+        }
+    out[-1] = {"P": {"all": list(public.values())}}  # all of P, for reference
+    return out
+
+
+def _plot_picks(plt: Any, cfg: dict[str, Any], picks: dict[int, Any], path: Path) -> Path:
+    """Domains (share of all picks) and mean reasoning steps (per filter) of the picks."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    everything = picks.pop(-1)["P"]["all"]
+    rounds = sorted(picks)
+    domains = sorted({s.domain for s in everything})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    bottom = np.zeros(len(rounds))
+    totals = [sum(len(v) for c in picks[t].values() for v in c.values()) for t in rounds]
+    for j, dom in enumerate(domains):
+        share = np.array(
+            [
+                100
+                * sum(s.domain == dom for c in picks[t].values() for v in c.values() for s in v)
+                / max(n, 1)
+                for t, n in zip(rounds, totals, strict=True)
+            ]
+        )
+        # domains in shades of viridis: the tab10 colours are the clients'
+        colour = plt.cm.viridis(0.1 + 0.8 * j / max(len(domains) - 1, 1))
+        left.bar(rounds, share, bottom=bottom, label=dom, color=colour)
+        bottom += share
+    left.set_xticks(rounds, [f"{t}\n{n} picks" for t, n in zip(rounds, totals, strict=True)])
+    left.set_xlabel("round (picks of all filters)")
+    left.set_ylabel("share of the picked questions %")
+    left.set_title("domains of the picked public questions")
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+    for k in _clients(cfg):
+        for d, style in (("S", "-"), ("L", "--")):
+            pts = [
+                (t, np.mean([s.num_steps for s in picks[t][k][d]]), len(picks[t][k][d]))
+                for t in rounds
+                if picks[t].get(k, {}).get(d)
+            ]
+            if pts:
+                who = f"LLM -> SLM {k}" if d == "S" else f"SLM {k} -> LLM"
+                right.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    ls=style,
+                    marker="o" if d == "S" else "s",
+                    color=_colour(k),
+                    label=f"$F_{{{k}}}^{{{d}}}$: {who} ({pts[-1][2]} picks)",
+                )
+    right.axhline(
+        np.mean([s.num_steps for s in everything]),
+        color="grey",
+        ls=":",
+        label=f"all of P ({len(everything)} questions)",
+    )
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("round")
+    right.set_ylabel("mean reasoning steps of the picked questions")
+    right.set_title("how hard the picks are, per filter")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
@@ -261,6 +432,6 @@ def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
             console.print(f"  [red]client {k} missed round {r['round']}[/]: {why}")
     if plots is None:
         return []
-    paths = plot_run(cfg, records, Path(plots) if plots else run_dir / "plots")
+    paths = plot_run(cfg, records, Path(plots) if plots else run_dir / "plots", run_dir)
     console.print("plots: " + ", ".join(str(p) for p in paths))
     return paths

@@ -22,12 +22,13 @@ def sft(
     prompts: Sequence[str],
     targets: Sequence[str],
     cfg: OptimConfig,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> TrainStats:
     """Fine-tune ``model`` on ``prompt -> target``; ``per_sample_loss`` is aligned with the inputs.
 
     The step loss is the mean NLL over all target tokens of the batch; the per-sample loss is
-    each sample's mean target-token NLL from the last time it was seen.
+    each sample's mean target-token NLL from the last time it was seen. ``progress``: a bar
+    (its label when a string) with the running loss (:mod:`lada.utils.progress`).
     """
     encoded = encode_pairs(tokenizer, prompts, targets, cfg.max_length)
     lengths = [len(ids) for ids, _ in encoded]
