@@ -167,6 +167,15 @@ class DistillConfig:
     fedmkt_lm_weight: float = 0.9  # host fedmkt: 0.9·LM + 0.1·distill [FedMKT]
     fedmkt_distill_weight: float = 0.1
     fedcollm_kl_weight: float = 1.0  # host fedcollm: LM + 1.0·KL over top-k [FedCoLLM]
+    # host fedcollm's FedAvg (ours, lada.hosts.fedavg.robust_fedavg): "mean" weighted by the
+    # clients' sample counts [FedCoLLM], or the coordinate-wise "median" / "trimmed_mean" (one
+    # client's weights cannot move them far)
+    fedcollm_aggregate: Literal["mean", "median", "trimmed_mean"] = "mean"
+    fedcollm_trim: float = 0.2  # trimmed_mean: fraction of the clients cut at each end
+    # a client's num_samples counts at most this many times the smallest client's (None: as sent)
+    fedcollm_max_sample_ratio: float | None = 10.0
+    # L2 norm a client's update (its weights minus those the server sent) is clipped to (None: off)
+    fedcollm_max_update_norm: float | None = None
     # KL's student side (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
     kd_student: Literal["topk", "full"] = "topk"
     # distillation steps are short (a few to tens of optimiser steps): warm-up is a fraction of
@@ -235,6 +244,13 @@ class LimitsConfig:
     max_path_chars: int = 20_000  # characters of one reasoning path (either direction)
     max_feature_dim: int = 65_536  # width of a client's feature vectors (its hidden size)
     max_top_k: int = 4096  # logits per token a LOGITS / DISTILL_LOGITS message may carry
+    # |loss| of a reply (mean token NLLs, local training's mean loss): the filter's reward takes
+    # exp(loss), which must stay finite
+    max_abs_loss: float = 100.0
+    # |x| of every other float a reply carries (features, margins, logits, weights): bounded so
+    # that sums, squares and standardisation stay finite in float32
+    max_abs_value: float = 1e6
+    max_num_samples: int = 10**9  # a reply's num_samples (FedAvg weight, test set size)
 
 
 @dataclass
@@ -244,9 +260,9 @@ class FlowerConfig:
     client_num_cpus: float = 1.0  # Ray CPUs per simulated client (ray_num_cpus / this = actors)
     client_num_gpus: float = 0.0  # Ray GPUs per simulated client
     ray_num_cpus: int | None = 2  # CPUs Ray may use in simulation (None = all cores)
-    timeout_s: float | None = (
-        None  # give up on a reply after this long (None = wait; per-client timeout_s also applies)
-    )
+    # give up on a reply after this long (None = wait; per-client timeout_s also applies): a
+    # silent client holds the round no longer than this
+    timeout_s: float | None = 3600.0
     wait_for_clients_s: float = (
         120.0  # at start, how long the ServerApp waits for every client's node
     )
@@ -254,6 +270,10 @@ class FlowerConfig:
         0.0  # at each later round's start, wait this long for clients without a node
     )
     pull_interval_s: float = 0.1  # how often the ServerApp polls for replies
+    # each client's SuperNode id (`flwr supernode register` prints it; docs/flower.md): a node
+    # is accepted as client k only when its id is client_nodes[k]. None: a node's hello says
+    # which client it is (trusted)
+    client_nodes: list[int] | None = None
 
 
 @dataclass

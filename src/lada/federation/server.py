@@ -23,6 +23,7 @@ from lada.data.sample import Sample
 from lada.filter.bandit import LearnabilityFilter
 from lada.filter.config import FilterConfig
 from lada.filter.features import pair_context
+from lada.filter.guard import check_contexts
 from lada.utils.files import atomic_write_text
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
@@ -146,7 +147,7 @@ class ServerRole:
     def allocate(self, round_idx: int, k: int, slm_features: np.ndarray) -> Allocation:
         """Both directions' picks for pair k (spec §3 and §5 step 2)."""
         assert self._llm_feats is not None, "call public_features first"
-        x = pair_context(slm_features, self._llm_feats)
+        x = check_contexts(pair_context(slm_features, self._llm_feats))
         self._contexts[k] = x
         alloc = Allocation()
         for d in DIRECTIONS:
@@ -334,12 +335,38 @@ class ServerRole:
         load_trainable(self.model, directory / "llm.safetensors")
         mem = directory / "memory.json"
         self.memory = dict(json.loads(mem.read_text())) if mem.exists() else {}
-        states = torch.load(directory / "filters.pt", weights_only=False)
+        states = load_filter_states(directory / "filters.pt")
         self.filters = {}
         for k, per in states.items():
             for d, st in per.items():
                 f = self._filter(int(k), d, int(st["dim"]))
                 f.load_state_dict(st)
+
+
+class UntrustedFileError(ValueError):
+    """A run file that is not plain data (e.g. a pickle that would run code when loaded)."""
+
+
+def load_filter_states(path: Path) -> dict[str, Any]:
+    """The filters' states saved by :meth:`ServerRole.save`, read as data only
+    (``torch.load(weights_only=True)``: tensors and Python primitives; a pickle that would build
+    any other object, and so could run code, is refused with :class:`UntrustedFileError`)."""
+    import pickle
+
+    try:
+        states = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        first = lines[0].strip() if lines else type(e).__name__
+        raise UntrustedFileError(
+            f"{path}: refused: it holds objects other than tensors and plain values, which "
+            f"could run code when loaded ({first}); only load filter states written by LaDa"
+        ) from None
+    if not isinstance(states, dict) or not all(isinstance(v, dict) for v in states.values()):
+        raise UntrustedFileError(
+            f"{path}: not a LaDa filter state ({{client: {{direction: ...}}}})"
+        )
+    return states
 
 
 def _with_seed(cfg: FilterConfig, seed: int) -> FilterConfig:

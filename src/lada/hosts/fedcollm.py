@@ -38,7 +38,7 @@ from lada.federation.protocol import (
     WeightsRes,
 )
 from lada.federation.server import LearnerLosses
-from lada.hosts.fedavg import FlatState, fedavg, flatten, load_flat
+from lada.hosts.fedavg import FlatState, flatten, load_flat, robust_fedavg
 from lada.hosts.registry import register_host
 from lada.hosts.vocabulary import check_shared_vocabulary
 from lada.utils.seeding import derive_seed, seed_everything
@@ -68,14 +68,30 @@ def _rows(ids: list[str], picks: list[str]) -> list[int]:
 
 def fedavg_step(rnd: RoundContext) -> FlatState | None:
     """Clients upload their trainable SLM weights, the server averages them (weighted by
-    private sample counts) and sends the average back to every client that uploaded."""
+    private sample counts, or robustly: ``distill.fedcollm_aggregate`` and the clipping
+    settings, :func:`lada.hosts.fedavg.robust_fedavg`) and sends the average back to every
+    client that uploaded."""
     got: dict[int, WeightsRes] = rnd.broadcast(
         Task.GET_WEIGHTS, {k: GetWeightsIns(rnd.round) for k in rnd.alive}
     )
     if not got:
         return None
     states = [FlatState(list(r.names), json.loads(r.shapes), r.flat) for r in got.values()]
-    avg = fedavg(states, [max(r.num_samples, 1) for r in got.values()])
+    d = rnd.server.settings.distill
+    reference = None
+    if d.fedcollm_max_update_norm is not None:  # the weights the clients were last sent
+        from lada.utils.model_state import trainable_state
+
+        reference = flatten(trainable_state(rnd.server.slm()[0])).flat
+    avg = robust_fedavg(
+        states,
+        [r.num_samples for r in got.values()],
+        d.fedcollm_aggregate,
+        d.fedcollm_trim,
+        d.fedcollm_max_sample_ratio,
+        d.fedcollm_max_update_norm,
+        reference,
+    )
     ins = {k: SetWeightsIns(rnd.round, avg.names, avg.shapes_json, avg.flat) for k in got}
     rnd.broadcast(Task.SET_WEIGHTS, ins)
     return avg
