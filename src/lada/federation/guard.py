@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from lada.config.schema import LimitsConfig
 from lada.federation.protocol import Echo, Payload, Task
+from lada.federation.report import plain_text
 from lada.federation.transport import CommLog, Failure, Transport
 from lada.federation.validation import Expected, validate_instruction, validate_reply
 
@@ -110,7 +111,7 @@ def contain(report: Any, k: int, step: str, fn: Callable[[], T]) -> T | None:
     except Exception as e:  # one client's data must not stop the run
         log.warning("client %d rejected at %s: %s: %s", k, step, type(e).__name__, e)
         log.debug("traceback", exc_info=True)
-        why = f"{type(e).__name__}: {e}"[:500]
+        why = plain_text(f"{type(e).__name__}: {e}")
         report.missed.setdefault(k, f"{step}: {REJECTED}: {why}")
         report.rejected.setdefault(k, f"{step}: {why}")
         return None

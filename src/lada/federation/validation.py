@@ -337,6 +337,11 @@ def _check_reply(
     # SetWeightsRes: num_params is an int (checked with the fields)
 
 
+MAX_GROUP_KEYS = 16  # grouping keys of an evaluation's counts (domain, num_steps, kind)
+MAX_GROUP_VALUES = 1024  # values per key
+MAX_LABEL_CHARS = 128  # characters of one key or value name
+
+
 def _groups(text: str) -> None:
     """``{key: {value: [correct, n]}}`` (lada.eval.accuracy.group_counts), 0 <= correct <= n."""
     try:
@@ -347,7 +352,18 @@ def _groups(text: str) -> None:
         isinstance(groups, dict) and all(isinstance(g, dict) for g in groups.values()),
         "groups: not {key: {value: [correct, n]}}",
     )
-    for g in groups.values():
+    _need(len(groups) <= MAX_GROUP_KEYS, f"groups: {len(groups)} keys (at most {MAX_GROUP_KEYS})")
+    for key, g in groups.items():
+        _need(len(g) <= MAX_GROUP_VALUES, f"groups: {len(g)} values of {key!r:.40}")
+        labels = [key, *g]
+        _need(
+            all(len(x) <= MAX_LABEL_CHARS and x.isprintable() for x in labels),
+            f"groups: a name longer than {MAX_LABEL_CHARS} characters or with control characters",
+        )
+        _need(
+            key != "num_steps" or all(x.isdigit() and x.isascii() for x in g),
+            "groups: num_steps labels must be numbers",
+        )
         for cn in g.values():
             ok = isinstance(cn, list) and len(cn) == 2 and all(_is_int(v) for v in cn)
             _need(ok and 0 <= cn[0] <= cn[1], f"groups: bad counts {cn!r:.80}")

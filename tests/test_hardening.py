@@ -1,0 +1,390 @@
+"""An attacker's and a careless operator's probes (docs/threat-model.md), without models: run
+files are read as data only, a client's extreme or malformed numbers are refused before they
+reach a filter, the Flower hello cannot claim another client's slot, a reply's size counts all
+it holds, FedCoLLM's average resists one client's weights, client text stays plain text."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lada.config.schema import LimitsConfig
+from lada.federation.protocol import (
+    DistillIns,
+    DistillRes,
+    Echo,
+    EmbedIns,
+    EmbedRes,
+    EvaluateIns,
+    EvaluateRes,
+    GetWeightsIns,
+    LocalTrainIns,
+    LocalTrainRes,
+    LogitDistillIns,
+    LogitDistillRes,
+    LogitsIns,
+    LogitsRes,
+    Payload,
+    Task,
+    WeightsRes,
+)
+from lada.federation.validation import validate_reply
+
+LIMITS = LimitsConfig()
+ROOT = Path(__file__).resolve().parents[1]
+IDS = ["p1", "p2", "p3"]
+
+
+def _stamp(p: Payload, task: Task, round_idx: int = 3, client: int = 1) -> Payload:
+    p.echo = Echo(str(task), round_idx, client)  # type: ignore[misc]
+    return p
+
+
+def _why(task: Task, ins: Payload, reply: Payload, limits: LimitsConfig = LIMITS) -> str | None:
+    return validate_reply(task, ins, _stamp(reply, task), limits, client=1)
+
+
+# ---- run files hold data, never code ---------------------------------------------------------
+
+
+class _Planted:
+    def __reduce__(self):  # what a planted pickle does when it is loaded
+        import os
+
+        return (os.system, ("touch PWNED_MARKER",))
+
+
+def test_a_planted_pickle_in_filters_pt_is_refused_and_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lada.federation.server import UntrustedFileError, load_filter_states
+    from lada.filter.bandit import LearnabilityFilter
+    from lada.filter.config import FilterConfig
+
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "good.pt"
+    f = LearnabilityFilter(6, FilterConfig(hidden=4))
+    torch.save({"0": {"S": f.state_dict()}}, good)
+    assert load_filter_states(good)["0"]["S"]["dim"] == 6  # LaDa's own file loads
+    bad = tmp_path / "filters.pt"
+    torch.save({"0": {"S": _Planted()}}, bad)
+    with pytest.raises(UntrustedFileError, match=r"filters\.pt: refused.*could run code"):
+        load_filter_states(bad)
+    assert not (tmp_path / "PWNED_MARKER").exists()
+
+
+def test_no_source_file_loads_pickles() -> None:
+    out = subprocess.run(
+        ["grep", "-rnE", r"weights_only *= *False|pickle\.load", str(ROOT / "src")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout == ""
+
+
+# ---- replies: every field a later step uses is bounded ----------------------------------------
+
+
+def _distill(trained: np.ndarray, cls: type = DistillRes, **kw) -> Payload:
+    v = np.ones(3, np.float32)
+    return cls(IDS, v, v, v * 0, 2, trained=trained, **kw)
+
+
+@pytest.mark.parametrize("cls", [DistillRes, LogitDistillRes])
+def test_a_trained_mask_of_the_wrong_length_is_rejected(cls: type) -> None:
+    kw = {"num_distilled": 1} if cls is LogitDistillRes else {}
+    task = Task.DISTILL if cls is DistillRes else Task.DISTILL_LOGITS
+    ins = (
+        DistillIns(3, IDS, ["a", "b", "c"])
+        if cls is DistillRes
+        else LogitDistillIns(
+            3,
+            IDS,
+            [],
+            "llm",
+            "v",
+            np.zeros(3, np.int32),
+            np.zeros((0, 1), np.int32),
+            np.zeros((0, 1), np.float16),
+            np.zeros(3, np.float32),
+        )
+    )
+    assert _why(task, ins, _distill(np.ones(3, np.uint8), cls, **kw)) is None
+    assert _why(task, ins, _distill(np.zeros(0, np.uint8), cls, **kw)) is None  # not reported
+    for bad in (np.ones(2, np.uint8), np.ones(7, np.uint8), np.full(3, 2, np.uint8)):
+        why = _why(task, ins, _distill(bad, cls, **kw))
+        assert why is not None and why.startswith("trained:"), bad
+
+
+def test_extreme_features_and_losses_are_rejected() -> None:
+    ins = EmbedIns(3, IDS)
+    huge = np.full((3, 4), 3.4e38, np.float32)
+    assert "max_abs_value" in _why(Task.EMBED, ins, EmbedRes(IDS, huge))
+    v = np.ones(3, np.float32)
+    dins = DistillIns(3, IDS, ["a", "b", "c"])
+    why = _why(Task.DISTILL, dins, DistillRes(IDS, v, v * 800, v * 0, 2))  # exp(800) = inf
+    assert why is not None and "max_abs_loss" in why and why.startswith("loss_after")
+    why = _why(Task.LOCAL_TRAIN, LocalTrainIns(3), LocalTrainRes(5, 1e4))
+    assert why is not None and "mean_loss" in why
+
+
+def test_counts_beyond_int64_and_huge_weights_are_rejected() -> None:
+    ins = GetWeightsIns(3)
+    flat = np.zeros(3, np.float32)
+    assert _why(Task.GET_WEIGHTS, ins, WeightsRes(10, ["a"], "[[3]]", flat)) is None
+    why = _why(Task.GET_WEIGHTS, ins, WeightsRes(10**400, ["a"], "[[3]]", flat))
+    assert why is not None and "outside int64" in why
+    why = _why(Task.GET_WEIGHTS, ins, WeightsRes(2**62, ["a"], "[[3]]", flat))
+    assert why is not None and "max_num_samples" in why
+    why = _why(Task.GET_WEIGHTS, ins, WeightsRes(10, ["a"], "[[3]]", flat + 1e30))
+    assert why is not None and "max_abs_value" in why
+    why = _why(Task.EVALUATE, EvaluateIns(3), EvaluateRes(10**12, 0.5))
+    assert why is not None and "max_num_samples" in why
+
+
+def test_lengths_that_wrap_around_in_int64_are_rejected() -> None:
+    """Lengths whose int64 sum wraps to the number of rows sent."""
+    big = np.array([2**63 - 1, 2**63 - 1, 3], np.uint64)  # sums to 1 modulo 2**64
+    assert int(np.sum(big.astype(np.int64))) == 1
+    res = LogitsRes(
+        IDS, "slm", "v", big, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float16), np.ones(3)
+    )
+    why = _why(Task.LOGITS, LogitsIns(3, IDS, 2), res)
+    assert why is not None and "1 rows for" in why and str(2 * (2**63 - 1) + 3) in why
+
+
+def test_groups_hold_short_printable_names() -> None:
+    ins = EvaluateIns(3)
+    ok = EvaluateRes(4, 0.5, json.dumps({"num_steps": {"2": [1, 2]}, "domain": {"a b": [1, 2]}}))
+    assert _why(Task.EVALUATE, ins, ok) is None
+    for groups in (
+        {"domain": {"x" * 1000: [1, 2]}},
+        {"domain": {"a\x1b[2J": [1, 2]}},
+        {"num_steps": {"two": [1, 2]}},
+        {f"k{i}": {} for i in range(100)},
+    ):
+        why = _why(Task.EVALUATE, ins, EvaluateRes(4, 0.5, json.dumps(groups)))
+        assert why is not None and why.startswith("groups"), groups
+
+
+# ---- the filter's own guard ------------------------------------------------------------------
+
+
+def test_the_filter_refuses_non_finite_input_and_stays_unchanged() -> None:
+    from lada.filter.bandit import LearnabilityFilter
+    from lada.filter.config import FilterConfig
+    from lada.filter.guard import FilterInputError, check_contexts
+    from lada.filter.rewarding import reward_picks
+
+    f = LearnabilityFilter(4, FilterConfig(hidden=4, epochs=1))
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    f.select(x, 1)
+    before = json.dumps(f.tracker.state_dict(), default=str)
+    losses = SimpleNamespace(
+        ids=["a", "b"],
+        loss_before=np.array([1.0, 2.0]),
+        loss_after=np.array([800.0, 1.0]),  # finite, but exp(800) is not
+        margin=np.zeros(2),
+        trained=None,
+    )
+    with pytest.raises(FilterInputError, match="loss_after"):
+        reward_picks(f, losses, {"a": 0, "b": 1})
+    assert json.dumps(f.tracker.state_dict(), default=str) == before
+    assert f.hist_r.size == 0
+    with pytest.raises(FilterInputError, match="contexts"):
+        check_contexts(np.full((2, 4), 3.4e38, np.float32))
+
+
+# ---- the Flower hello ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def _flower_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages need a run id, as inside a ServerApp."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
+class _Grid:
+    """A Grid whose nodes answer the hello with ``claims[node]``."""
+
+    def __init__(self, claims: dict[int, object]) -> None:
+        self.claims = claims
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.claims)
+
+    def push_messages(self, msgs: list) -> list[str]:
+        return [f"m{m.metadata.dst_node_id}" for m in msgs]
+
+    def pull_messages(self, ids: list[str]) -> list:
+        from lada.engines.flower.client_app import META
+
+        return [
+            SimpleNamespace(
+                metadata=SimpleNamespace(reply_to_message_id=mid),
+                has_error=lambda: False,
+                content={META: {"client-id": self.claims[int(mid[1:])]}},
+            )
+            for mid in ids
+        ]
+
+
+@pytest.mark.usefixtures("_flower_run")
+def test_a_hello_with_a_non_integer_client_id_is_ignored() -> None:
+    from lada.engines.flower.transport import FlowerTransport
+
+    t = FlowerTransport(_Grid({11: "abc", 12: True, 13: 1.0, 14: [0], 15: 1}), 2)
+    t.refresh(wait_s=0.0)
+    assert t.node_to_client == {15: 1}
+
+
+@pytest.mark.usefixtures("_flower_run")
+def test_client_nodes_bind_each_client_to_its_node() -> None:
+    from lada.engines.flower.transport import FlowerTransport
+
+    t = FlowerTransport(_Grid({5: 0, 6: 0, 7: 1}), 2, client_nodes=[5, 9])
+    t.refresh(wait_s=0.0)
+    assert t.node_to_client == {5: 0}  # node 6 claims client 0's slot, node 7 client 1's
+    with pytest.raises(ValueError, match="distinct SuperNode ids"):
+        FlowerTransport(_Grid({}), 2, client_nodes=[5, 5])
+
+
+# ---- the size of a reply counts all it holds -------------------------------------------------
+
+
+def test_metric_records_and_empty_strings_count_toward_the_size() -> None:
+    from flwr.app import ConfigRecord, MetricRecord, RecordDict
+
+    from lada.engines.flower.records import recorddict_size
+
+    empties = RecordDict({"config": ConfigRecord({"ids": [""] * 10_000})})
+    assert recorddict_size(empties) >= 80_000
+    metrics = RecordDict({"m": MetricRecord({"x": [0.0] * 10_000})})
+    assert recorddict_size(metrics) >= 80_000
+
+
+def test_json_config_beyond_the_cap_is_refused_unparsed() -> None:
+    from flwr.app import ConfigRecord
+
+    from lada.engines.flower.records import (
+        CONFIG_JSON,
+        MAX_JSON_CHARS,
+        payload_to_recorddict,
+        recorddict_to_payload,
+    )
+    from lada.federation.protocol import WireError
+
+    rd = payload_to_recorddict(_stamp(LocalTrainRes(3, 0.5), Task.LOCAL_TRAIN))
+    nested = "[" * 10 + "0" + "]" * 10
+    rd[CONFIG_JSON] = ConfigRecord({"junk": "[" + ",".join([nested] * 200_000) + "]"})
+    assert recorddict_to_payload(LocalTrainRes, rd).num_samples == 3  # not a field: not parsed
+    rd[CONFIG_JSON] = ConfigRecord({"mean_loss": " " * (MAX_JSON_CHARS + 1) + "0.5"})
+    with pytest.raises(WireError, match="characters of JSON"):
+        recorddict_to_payload(LocalTrainRes, rd)
+
+
+# ---- FedCoLLM's average ----------------------------------------------------------------------
+
+
+def _states(values: list[float]):
+    from lada.hosts.fedavg import FlatState
+
+    return [FlatState(["w"], [[4]], np.full(4, v, np.float32)) for v in values]
+
+
+def test_a_huge_num_samples_no_longer_decides_the_average() -> None:
+    from lada.hosts.fedavg import fedavg, robust_fedavg
+
+    states = _states([1.0, 1.0, 100.0])
+    counts = [100, 100, 2**62]
+    assert np.allclose(fedavg(states, counts).flat, 100.0, atol=1e-3)  # the attack
+    avg = robust_fedavg(states, counts, "mean", max_ratio=10.0)
+    assert np.allclose(avg.flat, (100 + 100 + 1000 * 100.0) / 1200)  # at most 10x the smallest
+    assert np.allclose(robust_fedavg(states, [5, 5, 5]).flat, 34.0)  # equal counts: plain mean
+
+
+@pytest.mark.parametrize(("how", "expected"), [("median", 1.0), ("trimmed_mean", 1.0)])
+def test_median_and_trimmed_mean_ignore_one_clients_extreme_weights(
+    how: str, expected: float
+) -> None:
+    from lada.hosts.fedavg import robust_fedavg
+
+    states = _states([1.0, 0.9, 1.1, 1.0, 1e6])
+    avg = robust_fedavg(states, [1] * 5, how, trim=0.2)
+    assert np.allclose(avg.flat, expected, atol=0.1)
+
+
+def test_each_update_is_clipped_to_the_norm_bound() -> None:
+    from lada.hosts.fedavg import robust_fedavg
+
+    ref = np.zeros(4, np.float64)
+    avg = robust_fedavg(
+        _states([0.5, 1e6]), [1, 1], "mean", max_update_norm=2.0, reference=ref
+    )  # updates of norm 1 and 2e6 -> 1 and 2
+    assert np.allclose(avg.flat, (0.5 + 1.0) / 2)
+
+
+def test_fedcollm_aggregate_settings_are_checked() -> None:
+    from lada.config import load_config
+    from lada.config.overrides import ConfigError
+
+    cfg = load_config(None, ["distill.fedcollm_aggregate=median"])
+    assert cfg.distill.fedcollm_aggregate == "median"
+    for bad in ("distill.fedcollm_aggregate=mode", "distill.fedcollm_trim=0.5"):
+        with pytest.raises(ConfigError):
+            load_config(None, [bad])
+
+
+# ---- client text is plain text ---------------------------------------------------------------
+
+
+def test_markup_in_a_reason_is_printed_as_text_and_bounded() -> None:
+    from rich.console import Console
+
+    from lada.config import RunConfig
+    from lada.federation.report import MAX_REASON_CHARS, RoundReport, ok_replies
+    from lada.federation.transport import Failure
+    from lada.runner.report import print_round
+
+    rep = RoundReport(1)
+    reason = "[/x] [bold]boom\n\x1b[2J" + "y" * 5000
+    ok_replies(rep, Task.DISTILL, {1: Failure("rejected", reason)})
+    why = rep.rejected[1]
+    assert "\n" not in why and "\x1b" not in why and len(why) < MAX_REASON_CHARS + 100
+    cfg = RunConfig()
+    n = len(cfg.clients)
+    rec = {
+        "round": 1,
+        "client_models": {str(k): c.model for k, c in enumerate(cfg.clients)},
+        "client_domains": {str(k): ["a"] for k in range(n)},
+        "selected": {},
+        "mean_reward": {},
+        "slm_accuracy": {},
+        "llm_accuracy": {},
+        "missed": {"1": rep.missed[1]},
+        "slm_accuracy_mean": None,
+        "llm_accuracy_mean": None,
+        "bytes": {"up": 0, "down": 0},
+        "seconds": {},
+    }
+    console = Console(record=True, width=6000)
+    print_round(console, rec, cfg)  # rich raised MarkupError on "[/x]"
+    assert "[/x] [bold]boom" in console.export_text()
+
+
+def test_plain_text_shows_control_characters_as_escapes() -> None:
+    from lada.federation.report import plain_text
+
+    assert plain_text("a\nb\x00c") == "a\\nb\\x00c"
+    assert re.fullmatch(r"x{10}\.\.\. \(11 characters\)", plain_text("x" * 11, 10))
