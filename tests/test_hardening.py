@@ -6,8 +6,11 @@ it holds, FedCoLLM's average resists one client's weights, client text stays pla
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -388,3 +391,139 @@ def test_plain_text_shows_control_characters_as_escapes() -> None:
 
     assert plain_text("a\nb\x00c") == "a\\nb\\x00c"
     assert re.fullmatch(r"x{10}\.\.\. \(11 characters\)", plain_text("x" * 11, 10))
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        special_tokens=["<unk>", "</s>", "<pad>"],
+        vocab_size=300,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(["the answer is 4 </s> hello"] * 10, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def test_special_token_text_in_a_path_stays_plain_text() -> None:
+    """A client's path that writes ``</s>`` or ``<pad>`` teaches those characters, not the
+    special tokens: only the EOS the trainer appends is one."""
+    from lada.train.batching import encode_pairs
+
+    tok = _tokenizer()
+    (ids, n_prompt), *_ = encode_pairs(tok, ["q"], ["a </s> b <pad> c"], 64)
+    target = ids[n_prompt:]
+    special = {tok.eos_token_id, tok.pad_token_id}
+    assert target[-1] == tok.eos_token_id
+    assert not special & set(target[:-1])
+    assert tok.decode(target[:-1]).strip() == "a </s> b <pad> c"
+
+
+# ---- the run directory -----------------------------------------------------------------------
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen:
+    code = (
+        "import sys, time; from pathlib import Path; from lada.runner.drive import lock_run_dir; "
+        "lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"
+    )
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+    return p
+
+
+def test_a_second_run_on_a_live_out_exits_at_once(tmp_path: Path, capsys) -> None:
+    from lada.cli import main
+    from lada.runner.drive import RunDirError, prepare_run_dir
+
+    run_dir = tmp_path / "live"
+    run_dir.mkdir()
+    holder = _hold_lock(run_dir)
+    try:
+        t0 = time.perf_counter()
+        assert main(["run", "--out", str(run_dir), "rounds=1"]) == 2
+        assert time.perf_counter() - t0 < 30
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "in use by another lada run" in err
+        assert f"pid {holder.pid}" in err
+        with pytest.raises(RunDirError, match="in use"):
+            prepare_run_dir(run_dir, None, resume=True)
+        assert not (run_dir / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_foreign_folder_is_refused(tmp_path: Path) -> None:
+    from lada.config import RunConfig
+    from lada.runner.drive import RunDirError, prepare_run_dir
+
+    (tmp_path / "thesis.tex").write_text("mine")
+    with pytest.raises(RunDirError, match=r"not empty and not a LaDa run \(it holds thesis\.tex"):
+        prepare_run_dir(tmp_path, RunConfig(), resume=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_log_and_metrics_are_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    from lada.runner.runlog import TeeConsole
+    from lada.utils.files import append_line
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "log.txt").symlink_to(victim)
+    (run_dir / "metrics.jsonl").symlink_to(victim)
+    from rich.console import Console
+
+    console = TeeConsole(Console(file=open(os.devnull, "w")), run_dir / "log.txt")
+    with pytest.raises(OSError):
+        console.print("hello")
+    with pytest.raises(OSError):
+        append_line(run_dir / "metrics.jsonl", "{}")
+    assert victim.read_text() == "precious\n"
+
+
+def test_resume_without_the_servers_checkpoint_is_an_error(tmp_path: Path) -> None:
+    from lada.config import RunConfig
+    from lada.runner.drive import RunDirError, drive
+
+    (tmp_path / "state.json").write_text('{"last_complete_round": 2}')
+    with pytest.raises(RunDirError, match=r"round_002: the server's checkpoint of round 2"):
+        drive(RunConfig(), tmp_path, None, None, 2, [])  # type: ignore[arg-type]
+
+
+def test_the_rounds_files_are_fsynced_before_state_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lada.config import RunConfig
+    from lada.federation.report import RoundReport
+    from lada.runner import drive as drive_mod
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    class Server:
+        def save(self, d: Path) -> None:
+            d.mkdir(parents=True)
+            (d / "llm.safetensors").write_bytes(b"weights")
+
+    drive_mod._commit_round(tmp_path, 1, Server(), RoundReport(1), {"round": 1}, RunConfig())  # type: ignore[arg-type]
+    names = [Path(p).name for p in synced]
+    state = next(i for i, n in enumerate(names) if n.startswith(".state.json"))
+    assert "metrics.jsonl" in names[:state] and "llm.safetensors" in names[:state]

@@ -289,6 +289,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         if _existing_run(out):
             raise FileExistsError(f"{out} already holds a run: use --resume, or another --out")
+    from lada.runner.drive import claim_run_dir
+
+    claim_run_dir(out)  # a foreign folder or a live run's --out: refused at once
     validate(cfg)  # models resolve and files exist: before any model loads or folder is made
     from lada.runner.runlog import TeeConsole
 

@@ -18,8 +18,10 @@ plus its tokenizer:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +170,17 @@ def export(
         if is_peft and not merge
         else "transformers model (AutoModelForCausalLM.from_pretrained)"
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "lada_export.json").write_text(json.dumps(info, indent=2) + "\n")
+    # a fresh folder of its own (never a predictable name a link could be planted at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "lada_export.json").write_text(json.dumps(info, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp's folder is private; an exported model is to be shared
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()
     tmp.replace(out)
