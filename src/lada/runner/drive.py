@@ -113,7 +113,14 @@ def _check_is_run_dir(run_dir: Path) -> None:
         if run_dir.exists() or run_dir.is_symlink():
             raise RunDirError(f"{run_dir} exists and is not a folder")
         return
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
+    if (run_dir / "config.yaml").is_file() and any(
+        (run_dir / n).exists() for n in ("state.json", "metrics.jsonl", "checkpoints")
+    ):
+        return  # a run's (files of the user's own beside it are left alone)
+    # hidden names: a killed atomic write's temp file, the lock
+    foreign = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES and p.name[:1] != "."
+    )
     if foreign:
         raise RunDirError(
             f"{run_dir} is not empty and not a LaDa run (it holds {', '.join(foreign[:3])}"
