@@ -561,3 +561,22 @@ def test_per_question_correctness_can_be_withheld(
     res = role.evaluate(EvaluateIns(1))
     assert res.accuracy == 0.5 and res.num_samples == 2
     assert res.correct == ("10" if per_question else "")
+
+
+def test_top_k_token_ids_beyond_the_servers_vocabulary_are_rejected() -> None:
+    from lada.federation.validation import Expected
+
+    res = LogitsRes(
+        IDS,
+        "slm",
+        "v",
+        np.array([1, 0, 0], np.int32),
+        np.array([[3, 99]], np.int32),
+        np.zeros((1, 2), np.float16),
+        np.ones(3, np.float32),
+    )
+    ins = LogitsIns(3, IDS, 2)
+    reply = _stamp(res, Task.LOGITS)
+    assert validate_reply(Task.LOGITS, ins, reply, LIMITS, expect=Expected(vocab_rows=100)) is None
+    why = validate_reply(Task.LOGITS, ins, reply, LIMITS, expect=Expected(vocab_rows=50))
+    assert why is not None and "vocabulary has 50" in why

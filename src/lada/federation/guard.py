@@ -97,8 +97,21 @@ def guarded(transport: Transport, server: Any, host: Any = None) -> Transport:
         transport,
         server.settings.limits,
         server.expected_feature_dim,
-        (lambda task: host.expected_reply(server, task)) if host is not None else None,
+        (lambda task: _with_vocab_rows(server, task, host.expected_reply(server, task)))
+        if host is not None
+        else None,
     )
+
+
+def _with_vocab_rows(server: Any, task: Task | str, expect: Expected | None) -> Expected | None:
+    """A LOGITS reply's token ids must index the server's LLM logits (its output rows)."""
+    if task != Task.LOGITS or expect is None:
+        return expect
+    from dataclasses import replace
+
+    out = server.model.get_output_embeddings()
+    rows = None if out is None else int(out.weight.shape[0])
+    return replace(expect, vocab_rows=rows)
 
 
 def contain(report: Any, k: int, step: str, fn: Callable[[], T]) -> T | None:

@@ -66,6 +66,7 @@ class Expected:
     vocab: str | None = None
     weight_names: tuple[str, ...] | None = None
     weight_shapes: tuple[tuple[int, ...], ...] | None = None
+    vocab_rows: int | None = None  # top-k token ids index the server's logits: below this
 
 
 def validate_reply(
@@ -330,6 +331,12 @@ def _check_reply(
             )
     elif isinstance(reply, LogitsRes):
         _topk(reply, n, int(ins.top_k), limits)  # type: ignore[attr-defined]
+        idx = reply.indices
+        _need(
+            expect.vocab_rows is None or idx.size == 0 or int(idx.max()) < expect.vocab_rows,
+            f"indices: token ids up to {int(idx.max()) if idx.size else 0}, the server's "
+            f"vocabulary has {expect.vocab_rows}",
+        )
         _need(
             expect.vocab is None or reply.vocab == expect.vocab,
             f"vocabulary {reply.vocab[:16]!r} differs from the server's {expect.vocab!r:.18}",
