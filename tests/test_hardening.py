@@ -580,3 +580,18 @@ def test_top_k_token_ids_beyond_the_servers_vocabulary_are_rejected() -> None:
     assert validate_reply(Task.LOGITS, ins, reply, LIMITS, expect=Expected(vocab_rows=100)) is None
     why = validate_reply(Task.LOGITS, ins, reply, LIMITS, expect=Expected(vocab_rows=50))
     assert why is not None and "vocabulary has 50" in why
+
+
+def test_show_prints_a_reason_with_markup_as_text(tmp_path: Path) -> None:
+    from rich.console import Console
+    from test_show import _record, make_run
+
+    from lada.runner.show import show
+
+    make_run(tmp_path / "run")
+    bad = _record(3, [0.1, 0.2, 0.3], [0.1, 0.1, 0.1], {"2": "distill: [/x] [bold]no"})
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(bad) + "\n")
+    console = Console(record=True, width=400)
+    show(tmp_path / "run", console, plots=None)  # rich raised MarkupError on "[/x]"
+    assert "distill: [/x] [bold]no" in console.export_text()
