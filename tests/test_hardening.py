@@ -81,6 +81,11 @@ def test_a_planted_pickle_in_filters_pt_is_refused_and_runs_nothing(
     with pytest.raises(UntrustedFileError, match=r"filters\.pt: refused.*could run code"):
         load_filter_states(bad)
     assert not (tmp_path / "PWNED_MARKER").exists()
+    st = f.state_dict()
+    st["feat_std"] = torch.full((6,), float("nan"))
+    torch.save({"0": {"S": st}}, bad)
+    with pytest.raises(UntrustedFileError, match="non-finite values in /0/S/feat_std"):
+        load_filter_states(bad)
 
 
 def test_no_source_file_loads_pickles() -> None:

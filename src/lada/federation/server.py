@@ -366,7 +366,25 @@ def load_filter_states(path: Path) -> dict[str, Any]:
         raise UntrustedFileError(
             f"{path}: not a LaDa filter state ({{client: {{direction: ...}}}})"
         )
+    bad = _non_finite(states)
+    if bad:
+        raise UntrustedFileError(
+            f"{path}: non-finite values in {bad} (filters hold finite numbers)"
+        )
     return states
+
+
+def _non_finite(v: Any, where: str = "") -> str | None:
+    """The first place in a nested state that holds NaN or infinity, or None."""
+    if isinstance(v, dict):
+        return next((w for k, x in v.items() if (w := _non_finite(x, f"{where}/{k}"))), None)
+    if isinstance(v, list | tuple):
+        return next((w for i, x in enumerate(v) if (w := _non_finite(x, f"{where}/{i}"))), None)
+    if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        return where
+    if isinstance(v, float) and not np.isfinite(v):
+        return where
+    return None
 
 
 def _with_seed(cfg: FilterConfig, seed: int) -> FilterConfig:
