@@ -600,3 +600,48 @@ def test_show_prints_a_reason_with_markup_as_text(tmp_path: Path) -> None:
     console = Console(record=True, width=400)
     show(tmp_path / "run", console, plots=None)  # rich raised MarkupError on "[/x]"
     assert "distill: [/x] [bold]no" in console.export_text()
+
+
+def test_fedcollm_median_keeps_one_clients_huge_weights_out(tmp_path: Path) -> None:
+    """Three homogeneous clients, one sends its weights + 1e5 and claims 10**9 samples: with
+    ``fedcollm_aggregate: median`` and an update-norm bound the server's averaged (then
+    distilled) SLM stays near the honest weights, and the round goes on with every client."""
+    from conftest import TINY
+    from test_hostile_replies import Breaking
+
+    from lada.config import load_config
+    from lada.engines.inprocess import InProcessEngine
+    from lada.federation.round import run_round
+    from lada.runner.roles import run_host, run_plugin
+    from lada.runner.run import build_client, build_server, prepare_run_dir, prepare_zoo_models
+    from lada.runner.setup import load_run_data
+    from lada.utils.model_state import trainable_state
+
+    args = [
+        *TINY,
+        "clients=[{model: slm-xs}, {model: slm-xs}, {model: slm-xs}]",
+        "host=fedcollm",
+        "plugin=none",
+        "eval.limit=2",
+        "eval.initial=false",
+        "local.optim.max_steps=2",
+        "data.split.train_per_client=8",
+        "distill.fedcollm_aggregate=median",
+        "distill.fedcollm_max_update_norm=1000",
+    ]
+    cfg, _ = prepare_run_dir(tmp_path / "run", load_config(None, args), False)
+    data = load_run_data(cfg, tmp_path / "run")
+    prepare_zoo_models(cfg, data.world_cfg)
+    clients = {k: build_client(cfg, data, k, tmp_path / f"c{k}") for k in range(3)}
+    server = build_server(cfg, data)
+
+    def poison(r: Payload, _ins: Payload, _h: dict) -> Payload:
+        out = WeightsRes(10**9, list(r.names), r.shapes, r.flat + np.float32(1e5))  # type: ignore[attr-defined]
+        out.echo = r.echo  # type: ignore[misc]
+        return out
+
+    engine = Breaking(InProcessEngine(clients), 1, Task.GET_WEIGHTS, 1, poison)
+    rep = run_round(1, server, engine, run_host(cfg), run_plugin(cfg))
+    assert rep.missed == {} and set(rep.slm_eval) == {0, 1, 2}
+    biggest = max(float(t.abs().max()) for t in trainable_state(server.slm()[0]).values())
+    assert biggest < 100, biggest  # the mean would have been about 3e4
