@@ -13,6 +13,7 @@ RUN_DIR/
   summary.json             base/final accuracies and change, missed rounds, wall time
   log.txt                  what the run printed (`lada run`)
   plots/                   PNG curves (`lada show`)
+  .lock                    held (fcntl) by the process writing the run
 
 Every file's fields: docs/run-dir.md.
 
@@ -65,6 +66,7 @@ RUN_ENTRIES = {
     LOCK_FILE,
     "config.yaml",
     "data",
+    "data_used.json",
     "metrics.jsonl",
     "selections",
     "questions",
@@ -75,6 +77,7 @@ RUN_ENTRIES = {
     "summary.json",
     "log.txt",
     "plots",
+    "bench_error.txt",  # `lada bench`: why this run failed (it is retried in place)
 }
 _LOCKS: dict[Path, int] = {}  # run directories this process holds: resolved path -> fd
 
