@@ -46,16 +46,18 @@ class Phase:
         self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + spent
 
 
-MAX_REASON_CHARS = 500  # of a failure's reason in the report (metrics.jsonl, summary.json, log)
+MAX_REASON_CHARS = 1000  # of a failure's reason in the report (metrics.jsonl, summary.json, log)
 
 
 def plain_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """``text`` as one bounded line: control characters (newlines, escapes) shown as ``\\xNN``
-    escapes, cut to ``limit`` characters with a note of the length cut."""
-    text = str(text)
-    cut = len(text) > limit
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return out + (f"... ({len(text)} characters)" if cut else "")
+    escapes; beyond ``limit`` characters its first and last halves are kept (a traceback's
+    last line names the error) around a note of the length cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} ... ({len(text)} characters) ... {text[-half:]}"
 
 
 def ok_replies(report: RoundReport, task: Task | str, replies: dict[int, Any]) -> dict[int, Any]:
