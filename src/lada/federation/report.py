@@ -46,7 +46,7 @@ class Phase:
         self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + spent
 
 
-MAX_REASON_CHARS = 1000  # of a failure's reason in the report (metrics.jsonl, summary.json, log)
+MAX_REASON_CHARS = 4000  # of a failure's reason in the report (metrics.jsonl, summary.json, log)
 
 
 def plain_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
