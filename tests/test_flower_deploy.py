@@ -104,6 +104,7 @@ class Cluster:
     split: Path
     procs: list[subprocess.Popen[Any]] = field(default_factory=list)
     nodes: dict[int, subprocess.Popen[Any]] = field(default_factory=dict)
+    node_ids: list[int] = field(default_factory=list)  # client k's SuperNode id
 
     def spawn(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
         f = log.open("ab")
@@ -241,8 +242,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, lada_cache: str) -> Iterat
             interval=2.0,
         )
         for k in range(N_NODES):
-            reg = c.flwr("supernode", "register", str(keys / f"supernode_{k}.pub"), "lada-test")
+            reg = c.flwr(
+                "supernode", "register", str(keys / f"supernode_{k}.pub"), "lada-test",
+                "--format", "json",
+            )  # fmt: skip
             assert reg.returncode == 0, reg.stdout + reg.stderr
+            c.node_ids.append(int(json.loads(reg.stdout)["node-id"]))
+        # each client bound to the node its key was registered as (the guide's 2.5)
+        data["flower"]["client_nodes"] = c.node_ids
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        for k in range(N_NODES):
             c.start_supernode(k, root / f"state{k}")
         _wait_for(
             lambda: c.flwr("supernode", "list", "lada-test").stdout.count("online") >= N_NODES,
@@ -292,6 +301,8 @@ def test_deployment_two_rounds(cluster: Cluster) -> None:
     for name in ("config.yaml", "metrics.jsonl", "state.json", "summary.json"):
         assert (run_dir / name).exists(), name
     assert json.loads((run_dir / "state.json").read_text())["last_complete_round"] == 2
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["flower"]["client_nodes"] == cluster.node_ids  # the binding was in force
     assert (run_dir / "checkpoints" / "round_002").is_dir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["completed_rounds"] == 2 and summary["missed"] == {}

@@ -9,6 +9,7 @@ Per-case checks of the pure validators run without models.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -291,6 +292,20 @@ CASES: dict[str, tuple[Task, int, Callable[[Payload, Payload, dict], Payload | F
     ),
     # round 2's embed reply replaced by the same client's (well-formed) reply of round 1
     "replayed_round": (Task.EMBED, 2, lambda r, ins, h: h[(1, Task.EMBED)]),
+    # finite, but beyond what the filter's standardisation and k-means can hold in float32
+    "extreme_features": (
+        Task.EMBED,
+        1,
+        _set("features", lambda r: np.full_like(r.features, 3.4e38)),
+    ),
+    # a mask longer than the picks (the reward indexed it and raised)
+    "trained_mask_length": (
+        Task.DISTILL,
+        1,
+        _set("trained", lambda r: np.ones(len(r.ids) + 2, np.uint8)),
+    ),
+    # finite losses whose exp overflows (B_t = inf, r_batch = NaN)
+    "huge_losses": (Task.DISTILL, 1, _set("loss_after", lambda r: r.loss_after + 800.0)),
 }
 
 
@@ -312,9 +327,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _WORLD
 
 
-def _federate(world: dict[str, Any], name: str, task: Task, round_idx: int, change) -> tuple:
+def _federate(
+    world: dict[str, Any], name: str, task: Task, round_idx: int, change, cfg: Any = None
+) -> tuple:
     """Rounds 1..round_idx with client 1's ``task`` reply changed in the last one."""
-    cfg, data = world["cfg"], world["data"]
+    cfg, data = cfg or world["cfg"], world["data"]
     d = world["out"] / name
     clients = {k: build_client(cfg, data, k, d / f"client_{k}") for k in range(2)}
     server = build_server(cfg, data)
@@ -376,3 +393,40 @@ def test_a_corrupt_reply_is_reported_in_metrics_and_summary(tmp_path: Path) -> N
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["rejected"]["1"][0]["round"] == 1
     assert "non-finite" in summary["rejected"]["1"][0]["reason"]
+
+
+def _finite_states(server: Any) -> bool:
+    def finite(v: Any) -> bool:
+        if isinstance(v, dict):
+            return all(finite(x) for x in v.values())
+        if isinstance(v, list | tuple):
+            return all(finite(x) for x in v)
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return bool(torch.isfinite(v).all())
+        if isinstance(v, float):
+            return np.isfinite(v)
+        return True
+
+    return finite(_filter_states(server))
+
+
+@pytest.mark.parametrize("case", ["extreme_features", "huge_losses"])
+def test_past_wide_limits_the_filter_guard_contains_the_client(
+    case: str, world: dict[str, Any]
+) -> None:
+    """With limits that let the numbers through, the step that would have raised (or made the
+    filters NaN) rejects the client for the round; the round goes on, the filters stay finite."""
+    wide = dataclasses.replace(
+        world["cfg"],
+        limits=dataclasses.replace(world["cfg"].limits, max_abs_value=1e39, max_abs_loss=1e4),
+    )
+    task, round_idx, change = CASES[case]
+    server, rep = _federate(world, f"wide_{case}", task, round_idx, change, wide)
+    assert "FilterInputError" in rep.rejected[1] and "rejected" in rep.missed[1]
+    assert 0 not in rep.missed and 0 in rep.slm_eval and rep.rewards[0]  # the round went on
+    assert _finite_states(server) and server.filters[0]
+    if case == "extreme_features":  # refused before any filter of client 1 was made
+        ref_server, _ = world["refs"].get((task, round_idx)) or _federate(
+            world, f"ref_{task}_{round_idx}", task, round_idx, _missing
+        )
+        _assert_same(_filter_states(server), _filter_states(ref_server))

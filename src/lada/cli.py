@@ -358,6 +358,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(resolve_file_paths(to_dict(cfg), Path.cwd()), sort_keys=False), end="")
         return 0
+    from lada.runner.drive import claim_run_dir
+
+    claim_run_dir(out)  # a foreign folder or a live run's --out: refused at once
     if args.resume:
         import yaml
 

@@ -25,8 +25,10 @@ the role learned from, what this export answers to it, and a snippet that asks i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -183,12 +185,18 @@ def export(
             "answer": example.answer,
             "reply": _reply(model, tok, example.prompt().rstrip("\n")),
         }
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "lada_export.json").write_text(json.dumps(info, indent=2) + "\n")
-    (tmp / "README.md").write_text(model_card(info, out))
+    # a fresh folder of its own (never a predictable name a link could be planted at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "lada_export.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(info, out))
+        os.chmod(tmp, 0o755)  # mkdtemp's folder is private; an exported model is to be shared
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()
     tmp.replace(out)

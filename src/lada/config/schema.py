@@ -246,6 +246,9 @@ class EvalConfig:
     batch_size: int = 64
     limit: int | None = None  # evaluate on the first N test samples per client (None = all)
     initial: bool = True  # evaluate the base models as "round 0" before training
+    # clients send per-question correctness (one bit per test question per round: what the
+    # bench's paired confidence intervals resample); false: only the accuracy and group counts
+    per_question: bool = True
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:
@@ -320,6 +323,13 @@ class LimitsConfig:
     max_path_chars: int = 20_000  # characters of one reasoning path (either direction)
     max_feature_dim: int = 65_536  # width of a client's feature vectors (its hidden size)
     max_top_k: int = 4096  # logits per token a LOGITS / DISTILL_LOGITS message may carry
+    # |loss| of a reply (mean token NLLs, local training's mean loss): the filter's reward takes
+    # exp(loss), which must stay finite
+    max_abs_loss: float = 100.0
+    # |x| of every other float a reply carries (features, margins, logits, weights): bounded so
+    # that sums, squares and standardisation stay finite in float32
+    max_abs_value: float = 1e6
+    max_num_samples: int = 10**9  # a reply's num_samples (FedAvg weight, test set size)
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:
@@ -328,6 +338,9 @@ class LimitsConfig:
             "max_path_chars": ge(1),
             "max_feature_dim": ge(1),
             "max_top_k": ge(1),
+            "max_abs_loss": gt(0),
+            "max_abs_value": gt(0),
+            "max_num_samples": ge(1),
         }
 
 
@@ -338,9 +351,9 @@ class FlowerConfig:
     client_num_cpus: float = 1.0  # Ray CPUs per simulated client (ray_num_cpus / this = actors)
     client_num_gpus: float = 0.0  # Ray GPUs per simulated client
     ray_num_cpus: int | None = 2  # CPUs Ray may use in simulation (None = all cores)
-    timeout_s: float | None = (
-        None  # give up on a reply after this long (None = wait; per-client timeout_s also applies)
-    )
+    # give up on a reply after this long (None = wait; per-client timeout_s also applies): a
+    # silent client holds the round no longer than this
+    timeout_s: float | None = 3600.0
     wait_for_clients_s: float = (
         120.0  # at start, how long the ServerApp waits for every client's node
     )
@@ -348,6 +361,10 @@ class FlowerConfig:
         0.0  # at each later round's start, wait this long for clients without a node
     )
     pull_interval_s: float = 0.1  # how often the ServerApp polls for replies
+    # each client's SuperNode id (`flwr supernode register` prints it; docs/flower.md): a node
+    # is accepted as client k only when its id is client_nodes[k]. None: a node's hello says
+    # which client it is (trusted)
+    client_nodes: list[int] | None = None
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:

@@ -374,7 +374,8 @@ class ClientRole:
             num_samples=len(test),
             accuracy=float(result.accuracy),
             groups=json.dumps(group_counts(result.records)),
-            correct=correctness_bits(result.records),
+            # one bit per test question (the bench's paired intervals); "" when withheld
+            correct=correctness_bits(result.records) if e.per_question else "",
         )
 
 

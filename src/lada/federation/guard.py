@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from lada.config.schema import LimitsConfig
 from lada.federation.protocol import Echo, Payload, Task
+from lada.federation.report import plain_text
 from lada.federation.transport import CommLog, Failure, Transport
 from lada.federation.validation import Expected, validate_instruction, validate_reply
 
 log = logging.getLogger("lada.validation")
 
+T = TypeVar("T")
 REJECTED = "rejected"  # Failure.kind of a reply that failed validation
 
 
@@ -95,8 +97,37 @@ def guarded(transport: Transport, server: Any, host: Any = None) -> Transport:
         transport,
         server.settings.limits,
         server.expected_feature_dim,
-        (lambda task: host.expected_reply(server, task)) if host is not None else None,
+        (lambda task: _with_vocab_rows(server, task, host.expected_reply(server, task)))
+        if host is not None
+        else None,
     )
+
+
+def _with_vocab_rows(server: Any, task: Task | str, expect: Expected | None) -> Expected | None:
+    """A LOGITS reply's token ids must index the server's LLM logits (its output rows)."""
+    if task != Task.LOGITS or expect is None:
+        return expect
+    from dataclasses import replace
+
+    out = server.model.get_output_embeddings()
+    rows = None if out is None else int(out.weight.shape[0])
+    return replace(expect, vocab_rows=rows)
+
+
+def contain(report: Any, k: int, step: str, fn: Callable[[], T]) -> T | None:
+    """``fn()``, a server step on client ``k``'s data alone; when it raises, the client is
+    rejected for the round (``report.missed`` and ``report.rejected``, as a reply that failed
+    validation) and None comes back, so the round goes on without it. Steps that touch a
+    filter refuse bad numbers before changing it (:mod:`lada.filter.guard`)."""
+    try:
+        return fn()
+    except Exception as e:  # one client's data must not stop the run
+        log.warning("client %d rejected at %s: %s: %s", k, step, type(e).__name__, e)
+        log.debug("traceback", exc_info=True)
+        why = plain_text(f"{type(e).__name__}: {e}")
+        report.missed.setdefault(k, f"{step}: {REJECTED}: {why}")
+        report.rejected.setdefault(k, f"{step}: {why}")
+        return None
 
 
 def answer(role: Any, task: Task, ins: Payload, handle: Callable[[Payload], Payload]) -> Payload:

@@ -14,8 +14,10 @@ runs on all of P without paths, exactly as alone, and LaDa's path step then runs
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
+from lada.federation.guard import contain
 from lada.federation.host import Host, Learned, Picks, RoundContext
 from lada.federation.protocol import EmbedIns, EmbedRes, Task
 
@@ -143,9 +145,13 @@ class LadaPlugin:
             server.public_features(rnd.round)
             ins = {k: EmbedIns(rnd.round, server.public_ids) for k in rnd.alive if k in t.masks}
             embeds: dict[int, EmbedRes] = rnd.broadcast(Task.EMBED, ins)
-            alloc = {
-                k: server.allocate(rnd.round, k, r.features, t.masks[k]) for k, r in embeds.items()
-            }
+            alloc = {}
+            for k, r in embeds.items():  # one client's features cannot stop the round
+                a = contain(
+                    rep, k, str(Task.EMBED), partial(server.allocate, rnd.round, k, r.features, t.masks[k])
+                )
+                if a is not None:
+                    alloc[k] = a
             for a in alloc.values():
                 for d in set(a.ids) - set(directions):  # a one-way host: no picks the other way
                     a.ids[d], a.mode[d] = [], "unused"
@@ -236,7 +242,14 @@ class LadaPlugin:
         with rnd.phase("rewards"):
             if picks.rewards:
                 for k, side, losses in learned.losses:
-                    rnd.report.rewards.setdefault(k, {})[side] = rnd.server.reward(k, side, losses)
+                    out = contain(
+                        rnd.report,
+                        k,
+                        f"rewards {side}",
+                        partial(rnd.server.reward, k, side, losses),
+                    )
+                    if out is not None:
+                        rnd.report.rewards.setdefault(k, {})[side] = out
             learned.record(rnd.report)
             for k in picks.alloc:
                 for d in picks.directions:

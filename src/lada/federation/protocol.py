@@ -55,7 +55,7 @@ class Echo:
     client: int
 
 
-_ECHO_KEYS = ("_task", "_round", "_client")  # config keys of the echo (no payload field has "_")
+ECHO_KEYS = ("_task", "_round", "_client")  # config keys of the echo (no payload field has "_")
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Payload:
                 config[f.name] = v
         if self.echo is not None:
             e = self.echo
-            config.update(zip(_ECHO_KEYS, (e.task, e.round, e.client), strict=True))
+            config.update(zip(ECHO_KEYS, (e.task, e.round, e.client), strict=True))
         return {"config": config, "arrays": arrays}
 
     @classmethod
@@ -101,7 +101,7 @@ class Payload:
             if isinstance(kwargs[f.name], list | tuple) and not isinstance(kwargs[f.name], str):
                 kwargs[f.name] = list(kwargs[f.name])
         out = cls(**kwargs)
-        echo = [config.get(key) for key in _ECHO_KEYS]
+        echo = [config.get(key) for key in ECHO_KEYS]
         if any(v is not None for v in echo):
             task, round_idx, client = echo
             if not (

@@ -50,15 +50,30 @@ class Phase:
         self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + spent
 
 
+MAX_REASON_CHARS = 4000  # of a failure's reason in the report (metrics.jsonl, summary.json, log)
+
+
+def plain_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` as one bounded line: control characters (newlines, escapes) shown as ``\\xNN``
+    escapes; beyond ``limit`` characters its first and last halves are kept (a traceback's
+    last line names the error) around a note of the length cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} ... ({len(text)} characters) ... {text[-half:]}"
+
+
 def ok_replies(report: RoundReport, task: Task | str, replies: dict[int, Any]) -> dict[int, Any]:
     """The replies that are not a :class:`Failure`; each failure is noted in ``report.missed``
     (the first one per client)."""
     good = {}
     for k, r in replies.items():
         if isinstance(r, Failure):
-            report.missed.setdefault(k, f"{task}: {r.kind}: {r.message}")
+            why = plain_text(r.message)  # it may hold a client's text
+            report.missed.setdefault(k, f"{task}: {r.kind}: {why}")
             if r.kind == "rejected":  # lada.federation.guard
-                report.rejected.setdefault(k, f"{task}: {r.message}")
+                report.rejected.setdefault(k, f"{task}: {why}")
         else:
             good[k] = r
     return good

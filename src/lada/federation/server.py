@@ -23,6 +23,7 @@ from lada.data.sample import Sample
 from lada.filter.bandit import LearnabilityFilter
 from lada.filter.config import FilterConfig
 from lada.filter.features import pair_context
+from lada.filter.guard import check_contexts
 from lada.utils.files import atomic_write_text
 from lada.utils.model_state import load_trainable, save_trainable
 from lada.utils.seeding import derive_seed, seed_everything
@@ -161,7 +162,7 @@ class ServerRole:
         """The picks of pair k in ``directions`` (spec §3 and §5 step 2), each filter choosing
         among ``candidates[d]`` (bool over P: what the teacher will teach; None: all of P)."""
         assert self._llm_feats is not None, "call public_features first"
-        x = pair_context(slm_features, self._llm_feats)
+        x = check_contexts(pair_context(slm_features, self._llm_feats))
         self._contexts[k] = x
         alloc = Allocation()
         for d in directions:
@@ -370,12 +371,56 @@ class ServerRole:
         load_trainable(self.model, directory / "llm.safetensors")
         mem = directory / "memory.json"
         self.memory = dict(json.loads(mem.read_text())) if mem.exists() else {}
-        states = torch.load(directory / "filters.pt", weights_only=False)
+        states = load_filter_states(directory / "filters.pt")
         self.filters = {}
         for k, per in states.items():
             for d, st in per.items():
                 f = self._filter(int(k), d, int(st["dim"]))
                 f.load_state_dict(st)
+
+
+class UntrustedFileError(ValueError):
+    """A run file that is not plain data (e.g. a pickle that would run code when loaded)."""
+
+
+def load_filter_states(path: Path) -> dict[str, Any]:
+    """The filters' states saved by :meth:`ServerRole.save`, read as data only
+    (``torch.load(weights_only=True)``: tensors and Python primitives; a pickle that would build
+    any other object, and so could run code, is refused with :class:`UntrustedFileError`)."""
+    import pickle
+
+    try:
+        states = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        first = lines[0].strip() if lines else type(e).__name__
+        raise UntrustedFileError(
+            f"{path}: refused: it holds objects other than tensors and plain values, which "
+            f"could run code when loaded ({first}); only load filter states written by LaDa"
+        ) from None
+    if not isinstance(states, dict) or not all(isinstance(v, dict) for v in states.values()):
+        raise UntrustedFileError(
+            f"{path}: not a LaDa filter state ({{client: {{direction: ...}}}})"
+        )
+    bad = _non_finite(states)
+    if bad:
+        raise UntrustedFileError(
+            f"{path}: non-finite values in {bad} (filters hold finite numbers)"
+        )
+    return states
+
+
+def _non_finite(v: Any, where: str = "") -> str | None:
+    """The first place in a nested state that holds NaN or infinity, or None."""
+    if isinstance(v, dict):
+        return next((w for k, x in v.items() if (w := _non_finite(x, f"{where}/{k}"))), None)
+    if isinstance(v, list | tuple):
+        return next((w for i, x in enumerate(v) if (w := _non_finite(x, f"{where}/{i}"))), None)
+    if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        return where
+    if isinstance(v, float) and not np.isfinite(v):
+        return where
+    return None
 
 
 def _with_seed(cfg: FilterConfig, seed: int) -> FilterConfig:

@@ -66,6 +66,7 @@ class Expected:
     vocab: str | None = None
     weight_names: tuple[str, ...] | None = None
     weight_shapes: tuple[tuple[int, ...], ...] | None = None
+    vocab_rows: int | None = None  # top-k token ids index the server's logits: below this
 
 
 def validate_reply(
@@ -134,6 +135,7 @@ def _check_fields(payload: Payload, limits: LimitsConfig) -> None:
         kind = str(f.type)
         if kind == "int":
             _need(_is_int(v), f"{name}.{f.name}: expected an integer, got {type(v).__name__}")
+            _need(INT64_MIN <= int(v) <= INT64_MAX, f"{name}.{f.name}: {str(v):.24} outside int64")
         elif kind == "float":
             _need(_is_float(v), f"{name}.{f.name}: expected a number, got {type(v).__name__}")
         elif kind == "str":
@@ -148,6 +150,12 @@ def _check_fields(payload: Payload, limits: LimitsConfig) -> None:
             _need(v.dtype.kind in "biuf", f"{name}.{f.name}: dtype {v.dtype} is not numeric")
             if v.dtype.kind == "f":
                 _need(bool(np.isfinite(v).all()), f"{name}.{f.name}: non-finite values")
+                big = _abs_max(v)
+                _need(
+                    big <= limits.max_abs_value,
+                    f"{name}.{f.name}: |value| {big:.3g} exceeds limits.max_abs_value="
+                    f"{limits.max_abs_value:g}",
+                )
         else:  # pragma: no cover - a new payload field type needs a rule here
             raise _Bad(f"{name}.{f.name}: no validation rule for type {kind!r}")
     try:
@@ -157,6 +165,32 @@ def _check_fields(payload: Payload, limits: LimitsConfig) -> None:
     _need(
         size <= limits.max_message_bytes,
         f"{name}: {size} bytes exceed limits.max_message_bytes={limits.max_message_bytes}",
+    )
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| without a copy of ``a`` (0 when empty)."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
+def _bounded(what: str, v: Any, bound: float, limit: str) -> None:
+    """Every value of ``v`` (a number or an array) within ±``bound`` (``limits.<limit>``)."""
+    big = _abs_max(np.asarray(v, dtype=np.float64))
+    _need(big <= bound, f"{what}: |value| {big:.3g} exceeds limits.{limit}={bound:g}")
+
+
+def _loss(payload: Payload, field: str, n: int, limits: LimitsConfig) -> None:
+    """A vector of ``n`` losses, each within ±``limits.max_abs_loss``."""
+    _bounded(field, _vector(payload, field, n), limits.max_abs_loss, "max_abs_loss")
+
+
+def _count(what: str, v: int, limits: LimitsConfig) -> None:
+    _need(
+        0 <= v <= limits.max_num_samples,
+        f"{what} {v} outside 0..limits.max_num_samples={limits.max_num_samples}",
     )
 
 
@@ -181,15 +215,20 @@ def _topk(payload: Payload, n: int, top_k: int, limits: LimitsConfig) -> None:
     """lengths [n] ≥ 0; indices [sum(lengths), k] ≥ 0 with k ≤ top_k; values alike; ce [n]."""
     lengths = _vector(payload, "lengths", n, "iu")
     _need(bool((lengths >= 0).all()), "lengths: negative")
-    total = int(lengths.sum())
     idx, val = payload.indices, payload.values  # type: ignore[attr-defined]
     _need(idx.dtype.kind in "iu" and idx.ndim == 2, f"indices: {idx.dtype}{idx.shape}")
+    # with every length at most the rows sent, their int64 sum cannot wrap around; otherwise the
+    # exact sum (Python integers) goes into the refusal
+    if n and int(lengths.max()) > idx.shape[0]:
+        total = sum(int(x) for x in lengths.tolist())
+    else:
+        total = int(np.sum(lengths, dtype=np.int64))
     _need(val.dtype.kind == "f" and val.shape == idx.shape, f"values: {val.dtype}{val.shape}")
     _need(idx.shape[0] == total, f"indices: {idx.shape[0]} rows for {total} tokens")
     k_max = min(top_k, limits.max_top_k)
     _need(total == 0 or 1 <= idx.shape[1] <= k_max, f"indices: k={idx.shape[1]} > {k_max}")
     _need(idx.size == 0 or int(idx.min()) >= 0, "indices: negative token ids")
-    _vector(payload, "ce", n)
+    _loss(payload, "ce", n, limits)
 
 
 # ---- replies (server side) -------------------------------------------------------------
@@ -233,11 +272,13 @@ def _check_reply(
             )
         n = len(asked)
     if isinstance(reply, LocalTrainRes):
-        _need(reply.num_samples >= 0, "num_samples < 0")
+        _count("num_samples", reply.num_samples, limits)
         _need(
             math.isfinite(reply.mean_loss) or reply.num_samples == 0,
             f"mean_loss {reply.mean_loss} is not finite",
         )
+        if math.isfinite(reply.mean_loss):
+            _bounded("mean_loss", reply.mean_loss, limits.max_abs_loss, "max_abs_loss")
     elif isinstance(reply, EmbedRes):
         x = reply.features
         _need(
@@ -256,16 +297,22 @@ def _check_reply(
     elif isinstance(reply, PathsRes):
         _paths(reply.paths, n, limits, "paths")
     elif isinstance(reply, DistillRes):  # LogitDistillRes too
-        for name in ("loss_before", "loss_after", "margin"):
-            _vector(reply, name, n)
-        _need(reply.num_pairs >= 0, "num_pairs < 0")
+        for name in ("loss_before", "loss_after"):
+            _loss(reply, name, n, limits)
+        _vector(reply, "margin", n)
+        _count("num_pairs", reply.num_pairs, limits)
+        t = reply.trained  # empty: not reported (every pick trained); else one 0/1 per id
+        _need(
+            t.size == 0 or (t.shape == (n,) and bool(np.isin(t, (0, 1)).all())),
+            f"trained: {t.dtype}{t.shape}, expected empty or one 0/1 per id ({n})",
+        )
         if isinstance(reply, LogitDistillRes):
             _need(0 <= reply.num_distilled <= n, f"num_distilled {reply.num_distilled} > {n}")
     elif isinstance(reply, ScoreRes):
-        _vector(reply, "nll_cond", n)
-        _vector(reply, "nll_uncond", n)
+        _loss(reply, "nll_cond", n, limits)
+        _loss(reply, "nll_uncond", n, limits)
     elif isinstance(reply, EvaluateRes):
-        _need(reply.num_samples >= 0, "num_samples < 0")
+        _count("num_samples", reply.num_samples, limits)
         _need(0.0 <= reply.accuracy <= 1.0, f"accuracy {reply.accuracy} outside [0, 1]")
         _groups(reply.groups)
         bits = reply.correct
@@ -274,7 +321,7 @@ def _check_reply(
             f"correct: not one '0'/'1' per test sample ({reply.num_samples})",
         )
     elif isinstance(reply, WeightsRes):
-        _need(reply.num_samples >= 0, "num_samples < 0")
+        _count("num_samples", reply.num_samples, limits)
         _weights(reply.names, reply.shapes, reply.flat)
         if expect.weight_names is not None:
             layout = (tuple(reply.names), tuple(tuple(s) for s in json.loads(reply.shapes)))
@@ -284,11 +331,22 @@ def _check_reply(
             )
     elif isinstance(reply, LogitsRes):
         _topk(reply, n, int(ins.top_k), limits)  # type: ignore[attr-defined]
+        idx = reply.indices
+        _need(
+            expect.vocab_rows is None or idx.size == 0 or int(idx.max()) < expect.vocab_rows,
+            f"indices: token ids up to {int(idx.max()) if idx.size else 0}, the server's "
+            f"vocabulary has {expect.vocab_rows}",
+        )
         _need(
             expect.vocab is None or reply.vocab == expect.vocab,
             f"vocabulary {reply.vocab[:16]!r} differs from the server's {expect.vocab!r:.18}",
         )
     # SetWeightsRes: num_params is an int (checked with the fields)
+
+
+MAX_GROUP_KEYS = 16  # grouping keys of an evaluation's counts (domain, num_steps, kind)
+MAX_GROUP_VALUES = 1024  # values per key
+MAX_LABEL_CHARS = 128  # characters of one key or value name
 
 
 def _groups(text: str) -> None:
@@ -301,7 +359,18 @@ def _groups(text: str) -> None:
         isinstance(groups, dict) and all(isinstance(g, dict) for g in groups.values()),
         "groups: not {key: {value: [correct, n]}}",
     )
-    for g in groups.values():
+    _need(len(groups) <= MAX_GROUP_KEYS, f"groups: {len(groups)} keys (at most {MAX_GROUP_KEYS})")
+    for key, g in groups.items():
+        _need(len(g) <= MAX_GROUP_VALUES, f"groups: {len(g)} values of {key!r:.40}")
+        labels = [key, *g]
+        _need(
+            all(len(x) <= MAX_LABEL_CHARS and x.isprintable() for x in labels),
+            f"groups: a name longer than {MAX_LABEL_CHARS} characters or with control characters",
+        )
+        _need(
+            key != "num_steps" or all(x.isdigit() and x.isascii() for x in g),
+            "groups: num_steps labels must be numbers",
+        )
         for cn in g.values():
             ok = isinstance(cn, list) and len(cn) == 2 and all(_is_int(v) for v in cn)
             _need(ok and 0 <= cn[0] <= cn[1], f"groups: bad counts {cn!r:.80}")

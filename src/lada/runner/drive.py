@@ -14,6 +14,7 @@ RUN_DIR/
   log.txt                  what the run printed (`lada run`)
   plots/                   PNG curves (`lada show`)
   tensorboard/             TensorBoard event files (optional: report.to: [tensorboard])
+  .lock                    held (fcntl) by the process writing the run
 
 Every file's fields: docs/run-dir.md.
 
@@ -49,7 +50,13 @@ from lada.runner.report import (
 )
 from lada.runner.roles import run_host, run_plugin
 from lada.runner.tensorboard import open_report
-from lada.utils.files import atomic_write_json, atomic_write_text, replace_dir
+from lada.utils.files import (
+    append_line,
+    atomic_write_json,
+    atomic_write_text,
+    fsync_tree,
+    replace_dir,
+)
 
 
 class RunDirError(RuntimeError):
@@ -61,8 +68,90 @@ def _state(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+LOCK_FILE = ".lock"  # held (fcntl) by the process writing the run, as long as it lives
+# what a LaDa run directory holds (the module doc); a non-empty folder with anything else is not
+# a run's and is refused
+RUN_ENTRIES = {
+    LOCK_FILE,
+    "config.yaml",
+    "data",
+    "data_used.json",
+    "metrics.jsonl",
+    "selections",
+    "questions",
+    "learning",
+    "checkpoints",
+    "clients",
+    "state.json",
+    "summary.json",
+    "log.txt",
+    "plots",
+    "bench_error.txt",  # `lada bench`: why this run failed (it is retried in place)
+}
+_LOCKS: dict[Path, int] = {}  # run directories this process holds: resolved path -> fd
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold ``run_dir``'s lock for the rest of this process (idempotent; ``run_dir`` exists).
+    Another process holding it: :class:`RunDirError` at once."""
+    import fcntl
+    import os
+
+    key = run_dir.resolve()
+    if key in _LOCKS:
+        return
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(run_dir / LOCK_FILE, flags, 0o600)
+    except OSError as e:
+        raise RunDirError(f"{run_dir}: cannot open its lock file {LOCK_FILE}: {e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise RunDirError(
+            f"{run_dir} is in use by another lada run (pid {holder or '?'}): wait for it to "
+            "end, or use another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKS[key] = fd
+
+
+def _check_is_run_dir(run_dir: Path) -> None:
+    """Refuse a non-empty folder that is not a LaDa run's (nothing of it would be overwritten)."""
+    if not run_dir.is_dir():
+        if run_dir.exists() or run_dir.is_symlink():
+            raise RunDirError(f"{run_dir} exists and is not a folder")
+        return
+    if (run_dir / "config.yaml").is_file() and any(
+        (run_dir / n).exists() for n in ("state.json", "metrics.jsonl", "checkpoints")
+    ):
+        return  # a run's (files of the user's own beside it are left alone)
+    # hidden names: a killed atomic write's temp file, the lock
+    foreign = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES and p.name[:1] != "."
+    )
+    if foreign:
+        raise RunDirError(
+            f"{run_dir} is not empty and not a LaDa run (it holds {', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}): use an empty or new folder for --out"
+        )
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Refuse ``run_dir`` when it is a non-empty folder that is not a LaDa run's, or when
+    another process writes it; otherwise hold its lock (if it exists yet)."""
+    _check_is_run_dir(run_dir)
+    if run_dir.is_dir():
+        lock_run_dir(run_dir)
+
+
 def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple[RunConfig, int]:
-    """Returns the config and the last complete round (0 for a new run)."""
+    """Returns the config and the last complete round (0 for a new run). Holds the run
+    directory's lock (:func:`lock_run_dir`) from here on."""
+    claim_run_dir(run_dir)
     state = _state(run_dir)
     if resume:
         if not (run_dir / "config.yaml").exists():
@@ -73,6 +162,9 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig | None, resume: bool) -> tuple
         raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
     assert cfg is not None
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(run_dir)
+    if _state(run_dir) is not None:  # another process started it meanwhile
+        raise RunDirError(f"{run_dir} already holds a run: use --resume, or another --out")
     # relative paths from overrides name places in the current directory: made absolute, so
     # that resume (from any directory) reads the same files (a file's own are absolute already)
     snapshot = resolve_file_paths(to_dict(cfg), Path.cwd())
@@ -103,8 +195,12 @@ def drive(
     records = _truncate_metrics(run_dir, last)
     if last >= 0:
         ckpt = run_dir / "checkpoints" / f"round_{last:03d}"
-        if (ckpt / "llm.safetensors").exists():
-            server.load(ckpt)
+        if not (ckpt / "llm.safetensors").exists():
+            raise RunDirError(
+                f"{ckpt}: the server's checkpoint of round {last} (the last complete one) is "
+                "missing; it cannot be resumed without it"
+            )
+        server.load(ckpt)
     start = last + 1
     if start == 0 and not cfg.eval.initial:
         start = 1
@@ -172,10 +268,9 @@ def _commit_round(
             {str(k): v for k, v in report.oracle_selected.items()},
         )
     write_round_details(run_dir, t, report)
-    metrics = run_dir / "metrics.jsonl"
-    with metrics.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    append_line(run_dir / "metrics.jsonl", json.dumps(record))
+    fsync_tree(ckpts / f"round_{t:03d}")
+    fsync_tree(run_dir, recursive=False)  # the round's files reach the disk before state.json
     atomic_write_json(run_dir / "state.json", {"last_complete_round": t})
     if cfg.keep_checkpoints == "last":
         for old in ckpts.glob("round_*"):

@@ -95,6 +95,7 @@ def _pct(x: float | None) -> str:
 
 
 def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = rec["round"]
@@ -141,8 +142,8 @@ def print_round(console: Any, rec: dict[str, Any], cfg: RunConfig) -> None:
         f"  mean SLM {_pct(rec['slm_accuracy_mean'])}% | mean LLM {_pct(rec['llm_accuracy_mean'])}%"
         f" | up {b['up'] / 1e6:.2f} MB, down {b['down'] / 1e6:.2f} MB | {phases}"
     )
-    for k, why in rec["missed"].items():
-        console.print(f"  [red]client {k} missed round {t}[/]: {why}")
+    for k, why in rec["missed"].items():  # a client's text: never markup
+        console.print(f"  [red]client {escape(str(k))} missed round {t}[/]: {escape(str(why))}")
 
 
 def _duration(seconds: float) -> str:

@@ -11,6 +11,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+from lada.utils.files import open_append
+
 LOG_WIDTH = 200  # the log is read in editors: wide tables are not folded or clipped
 
 
@@ -37,7 +39,7 @@ class TeeConsole:
             return
         from rich.console import Console
 
-        with self.path.open("a", encoding="utf-8") as f:
+        with open_append(self.path) as f:
             log = Console(file=f, width=LOG_WIDTH, color_system=None, soft_wrap=False)
             if not self._started:
                 stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -51,5 +53,5 @@ class TeeConsole:
         """Append an error (a traceback) to the log, if the run directory exists."""
         if self.path.parent.is_dir():
             self.flush()
-            with self.path.open("a", encoding="utf-8") as f:
+            with open_append(self.path) as f:
                 f.write(text if text.endswith("\n") else text + "\n")

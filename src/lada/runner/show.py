@@ -407,6 +407,8 @@ def _plot_picks(plt: Any, cfg: dict[str, Any], picks: dict[int, Any], path: Path
 def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
     """Print the run's tables; write its plots (``plots``: a folder, "" = RUN_DIR/plots,
     None = none). Returns the PNG paths."""
+    from rich.markup import escape
+
     cfg, records = read_run(run_dir)
     server = cfg.get("server", {}).get("model", "?")
     console.print(
@@ -429,7 +431,7 @@ def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
         console.print(f"  {d}: {text}")
     for r in records:
         for k, why in r.get("missed", {}).items():
-            console.print(f"  [red]client {k} missed round {r['round']}[/]: {why}")
+            console.print(f"  [red]client {k} missed round {r['round']}[/]: {escape(str(why))}")
     if plots is None:
         return []
     paths = plot_run(cfg, records, Path(plots) if plots else run_dir / "plots", run_dir)

@@ -7,6 +7,8 @@ Token layout of one training example (no special tokens added by the tokenizer i
 
 Prompt and target are tokenised *separately*, so the prompt tokens are exactly the ones a
 model sees at generation time (:func:`encode_prompts` is shared with ``lada.eval.generate``).
+A target's text never becomes a special token: ``</s>`` written in a path is plain text, and
+only the EOS appended here ends it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ IGNORE_INDEX = -100
 Encoded = tuple[list[int], int]  # (input_ids, n_prompt_tokens)
 
 
-def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+def _token_ids(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], plain: bool = False
+) -> list[list[int]]:
+    """Token ids of ``texts``; ``plain``: a special token's text in them (``</s>``, a chat
+    delimiter) stays plain text (``split_special_tokens``), as for a target that may come from
+    another party (a client's reasoning path)."""
     if not texts:
         return []
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    extra = {"split_special_tokens": True} if plain else {}
+    return tokenizer(list(texts), add_special_tokens=False, **extra)["input_ids"]
 
 
 def use_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -68,7 +76,7 @@ def encode_pairs(
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     out: list[Encoded] = []
     for p, t in zip(
-        encode_prompts(tokenizer, prompts), _token_ids(tokenizer, targets), strict=True
+        encode_prompts(tokenizer, prompts), _token_ids(tokenizer, targets, plain=True), strict=True
     ):
         t = t + eos
         if len(p) + len(t) > max_length:

@@ -43,3 +43,40 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp_dir, final_dir)
+
+
+def open_append(path: str | os.PathLike[str]) -> Any:
+    """``path`` opened for appending UTF-8 text, never through a symlink (``O_NOFOLLOW``: a
+    link planted at ``path`` is an ``OSError``, not a write elsewhere)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8", newline="\n")
+
+
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Append ``line`` and a newline to ``path`` (:func:`open_append`), fsynced."""
+    with open_append(path) as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_tree(path: str | os.PathLike[str], recursive: bool = True) -> None:
+    """fsync the regular files under ``path`` (only its own with ``recursive=False``) and the
+    folders themselves, so that what was written there is on disk (symlinks are skipped)."""
+    root = Path(path)
+    dirs = [root]
+    if recursive:
+        dirs += [p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]
+    for d in dirs:
+        for p in d.iterdir():
+            if p.is_file() and not p.is_symlink():
+                fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

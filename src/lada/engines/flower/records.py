@@ -18,13 +18,14 @@ does anyway). Nothing here knows about tasks or the algorithm.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from lada.federation.protocol import WIRE_DTYPE_KINDS, Payload, Record, WireError
+from lada.federation.protocol import ECHO_KEYS, WIRE_DTYPE_KINDS, Payload, Record, WireError
 
 CONFIG = "config"
 CONFIG_JSON = "config.json"
@@ -94,39 +95,59 @@ def record_to_recorddict(record: Record) -> RecordDict:
     return rd
 
 
+# a ConfigRecord value's JSON text (``config.json``) may hold at most this many characters: a
+# payload's own fields never need it beyond a few odd scalars, and parsed JSON takes many times
+# the memory of its text
+MAX_JSON_CHARS = 1 << 20
+ITEM_BYTES = 8  # what one config value costs at least (an empty string too)
+
+
 def recorddict_size(rd: RecordDict) -> int:
-    """Bytes a received ``RecordDict`` holds: its arrays' serialised data plus its config
-    values' text, counted before anything is decoded (``limits.max_message_bytes``)."""
+    """Bytes a received ``RecordDict`` holds: its arrays' serialised data plus every config and
+    metric value (at least :data:`ITEM_BYTES` each, an empty string included), counted before
+    anything is decoded (``limits.max_message_bytes``)."""
     n = 0
     for record in rd.values():
         if isinstance(record, ArrayRecord):
             n += sum(len(a.data) for a in record.values())
-        elif isinstance(record, ConfigRecord):
+        else:  # ConfigRecord, MetricRecord: mappings of scalars and lists of scalars
             for key, value in record.items():
                 items = value if isinstance(value, list) else [value]
-                n += len(key) + sum(len(v) if isinstance(v, str | bytes) else 8 for v in items)
+                n += len(key) + ITEM_BYTES
+                n += sum(
+                    max(len(v), ITEM_BYTES) if isinstance(v, str | bytes) else ITEM_BYTES
+                    for v in items
+                )
     return n
 
 
-def recorddict_to_record(rd: RecordDict) -> Record:
+def recorddict_to_record(rd: RecordDict, keys: set[str] | None = None) -> Record:
     """Inverse of :func:`record_to_recorddict`; :class:`WireError` for anything it did not
-    produce (garbled JSON, an array of objects, strings or an unknown serialisation)."""
+    produce (garbled JSON, JSON text beyond :data:`MAX_JSON_CHARS`, an array of objects,
+    strings or an unknown serialisation). ``keys``: the config keys wanted (others are not
+    parsed)."""
     try:
-        return _recorddict_to_record(rd)
+        return _recorddict_to_record(rd, keys)
     except WireError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError, EOFError) as e:
         raise WireError(f"malformed RecordDict: {type(e).__name__}: {e}") from None
 
 
-def _recorddict_to_record(rd: RecordDict) -> Record:
+def _recorddict_to_record(rd: RecordDict, keys: set[str] | None) -> Record:
     config: dict[str, Any] = {}
     if CONFIG in rd:
         for key, value in rd[CONFIG].items():
             config[key] = list(value) if isinstance(value, list) else value
     if CONFIG_JSON in rd:
-        for key, text in rd[CONFIG_JSON].items():
-            config[key] = json.loads(str(text))
+        texts = {k: v for k, v in rd[CONFIG_JSON].items() if keys is None or k in keys}
+        if any(not isinstance(t, str) for t in texts.values()):
+            raise WireError(f"{CONFIG_JSON}: values must be JSON text")
+        chars = sum(len(t) for t in texts.values())
+        if chars > MAX_JSON_CHARS:
+            raise WireError(f"{CONFIG_JSON}: {chars} characters of JSON (at most {MAX_JSON_CHARS})")
+        for key, text in texts.items():
+            config[key] = json.loads(text)
     arrays: dict[str, np.ndarray] = {}
     scalars = set(rd[ARRAYS_0D]["names"]) if ARRAYS_0D in rd else set()  # type: ignore[arg-type]
     if ARRAYS in rd:
@@ -145,4 +166,7 @@ def payload_to_recorddict(payload: Payload) -> RecordDict:
 
 
 def recorddict_to_payload(cls: type[Payload], rd: RecordDict) -> Payload:
-    return cls.from_record(recorddict_to_record(rd))
+    """The ``cls`` payload in ``rd``; config values that are not its fields (or the echo) are
+    not parsed."""
+    keys = {f.name for f in dataclasses.fields(cls)} | set(ECHO_KEYS)
+    return cls.from_record(recorddict_to_record(rd, keys))

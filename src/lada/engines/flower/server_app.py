@@ -83,6 +83,7 @@ def serve(grid: Grid, job: ServerJob) -> list[dict[str, Any]]:
         pull_interval_s=cfg.flower.pull_interval_s,
         rejoin_wait_s=cfg.flower.rejoin_wait_s,
         max_message_bytes=cfg.limits.max_message_bytes,
+        client_nodes=cfg.flower.client_nodes,
     )
     job.missing_at_start = transport.wait_for_clients(cfg.flower.wait_for_clients_s)
     if job.missing_at_start:

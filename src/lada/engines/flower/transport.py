@@ -73,9 +73,12 @@ class FlowerTransport:
         rejoin_wait_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         max_message_bytes: int | None = None,
+        client_nodes: list[int] | None = None,
     ) -> None:
         """``max_message_bytes`` (``limits.max_message_bytes``): a larger reply is rejected
-        before it is decoded."""
+        before it is decoded. ``client_nodes`` (``flower.client_nodes``): client k's SuperNode
+        id; a node is then accepted as client k only when its id is ``client_nodes[k]``
+        (with the SuperLink's node authentication, that id is bound to the node's key)."""
         self.grid = grid
         self.num_clients = num_clients
         self.node_to_client: dict[int, int] = dict(node_to_client or {})
@@ -86,6 +89,14 @@ class FlowerTransport:
         self.hello_timeout_s = hello_timeout_s
         self.rejoin_wait_s = rejoin_wait_s
         self.max_message_bytes = max_message_bytes
+        self.client_nodes = None if client_nodes is None else [int(n) for n in client_nodes]
+        if self.client_nodes is not None and (
+            len(self.client_nodes) != num_clients or len(set(self.client_nodes)) != num_clients
+        ):
+            raise ValueError(
+                f"flower.client_nodes must name {num_clients} distinct SuperNode ids, one per "
+                f"client, got {self.client_nodes}"
+            )
         self._round: int | None = None  # the round of the last broadcast
         self.comm = CommLog()
         self._clock = clock
@@ -143,11 +154,13 @@ class FlowerTransport:
                     log.warning("node %s did not say which client it is: %s", node, reason)
                     self._hello_failed.add(node)
                     continue
-                k = int(reply.content[META]["client-id"])
-                if not 0 <= k < self.num_clients:
-                    log.warning("node %s says it is client %s: not in this run", node, k)
+                k = reply.content[META].get("client-id")
+                why = self._claim_refused(node, k)
+                if why is not None:
+                    log.warning("node %s says it is client %.40r: %s", node, k, why)
                     self._hello_failed.add(node)
                     continue
+                assert isinstance(k, int)
                 for other, c in list(self.node_to_client.items()):
                     if c == k and other != node:
                         log.warning("client %s moved from node %s to node %s", k, other, node)
@@ -158,6 +171,16 @@ class FlowerTransport:
                 break
             time.sleep(self.pull_interval_s)
         self._known_nodes = nodes
+
+    def _claim_refused(self, node: int, k: Any) -> str | None:
+        """Why node ``node`` cannot be client ``k`` (its hello's claim), or None."""
+        if not isinstance(k, int) or isinstance(k, bool):
+            return "not an integer client id"
+        if not 0 <= k < self.num_clients:
+            return "not a client of this run"
+        if self.client_nodes is not None and self.client_nodes[k] != node:
+            return f"refused: flower.client_nodes binds client {k} to node {self.client_nodes[k]}"
+        return None
 
     def wait_for_clients(self, timeout_s: float) -> list[int]:
         """Wait until every client has a node (or ``timeout_s``); returns those still missing."""
