@@ -8,14 +8,14 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first;
   the loops run ``--repeats`` times, alternated, and each one's best run counts. Also timed,
   to show their share: ours without training's C kernels (``LADA_KERNELS=0``: LoRA dropout
-  from ``random_`` masks, the MLP as separate cast layers; ``lada.models.lora_dropout``,
-  ``lada.models.cast_swiglu``).
+  from ``random_`` masks, the MLP as separate cast layers; ``lada.accel.lora_dropout``,
+  ``lada.accel.cast_swiglu``).
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
-  finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
+  finished rows dropped, on the lean decoder of ``lada.accel.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
-  to bf16 and packed once for oneDNN (``lada.models.packed_linear``), preallocated KV cache,
+  to bf16 and packed once for oneDNN (``lada.accel.packed_linear``), preallocated KV cache,
   shared prompt prefix computed once, left padding skipped in the prefill's matmuls, each
-  decode step's small ops in fused C kernels, ``lada.models.decode_kernels``) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  decode step's small ops in fused C kernels, ``lada.accel.decode_kernels``) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
@@ -59,8 +59,8 @@ import torch  # noqa: E402
 from train_throughput import run_hf, word_problem  # noqa: E402
 
 from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
-from lada.models.fetch import fetch_model  # noqa: E402
 from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
+from lada.provision.fetch import fetch_model  # noqa: E402
 from lada.train.loop import OptimConfig  # noqa: E402
 from lada.train.sft import sft  # noqa: E402
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from lada.accel import decode_kernels as K
+from lada.accel.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
+from lada.accel.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
 from lada.models import build_model, build_tokenizer
-from lada.models import decode_kernels as K
-from lada.models.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
-from lada.models.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
 
 REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
 needs_kernels = pytest.mark.skipif(REASON is not None, reason=f"no C kernels here: {REASON}")
@@ -117,7 +117,7 @@ def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, mo
 
 @needs_kernels
 def test_dropout_swap_reaches_the_adapters_inside_a_fused_mlp(llama):
-    from lada.models.lora_dropout import CpuDropout, cpu_lora_dropout
+    from lada.accel.lora_dropout import CpuDropout, cpu_lora_dropout
 
     model, _ = _load(llama, ["q_proj", "up_proj", "down_proj"], dropout=0.1)
     layers = model.config.num_hidden_layers

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
-from lada.models import build_model, build_tokenizer
-from lada.models.cast_swiglu import CastSwiGLU
-from lada.models.cast_weights import (
+from lada.accel.cast_swiglu import CastSwiGLU
+from lada.accel.cast_weights import (
     CastLinear,
     CastLoraLinear,
     InputCast,
@@ -23,6 +21,8 @@ from lada.models.cast_weights import (
     cast_linear_copy,
     preallocated_cache,
 )
+from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
+from lada.models import build_model, build_tokenizer
 from lada.train.batching import encode_prompts
 
 PROMPTS = [f"Double {a}\n" for a in range(9)] + ["Max has 3 cards. He buys 4 more.\n", "Hi\n"]
@@ -176,7 +176,7 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
     and adapter. Every matmul then computes in bf16 by itself, so LaDa's forward passes run
     without autocast (attention stays fp32); adapter gradients stay close to those of bf16
     autocast on peft's own layers."""
-    from lada.models.precision import autocast_for
+    from lada.accel.precision import autocast_for
 
     model, _ = lora_model
     ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
@@ -191,7 +191,7 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
                 assert not torch.is_autocast_enabled("cpu")
                 grads = _lora_grads(model, ids)
             # per layer: q/k/v's input, o's, and gate/up's unless the MLP casts its own input
-            # (lada.models.cast_swiglu, where the C kernels run)
+            # (lada.accel.cast_swiglu, where the C kernels run)
             own = sum(isinstance(m, CastSwiGLU) for m in model.modules())
             layers = model.config.num_hidden_layers
             assert memo.casts == 4 * layers + 1 - 2 * own

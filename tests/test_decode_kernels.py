@@ -1,4 +1,4 @@
-"""The lean decoder's C kernels (lada.models.decode_kernels) against the PyTorch ops they
+"""The lean decoder's C kernels (lada.accel.decode_kernels) against the PyTorch ops they
 replace: each kernel alone, a whole decode with and without them, and where they refuse."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
+from lada.accel import decode_kernels as K
+from lada.accel.lean_decoder import LeanDecoder, rms_norm, rotate, signed_sin
 from lada.models import build_model, build_tokenizer
-from lada.models import decode_kernels as K
-from lada.models.lean_decoder import LeanDecoder, rms_norm, rotate, signed_sin
 from lada.models.zoo import ModelSpec
 
 REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
@@ -180,7 +180,7 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
         assert reason is not None and "no-such-compiler-lada" in reason
         with pytest.raises(ValueError, match="no-such-compiler-lada"):
             LeanDecoder(model, torch.bfloat16, kernels=True)
-        with caplog.at_level(logging.INFO, logger="lada.models.decode_kernels"):
+        with caplog.at_level(logging.INFO, logger="lada.accel.decode_kernels"):
             assert LeanDecoder(model, torch.bfloat16).kernels is False
         assert any("no-such-compiler-lada" in r.getMessage() for r in caplog.records)
     finally:

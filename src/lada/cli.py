@@ -82,7 +82,7 @@ def cmd_data_gaps(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from lada.config import load_config
-    from lada.models.prepare import is_zoo_name, prepare_models
+    from lada.provision.prepare import is_zoo_name, prepare_models
     from lada.runner.setup import world_config
 
     cfg = load_config(args.config, args.overrides)
@@ -104,7 +104,7 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from lada.models.fetch import fetch_model
+    from lada.provision.fetch import fetch_model
 
     for name in args.names:
         print(f"{name}: {fetch_model(name, source=args.source, log=print)}")
@@ -168,9 +168,9 @@ def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, An
     problem = model_problem("--model", name)
     if problem:  # before torch/transformers load
         raise ConfigError(problem)
-    from lada.models.fetch import fetch_model, is_real_name
     from lada.models.loading import LoraSettings, load_causal_lm
-    from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.provision.fetch import fetch_model, is_real_name
+    from lada.provision.prepare import is_zoo_name, prepare_model
     from lada.runner.setup import world_config
 
     source: Any = name

@@ -39,7 +39,7 @@ class WarmupConfig:
     from ``prepare``. The model is fine-tuned with LoRA on ``samples`` general-knowledge samples
     of every domain (``steps`` = [lo, hi] reasoning steps each, never a private fact), the
     adapters are merged into its weights and the result is cached under
-    ``$LADA_CACHE/warm/<key>`` (:mod:`lada.models.warmup`); the role then starts from it
+    ``$LADA_CACHE/warm/<key>`` (:mod:`lada.provision.warmup`); the role then starts from it
     (with fresh adapters when it trains ``lora``). Synthetic data only."""
 
     samples: int = 256
@@ -60,13 +60,13 @@ class ModelConfig:
     model: str = "slm-s"
     gguf_file: str | None = None  # load weights from this GGUF file inside ``model`` (a folder)
     lora: LoraSettings | None = None  # train LoRA adapters instead of all weights
-    # auto | fp32 | bf16 | fp16 (lada.models.precision): auto = bf16 on a bf16 GPU, fp32 weights
+    # auto | fp32 | bf16 | fp16 (lada.accel.precision): auto = bf16 on a bf16 GPU, fp32 weights
     # + bf16 autocast on a CPU with native bf16 for models >= 20 M params, else fp32 (ours);
     # bf16 on CPU = fp32 weights + bf16 autocast. Default fp32: the zoo models measure faster so
     dtype: str = "float32"
     device: str = "auto"  # "auto" = cuda when available, else cpu
     chat_template: Literal["auto", "off"] = "auto"  # auto: use the tokenizer's when it has one
-    # generation (evaluation, paths): lean = lada.models.lean_decoder (Llama / Qwen2: fused
+    # generation (evaluation, paths): lean = lada.accel.lean_decoder (Llama / Qwen2: fused
     # projections, LoRA folded in); hf = the model's own forward; auto = lean where it can run
     decoder: Literal["auto", "lean", "hf"] = "auto"
     # a real checkpoint warmed up on the synthetic world's general facts first (None = as fetched)

@@ -229,8 +229,8 @@ class ClientRole:
     def consistent(self, paths: dict[str, str], round_idx: int) -> set[str]:
         """The public ids whose greedy path's answer at least ``distill.consistency_agree`` of
         ``distill.consistency_samples`` sampled paths reach (lada.eval.consistency)."""
+        from lada.data.extract import extract_answer
         from lada.eval.consistency import agreement_counts
-        from lada.eval.extract import extract_answer
 
         d = self.settings.distill
         ids = list(paths)

@@ -145,12 +145,12 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
     path / hub id through transformers (optionally GGUF, optionally LoRA). ``role``
     (``server``, ``client_K``) and the run's seed fix the LoRA adapters' initialisation, so a
     run with the same seed starts from the same adapters in every process."""
-    from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.provision.prepare import is_zoo_name, prepare_model
     from lada.utils.seeding import derive_seed
 
     def load() -> tuple[Any, Any]:
-        from lada.models.fetch import fetch_model, is_real_name
         from lada.models.loading import load_causal_lm
+        from lada.provision.fetch import fetch_model, is_real_name
 
         source: str | Path = mc.model
         if is_zoo_name(mc.model):
@@ -158,8 +158,8 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
         elif is_real_name(mc.model):
             source = fetch_model(mc.model)
         gguf_file = mc.gguf_file
-        if mc.warmup is not None:  # the world's general facts first (lada.models.warmup)
-            from lada.models.warmup import warm_model
+        if mc.warmup is not None:  # the world's general facts first (lada.provision.warmup)
+            from lada.provision.warmup import warm_model
 
             if world_cfg is None:
                 raise ValueError(f"{role}: warmup needs synthetic data (the world's facts)")

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lada.models.cast_weights import frozen_cast_copy
-from lada.models.precision import autocast_for
+from lada.accel.cast_weights import frozen_cast_copy
+from lada.accel.precision import autocast_for
 from lada.train.batching import IGNORE_INDEX, collate, encode_pairs, length_bucketed_batches
 from lada.utils.progress import progress_bar
 

@@ -68,7 +68,7 @@ def is_real_name(name: str) -> bool:
 
 
 def fetched_dir(name: str) -> Path:
-    from lada.models.prepare import cache_root
+    from lada.provision.prepare import cache_root
 
     return cache_root() / "hf" / name
 

@@ -7,7 +7,7 @@ GEMMs, SwiGLU) on tensors of a few KB, i.e. in per-call overhead. The C file doe
 them between two matmuls in one call (five calls a layer), with PyTorch's arithmetic (see its
 header for what is bit-identical and what agrees to fp32 round-off).
 
-The file is compiled once per machine and source (:mod:`lada.models.c_build`: the system C
+The file is compiled once per machine and source (:mod:`lada.accel.c_build`: the system C
 compiler, ``-O3 -march=native``, cached under ``$LADA_CACHE/kernels/``) and loaded with
 ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a failed
 build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch ops and
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lada.models import c_build
-from lada.models.c_build import KERNELS, KernelBuildError, threads_for
+from lada.accel import c_build
+from lada.accel.c_build import KERNELS, KernelBuildError, threads_for
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _probe() -> str | None:
         lib = _library()
     except (KernelBuildError, OSError) as err:
         return str(err)
-    from lada.models.lean_decoder import rms_norm, rotate, signed_sin
+    from lada.accel.lean_decoder import rms_norm, rotate, signed_sin
 
     gen = torch.Generator().manual_seed(0)
     rows, n = 3, 40

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from lada.models.cast_swiglu import (
+from lada.accel.cast_swiglu import (
     CastSwiGLU,
     LoraAdapters,
     adapter_terms,
@@ -250,7 +250,7 @@ def cast_linear_copy(
         setattr(parent, name, new)
     covered = not fold_lora and _covers_every_matmul(model)
     if covered:
-        model.lada_cast_covers = True  # lada.models.precision.autocast_for: no autocast needed
+        model.lada_cast_covers = True  # lada.accel.precision.autocast_for: no autocast needed
     try:
         yield model
     finally:

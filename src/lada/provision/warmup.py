@@ -27,7 +27,7 @@ from typing import Any
 
 from lada.config.schema import WarmupConfig
 from lada.data.synthetic import SyntheticConfig, general_corpus, make_world
-from lada.models.prepare import _publish, cache_root
+from lada.provision.prepare import _publish, cache_root
 from lada.utils.seeding import derive_seed
 
 
@@ -70,7 +70,7 @@ def warm_model(
     trained with ``cfg.optim`` on ``cfg.samples`` general samples of ``world_cfg``'s world,
     merged into the weights. ``gguf_file``: the weights' GGUF file inside ``source`` (if
     any). ``dtype`` / ``device``: the training precision and device
-    (:mod:`lada.models.precision`)."""
+    (:mod:`lada.accel.precision`)."""
     from lada.models.loading import load_causal_lm
     from lada.train.sft import sft
 

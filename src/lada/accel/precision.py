@@ -14,7 +14,7 @@ The choice is attached to the model (``model.lada_autocast``) and applied by
 :func:`autocast_for` around every forward pass LaDa makes (``lada.train.logprobs``,
 ``lada.eval.generate``), so no call site needs a flag. With CPU autocast, each training run,
 scoring pass and generation call also casts the frozen linear weights to bf16 once for the
-call (:mod:`lada.models.cast_weights`; generation folds LoRA into the copy and runs without
+call (:mod:`lada.accel.cast_weights`; generation folds LoRA into the copy and runs without
 autocast), instead of autocast re-casting them at every forward pass.
 """
 
@@ -106,7 +106,7 @@ def apply_precision(model: torch.nn.Module, precision: Precision) -> torch.nn.Mo
 def autocast_for(model: torch.nn.Module) -> contextlib.AbstractContextManager:
     """``torch.autocast`` with the model's chosen dtype, or a no-op: fp32 / GPU bf16 weights, or
     a training copy in place whose layers compute in that dtype by themselves
-    (``model.lada_cast_covers``, set by :func:`lada.models.cast_weights.cast_linear_copy`:
+    (``model.lada_cast_covers``, set by :func:`lada.accel.cast_weights.cast_linear_copy`:
     autocast would then only move attention to bf16, slower on CPU)."""
     dtype = getattr(model, "lada_autocast", None)
     if dtype is None or getattr(model, "lada_cast_covers", False):

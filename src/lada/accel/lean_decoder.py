@@ -13,7 +13,7 @@ runs the same equations with
   that head's queries (no repeated keys), and the padding mask kept as one additive row per
   sequence;
 * on a CPU with native bf16, the bf16 weight copies packed once for oneDNN
-  (:mod:`lada.models.packed_linear`: the plain ``linear`` reorders every weight at every
+  (:mod:`lada.accel.packed_linear`: the plain ``linear`` reorders every weight at every
   call, which was half of a decode step's matmul time).
 * in the prefill of left-padded prompts, only the real tokens through the projections and
   MLPs (packed rows; attention scatters them back): padding was 23 % of the benchmark's
@@ -22,7 +22,7 @@ runs the same equations with
   metadata on the ~45 small tensors a layer makes per step: 4-5 % of the real config's
   evaluation job, same paths).
 * on a CPU with bf16 matmuls and an fp32 residual stream, the work between two matmuls in
-  one fused C kernel each (:mod:`lada.models.decode_kernels`: the residual add with RMSNorm
+  one fused C kernel each (:mod:`lada.accel.decode_kernels`: the residual add with RMSNorm
   and the cast, rotary with the cache write, one-query attention, SwiGLU), and the value
   cache in bf16 (exact: the values are a bf16 matmul's output). A decode step's ~45 small ops
   a layer were ~28 of its ~55 ms at batch 16 (session 14); the prefill uses the norm and
@@ -34,7 +34,7 @@ What stays as in the model: embeddings, RMSNorm (fp32 statistics), the model's o
 embedding module (so rope scaling variants come along), the activation function; norms,
 residual stream, attention and the cache stay in the model's parameter dtype (fp32 on CPU; on
 this CPU bf16 attention measured slower), as with
-:func:`lada.models.cast_weights.cast_linear_copy`. The prefill (the prompt, many
+:func:`lada.accel.cast_weights.cast_linear_copy`. The prefill (the prompt, many
 tokens at once) runs the same layers with ``scaled_dot_product_attention``.
 
 Its logits equal the model's own forward up to float round-off (tests/test_lean_decoder.py),
@@ -52,10 +52,10 @@ import torch
 from torch import Tensor, nn
 from transformers.activations import ACT2FN
 
-from lada.models import decode_kernels as fused
-from lada.models.cast_weights import CastLinear, is_plain_lora, write_effective_weight
-from lada.models.decode_kernels import should_use_kernels
-from lada.models.packed_linear import Projection, should_pack
+from lada.accel import decode_kernels as fused
+from lada.accel.cast_weights import CastLinear, is_plain_lora, write_effective_weight
+from lada.accel.decode_kernels import should_use_kernels
+from lada.accel.packed_linear import Projection, should_pack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -294,7 +294,7 @@ class LeanDecoder:
 
     def _step_fused(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """:meth:`step` with the work between two matmuls done by one C kernel each
-        (:mod:`lada.models.decode_kernels`): the same arithmetic as :meth:`_layers`' PyTorch
+        (:mod:`lada.accel.decode_kernels`): the same arithmetic as :meth:`_layers`' PyTorch
         ops, in five kernel calls and four matmuls a layer instead of ~45 ops."""
         rows = tokens.shape[0]
         h = self.embed(tokens)  # [rows, hidden] fp32, updated in place

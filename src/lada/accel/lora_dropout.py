@@ -6,7 +6,7 @@ q/k/v/o, dropout 0.05, batch 4 x ~180 tokens) dropout took a quarter of a traini
 time. :class:`CpuDropout` is the same inverted dropout (``x / (1 - p)`` kept, 0 dropped) from
 a cheaper stream:
 
-* with the C kernel (``kernels/dropout.c``, compiled by :mod:`lada.models.c_build`; the
+* with the C kernel (``kernels/dropout.c``, compiled by :mod:`lada.accel.c_build`; the
   default where it builds and passes its probe): each element's decision is a pure function of
   a seed drawn from torch's generator and the element's index (SplitMix64 on a counter), so
   it runs on all threads, and the backward pass recomputes the mask instead of storing it.
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from lada.models import c_build
+from lada.accel import c_build
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Compile and load LaDa's C kernels (``lada/models/kernels/*.c``) on the machine they run on.
+"""Compile and load LaDa's C kernels (``lada/accel/kernels/*.c``) on the machine they run on.
 
 A source is compiled once per machine, source text and compiler with the system C compiler
 (``$CC``, else ``cc``; :data:`FLAGS`: ``-O3 -march=native -ffp-contract=off -fopenmp``) into
@@ -60,7 +60,7 @@ def _compiler() -> str:
 def library_path(source: Path) -> Path:
     """Where the compiled library of ``source`` (and the headers beside it) for this compiler
     and CPU lives (built, ~1 s, if missing; concurrent builders leave one complete file)."""
-    from lada.models.prepare import cache_root
+    from lada.provision.prepare import cache_root
 
     cc = _compiler()
     headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what it may include

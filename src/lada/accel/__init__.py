@@ -1,0 +1,1 @@
+"""Speed machinery: the lean decoder, bf16 cast copies, packed linears, C kernels and their build."""
