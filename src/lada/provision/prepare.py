@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from dataclasses import asdict
@@ -24,11 +23,9 @@ from pathlib import Path
 from lada.config.schema import PrepareConfig
 from lada.data.synthetic import SyntheticConfig, general_corpus, generate, make_world
 from lada.models.zoo import ZOO, build_model, get_spec
+from lada.utils.cache import cache_root, fresh_tmp
+from lada.utils.cache import publish as _publish
 from lada.utils.seeding import derive_seed, seed_everything
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LADA_CACHE", Path.home() / ".cache" / "lada"))
 
 
 def _key(*parts: object) -> str:
@@ -61,21 +58,10 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
         answer_format="number",
     )
     tok = build_tokenizer((s.prompt() + s.target() for s in samples), vocab_size=cfg.vocab_size)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     tok.save_pretrained(tmp)
     _publish(tmp, out)
     return out
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move a finished folder into place; if another process got there first, keep theirs."""
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if not out.exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
@@ -157,8 +143,7 @@ def prepare_model(
         ),
         progress=progress,
     )
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "lada_prepare.json").write_text(
