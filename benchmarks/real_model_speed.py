@@ -7,7 +7,7 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first;
   the loops run ``--repeats`` times, alternated, and each one's best run counts. Also timed,
-  to show their share: ours without training's C kernels (``LADA_KERNELS=0``: LoRA dropout
+  to show their share: ours without training's C kernels (``runtime.accel: torch``: LoRA dropout
   from ``random_`` masks, the MLP as separate cast layers; ``lada.accel.lora_dropout``,
   ``lada.accel.cast_swiglu``).
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
@@ -58,6 +58,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 from train_throughput import run_hf, word_problem  # noqa: E402
 
+from lada.accel import using  # noqa: E402
 from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
 from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
 from lada.provision.fetch import fetch_model  # noqa: E402
@@ -175,7 +176,7 @@ def main() -> None:
     print(f"ours: weights {weights}, autocast {autocast}, device {device}")
     n_linear = linear_params(ours.get_base_model())
     hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
-    # bf16 None: ours; "no-kernels": ours with LADA_KERNELS=0 (training's C kernels off:
+    # bf16 None: ours; "no-kernels": ours with runtime.accel torch (training's C kernels off:
     # LoRA dropout from random_ masks, the MLP as separate cast layers), to show their share
     trainers = {
         "lada sft (LoRA, auto)": (ours, None),
@@ -195,16 +196,8 @@ def main() -> None:
 
     def train_once(model, bf16: bool | str | None, optim: OptimConfig) -> tuple[float, int]:
         if bf16 is None or bf16 == "no-kernels":
-            before = os.environ.get("LADA_KERNELS")
-            if bf16 == "no-kernels":
-                os.environ["LADA_KERNELS"] = "0"
-            try:
+            with using(accel="torch" if bf16 == "no-kernels" else "native"):
                 stats = sft(model, tok, prompts, targets, optim)
-            finally:
-                if before is None:
-                    os.environ.pop("LADA_KERNELS", None)
-                else:
-                    os.environ["LADA_KERNELS"] = before
             return stats.seconds, stats.tokens
         if isinstance(bf16, tuple):  # ("compile", bf16)
             return run_hf(

@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from lada.accel import decode_kernels as K
+from lada.accel import switch
 from lada.accel.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
 from lada.accel.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
 
 REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
@@ -106,7 +108,7 @@ def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, mo
         loss, grads = _loss_and_grads(model)
     assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
     assert sorted(grads) == sorted(names)
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the path it replaces
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
         assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
         ref_loss, ref = _loss_and_grads(model)
@@ -160,7 +162,7 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
         with torch.no_grad():
             for n, v in lora.items():
                 params[n].copy_(v)
-        monkeypatch.setenv("LADA_KERNELS", "0")  # the same run on the path it replaces
+        monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
         ref = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)
     finally:
         model.lada_autocast = None

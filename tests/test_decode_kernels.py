@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from lada.accel import decode_kernels as K
+from lada.accel import switch
 from lada.accel.lean_decoder import LeanDecoder, rms_norm, rotate, signed_sin
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
 from lada.models.zoo import ModelSpec
 
@@ -167,9 +169,9 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
         LeanDecoder(model, kernels=True)  # fp32 matmuls: the kernels are for bf16 ones
     assert "gelu" in K.kernels_unsupported("cpu", torch.float32, torch.bfloat16, "gelu")
     assert LeanDecoder(model).kernels is False  # fp32 decoding never uses them, quietly
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     assert LeanDecoder(model, torch.bfloat16).kernels is False
-    monkeypatch.delenv("LADA_KERNELS")
+    monkeypatch.setattr(switch, "_current", RuntimeConfig())
     # no compiler: named, and (auto) the PyTorch ops run with the reason in the log
     monkeypatch.setenv("CC", "no-such-compiler-lada")
     monkeypatch.setenv("LADA_CACHE", str(tmp_path))

@@ -235,26 +235,34 @@ def test_shared_prefix_leaves_every_prompt_a_token():
     assert _shared_prefix([[7, 2], [1, 2]]) == 0
 
 
-def test_the_decoder_choice_travels_with_the_model(tok, tmp_path, monkeypatch):
-    from lada.accel import lean_decoder
-    from lada.eval.generate import generate_paths
+def test_the_runtime_generator_picks_what_generates(tok, tmp_path, monkeypatch):
+    from lada.accel import generator, lean_decoder, switch, using
+    from lada.accel.settings import RuntimeConfig
     from lada.models.loading import load_causal_lm
 
     build_model(GQA["llama"], tok, seed=8).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
+    model, tok2 = load_causal_lm(tmp_path, device="cpu")
+    assert not hasattr(model, "lada_decoder")  # nothing patched onto the model
     with pytest.raises(ValueError, match="expected one of auto, lean, hf"):
-        load_causal_lm(tmp_path, device="cpu", decoder="fast")
-    own, tok2 = load_causal_lm(tmp_path, device="cpu", decoder="hf")
-    auto, _ = load_causal_lm(tmp_path, device="cpu")
-    assert (own.lada_decoder, auto.lada_decoder) == ("hf", "auto")
+        switch.configure(RuntimeConfig(generator="fast"))  # type: ignore[arg-type]
 
     def refuse(*args, **kwargs):
         raise RuntimeError("the lean decoder ran")
 
     monkeypatch.setattr(lean_decoder.LeanDecoder, "__init__", refuse)
-    assert len(generate_paths(own, tok2, PROMPTS[:2], max_new_tokens=3)) == 2  # model's forward
+    with using(generator="hf"):
+        gen = generator(model, tok2)
+        assert gen.engine == "hf"
+        assert len(gen.paths(PROMPTS[:2], max_new_tokens=3)) == 2  # the model's own forward
+    with using(accel="off"):  # auto is the model's own forward with the speed path off
+        assert generator(model, tok2).engine == "hf"
+        with pytest.raises(ValueError, match="needs runtime.accel torch or native"):
+            choose_decoder(model, "lean")
+    gen = generator(model, tok2)
+    assert gen.engine == "lean"
     with pytest.raises(RuntimeError, match="the lean decoder ran"):
-        generate_paths(auto, tok2, PROMPTS[:2], max_new_tokens=3)
+        gen.paths(PROMPTS[:2], max_new_tokens=3)
 
 
 @pytest.mark.skipif(

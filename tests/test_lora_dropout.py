@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from lada.accel import lora_dropout as D
+from lada.accel import switch
 from lada.accel.lora_dropout import CpuDropout, cpu_lora_dropout
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
 
 REASON = D.kernel_unsupported()
@@ -115,7 +117,7 @@ def test_dropout_kernel_refused_or_logged_where_it_cannot_build(monkeypatch, tmp
     finally:
         D.kernel_unsupported.cache_clear()
         D._library.cache_clear()
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     assert CpuDropout(0.1).kernel is False
 
 

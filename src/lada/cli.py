@@ -638,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     quiet_libraries()
     args = build_parser().parse_args(argv)
+    from lada.utils.workers import exit_on_sigterm
+
+    exit_on_sigterm()  # cleanup (worker processes, temporary folders) as for Ctrl-C
     from lada.config import ConfigError
     from lada.data.errors import DataError
 

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from lada.accel.switch import kernels_allowed
 from lada.utils.cache import cache_dir
 from lada.utils.files import atomic_write_text
 from lada.utils.log_once import log_once
@@ -129,9 +130,9 @@ def choose(
 ) -> bool:
     """Whether to run ``what`` (C kernels): ``kernels`` True demands them (an error says why
     they cannot run), False refuses, None uses them where ``unsupported()`` gives no reason,
-    logging that reason once where it does (when ``say``), unless the environment sets
-    ``LADA_KERNELS=0`` (the user's switch: PyTorch ops everywhere)."""
-    if kernels is None and os.environ.get("LADA_KERNELS") == "0":
+    logging that reason once where it does (when ``say``), unless the run's ``runtime.accel``
+    is not ``native`` (:mod:`lada.accel.switch`: PyTorch ops everywhere)."""
+    if kernels is None and not kernels_allowed():
         return False
     if kernels is False:
         return False

@@ -16,8 +16,8 @@ pass: the bf16 gate|up output only (was three fp32 tensors).
 
 Used for MLP classes known to compute ``down(silu(gate(x)) * up(x))`` with plain linear layers
 or plain LoRA layers (training: the adapters stay the layers' own trainable parameters, under
-their names) on CPU, where the C kernels build and pass their probe (``LADA_KERNELS=0`` turns
-it off with the other kernels).
+their names) on CPU, where the C kernels build and pass their probe (``runtime.accel`` other
+than ``native`` turns it off with the other kernels).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class SiluMul(torch.autograd.Function):
 
 def _is_plain_lora(layer: nn.Module) -> bool:
     """A peft LoRA layer over a frozen ``nn.Linear``, not merged, each active adapter with
-    its own A/B (see :func:`lada.accel.cast_weights.is_plain_lora`)."""
-    from lada.accel.cast_weights import is_plain_lora
+    its own A/B (see :func:`lada.accel.ops.is_plain_lora`)."""
+    from lada.accel.ops import is_plain_lora
 
     return (
         is_plain_lora(layer)
@@ -78,7 +78,7 @@ def is_swiglu_mlp(module: nn.Module, trainable_ok: bool = False, lora_ok: bool =
 
 
 def swiglu_kernels_usable() -> bool:
-    """Whether the C SwiGLU kernels can run here (not switched off by ``LADA_KERNELS=0``; they
+    """Whether the C SwiGLU kernels can run here (``runtime.accel: native``; they
     build and pass :func:`lada.accel.decode_kernels.kernels_unsupported`'s probe, whose
     reason is logged once where not)."""
     return should_use_kernels("cpu", torch.float32, torch.bfloat16, None)

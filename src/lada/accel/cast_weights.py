@@ -42,6 +42,7 @@ from lada.accel.cast_swiglu import (
     is_swiglu_mlp,
     swiglu_kernels_usable,
 )
+from lada.accel.ops import is_plain_lora  # noqa: F401 (public)
 
 
 class InputCast:
@@ -138,18 +139,6 @@ class CastLoraLinear(CastLinear):
                 flat = torch.addmm(flat, h.reshape(-1, h.shape[-1]), b.t())
             y = flat.view(y.shape)
         return y.to(x.dtype)
-
-
-def is_plain_lora(layer: nn.Module) -> bool:
-    """Whether ``layer`` is a vanilla peft LoRA linear layer (an ``nn.Linear`` base, no DoRA or
-    other variant, torch's weight layout), whose adapters :func:`write_effective_weight` folds."""
-    base = getattr(layer, "base_layer", None)
-    return (
-        isinstance(base, nn.Linear)
-        and hasattr(layer, "get_delta_weight")
-        and not getattr(layer, "lora_variant", None)
-        and not getattr(layer, "fan_in_fan_out", False)
-    )
 
 
 def write_effective_weight(layer: nn.Module, out: Tensor) -> Tensor | None:

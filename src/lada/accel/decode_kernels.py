@@ -12,7 +12,7 @@ compiler, ``-O3 -march=native``, cached under ``$LADA_CACHE/kernels/``) and load
 ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a failed
 build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch ops and
 says so in the log once (``kernels=None``), or refuses (``kernels=True``).
-``LADA_KERNELS=0`` in the environment turns them off where ``kernels`` is None (a whole run).
+``runtime.accel`` other than ``native`` turns them off where ``kernels`` is None (a whole run).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _probe() -> str | None:
         lib = _library()
     except (KernelBuildError, OSError) as err:
         return str(err)
-    from lada.accel.lean_decoder import rms_norm, rotate, signed_sin
+    from lada.accel.ops import rms_norm, rotate, signed_sin
 
     gen = torch.Generator().manual_seed(0)
     rows, n = 3, 40
@@ -150,7 +150,7 @@ def should_use_kernels(
     """``kernels`` True demands them (an error says why they cannot run), False refuses, None
     uses them where :func:`kernels_unsupported` allows, logging the reason once where it does
     not for bf16 matmuls on CPU (elsewhere they were never an option), unless the environment
-    sets ``LADA_KERNELS=0``."""
+    sets ``runtime.accel`` other than ``native``."""
     return c_build.choose(
         kernels,
         lambda: kernels_unsupported(device, residual, compute, activation),

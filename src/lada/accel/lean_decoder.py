@@ -28,7 +28,7 @@ runs the same equations with
   a layer were ~28 of its ~55 ms at batch 16 (session 14); the prefill uses the norm and
   SwiGLU kernels too (no fp32 copy of the gate|up output). Same arithmetic as the PyTorch
   ops, sums added in another order (logits agree to bf16 round-off; ``kernels=False`` or
-  ``LADA_KERNELS=0`` runs the PyTorch ops).
+  ``runtime.accel: torch`` runs the PyTorch ops).
 
 What stays as in the model: embeddings, RMSNorm (fp32 statistics), the model's own rotary
 embedding module (so rope scaling variants come along), the activation function; norms,
@@ -53,8 +53,9 @@ from torch import Tensor, nn
 from transformers.activations import ACT2FN
 
 from lada.accel import decode_kernels as fused
-from lada.accel.cast_weights import CastLinear, is_plain_lora, write_effective_weight
+from lada.accel.cast_weights import CastLinear, write_effective_weight
 from lada.accel.decode_kernels import should_use_kernels
+from lada.accel.ops import is_plain_lora, rms_norm, rotate, signed_sin  # noqa: F401 (public)
 from lada.accel.packed_linear import Projection, should_pack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -143,27 +144,6 @@ class _Layer:
     eps_post: float
     gate_up: Projection
     down: Projection
-
-
-def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """Llama's RMSNorm: statistics in fp32, scaled by ``weight`` in ``x``'s dtype."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
-
-
-def signed_sin(sin: Tensor) -> Tensor:
-    """``sin`` with its first half negated, for :func:`rotate`."""
-    half = sin.shape[-1] // 2
-    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
-
-
-def rotate(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
-    """Rotary position embedding (the ``rotate_half`` form) ``x cos + rotate_half(x) sin``,
-    computed as ``x cos + roll(x, d/2) sin_signed`` (``sin_signed`` = :func:`signed_sin`, made
-    once per forward): ``rotate_half(x) = (-x2, x1)`` and ``roll(x) = (x2, x1)``, so the
-    products are the same numbers, with two fewer ops per call."""
-    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
 
 
 class LeanDecoder:

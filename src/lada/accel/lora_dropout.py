@@ -11,7 +11,7 @@ a cheaper stream:
   a seed drawn from torch's generator and the element's index (SplitMix64 on a counter), so
   it runs on all threads, and the backward pass recomputes the mask instead of storing it.
   ``p`` is rounded to a multiple of 2^-32.
-* otherwise (no compiler, ``LADA_KERNELS=0``): one 32-bit ``random_`` draw per *two*
+* otherwise (no compiler, ``runtime.accel: torch``): one 32-bit ``random_`` draw per *two*
   elements, compared as 16-bit halves; ``p`` rounded to a multiple of 1/65536.
 
 Either way the scale uses the rounded ``p`` (the expectation is exact) and the stream is
@@ -132,7 +132,7 @@ def kernel_unsupported() -> str | None:
 def use_kernel(kernel: bool | None = None) -> bool:
     """Whether :class:`CpuDropout` runs the C kernel: ``kernel`` True demands it (an error
     says why it cannot), False refuses, None uses it where :func:`kernel_unsupported` allows
-    (logging the reason once where not), unless the environment sets ``LADA_KERNELS=0``."""
+    (logging the reason once where not), unless ``runtime.accel`` is not ``native``."""
     return c_build.choose(
         kernel, kernel_unsupported, "the C dropout kernel", log, "16-bit random_ masks instead"
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,12 @@ def normalize_dtype(name: str) -> str:
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and
+    oneDNN may use them: ``ONEDNN_MAX_CPU_ISA`` set to an ISA below them (e.g. ``AVX2``, to
+    run as an AVX2-only CPU would) makes it False."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa not in ("ALL", "DEFAULT") and "BF16" not in isa and "AMX" not in isa:
+        return False
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -113,3 +119,9 @@ def autocast_for(model: torch.nn.Module) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     device_type = next(model.parameters()).device.type
     return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def describe_model(model: torch.nn.Module) -> str:
+    """What ``model`` computes in: ``"float32"``, ``"float32 + bfloat16 autocast"``, …"""
+    weights = next(model.parameters()).dtype
+    return Precision(weights, getattr(model, "lada_autocast", None)).describe()

@@ -67,3 +67,63 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+_MODELS: dict[str, dict[str, str]] = {}  # role -> what its model computes in (this process)
+
+
+def note_model(role: str, name: str, model: Any) -> None:
+    """Remember what ``role``'s model (``name``) computes in, for :func:`record`."""
+    from lada.accel.precision import describe_model
+
+    _MODELS[role] = {"model": name, "dtype": describe_model(model)}
+
+
+def kernel_status() -> dict[str, str]:
+    """Each C kernel library: ``"ready"`` (built here and checked against PyTorch) or why not."""
+    from lada.accel.switch import current
+
+    accel = current().accel
+    if accel != "native":
+        return dict.fromkeys(("decode_step", "dropout"), f"not used (runtime.accel: {accel})")
+    import torch
+
+    from lada.accel import decode_kernels, lora_dropout
+
+    decode = decode_kernels.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
+    dropout = lora_dropout.kernel_unsupported()
+    return {
+        "decode_step": "ready (runs where a model computes in bf16 on CPU)"
+        if decode is None
+        else f"not built: {decode}",
+        "dropout": "ready (runs for LoRA dropout on CPU)"
+        if dropout is None
+        else f"not built: {dropout}",
+    }
+
+
+def record() -> dict[str, Any]:
+    """What ran: ``runtime`` (accel, generator), the C kernels' state, each role's compute dtype
+    (roles loaded in this process), CPU and torch (``summary.json``'s ``runtime``)."""
+    from lada.accel.switch import current
+
+    rt = current()
+    return {
+        "accel": rt.accel,
+        "generator": rt.generator,
+        "kernels": kernel_status(),
+        "models": dict(sorted(_MODELS.items())),
+        **environment(),
+    }
+
+
+def record_line(rec: dict[str, Any]) -> str:
+    """:func:`record` as one line of ``log.txt``."""
+    kernels = ", ".join(f"{k} {v.split(' (')[0]}" for k, v in rec["kernels"].items())
+    models = ", ".join(f"{r} {m['dtype']}" for r, m in rec["models"].items()) or "none loaded here"
+    flags = " ".join(rec["cpu_flags"]) or "no avx2/avx512/bf16/amx flags"
+    return (
+        f"runtime: accel {rec['accel']} (C kernels: {kernels}); generator {rec['generator']}; "
+        f"dtype {models}; CPU {rec['cpu']} [{flags}; torch capability {rec['cpu_capability']}]; "
+        f"torch {rec['torch']}"
+    )

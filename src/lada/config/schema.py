@@ -8,8 +8,9 @@ reconstruction or a CPU-budget choice, not the paper's (see ``docs/method.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from lada.accel.settings import RETIRED_MODEL_KEYS, RuntimeConfig
 from lada.filter.config import FilterConfig
 from lada.models.lora_config import LoraSettings
 from lada.train.optim_config import OptimConfig
@@ -57,18 +58,18 @@ class WarmupConfig:
 class ModelConfig:
     """Which model a role holds: a zoo name (prepared locally), a local path or a hub id."""
 
+    RETIRED_KEYS: ClassVar[dict[str, str]] = RETIRED_MODEL_KEYS  # old key -> its replacement
+
     model: str = "slm-s"
     gguf_file: str | None = None  # load weights from this GGUF file inside ``model`` (a folder)
     lora: LoraSettings | None = None  # train LoRA adapters instead of all weights
     # auto | fp32 | bf16 | fp16 (lada.accel.precision): auto = bf16 on a bf16 GPU, fp32 weights
-    # + bf16 autocast on a CPU with native bf16 for models >= 20 M params, else fp32 (ours);
-    # bf16 on CPU = fp32 weights + bf16 autocast. Default fp32: the zoo models measure faster so
-    dtype: str = "float32"
+    # + bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX) for models >= 20 M params,
+    # else fp32 (ours; the zoo models are smaller, so they run fp32); bf16 on CPU = fp32
+    # weights + bf16 autocast. What each role ran in is in summary.json's runtime record
+    dtype: str = "auto"
     device: str = "auto"  # "auto" = cuda when available, else cpu
     chat_template: Literal["auto", "off"] = "auto"  # auto: use the tokenizer's when it has one
-    # generation (evaluation, paths): lean = lada.accel.lean_decoder (Llama / Qwen2: fused
-    # projections, LoRA folded in); hf = the model's own forward; auto = lean where it can run
-    decoder: Literal["auto", "lean", "hf"] = "auto"
     # a real checkpoint warmed up on the synthetic world's general facts first (None = as fetched)
     warmup: WarmupConfig | None = None
 
@@ -300,3 +301,5 @@ class RunConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     keep_checkpoints: Literal["all", "last"] = "all"
+    # the speed path (lada.accel): C kernels, the lean decoder, cast copies; recorded per run
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

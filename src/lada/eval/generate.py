@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from lada.accel.decoders import choose_decoder
 from lada.accel.precision import autocast_for
+from lada.accel.switch import current, speedups_allowed
 from lada.data.sample import ANSWER_PREFIX
 from lada.train.batching import encode_prompts, left_pad
-from lada.utils.log_once import log_once
 from lada.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def generate_paths(
     continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
     (LaDa's own decode loop: length-sorted batches, a preallocated KV cache, finished rows
     dropped) with a progress bar labelled ``desc``, on the lean decoder where the model allows
-    it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the model's ``lada_decoder`` set at
-    load time, else ``auto``; :func:`choose_decoder`), else on the model's own forward with
+    it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the run's ``runtime.generator``;
+    :func:`lada.accel.decoders.choose_decoder`), else on the model's own forward with
     the weights of :func:`decode_weights`. ``pack``: the lean decoder's bf16 weights packed
     for oneDNN (:mod:`lada.accel.packed_linear`; None: where it runs). ``kernels``: the lean
     decoder's decode steps run its C kernels (:mod:`lada.accel.decode_kernels`; None: where
@@ -84,9 +85,13 @@ def generate_paths(
 def _decoding(model: PreTrainedModel, decoder: str | None) -> Iterator[tuple[str, bool]]:
     """``(engine, autocast)`` for :func:`greedy_decode`: the lean decoder makes its own weight
     copies; the model's own forward runs with :func:`decode_weights`."""
-    engine = choose_decoder(model, decoder or getattr(model, "lada_decoder", "auto"))
+    engine = choose_decoder(model, decoder or current().generator)
     if engine == "lean":
         yield engine, False
+        return
+    if not speedups_allowed():  # runtime.accel off: the model as it is, autocast in the prefill
+        with merged_adapters(model):
+            yield engine, True
         return
     with decode_weights(model) as autocast:
         yield engine, autocast
@@ -169,28 +174,6 @@ class _AnswerStops:
         else:
             self.after[row] += text
         return "\n" in self.after[row].lstrip()
-
-
-DECODERS = ("auto", "lean", "hf")
-
-
-def choose_decoder(model: PreTrainedModel, decoder: str = "auto") -> str:
-    """``lean`` (:class:`lada.accel.lean_decoder.LeanDecoder`) or ``hf`` (the model's own
-    forward). ``auto`` takes the lean decoder where the model supports it and logs why not
-    otherwise; ``lean`` on a model it cannot run is an error."""
-    from lada.accel.lean_decoder import lean_decoder_unsupported
-
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
-    if decoder == "hf":
-        return "hf"
-    reason = lean_decoder_unsupported(model)
-    if reason is None:
-        return "lean"
-    if decoder == "lean":
-        raise ValueError(f"decoder='lean' cannot run this model: {reason}")
-    log_once(log, f"generation runs the model's own forward (lean decoder: {reason})")
-    return "hf"
 
 
 class _ModelSteps:

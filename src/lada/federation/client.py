@@ -180,13 +180,11 @@ class ClientRole:
 
     def own_paths(self, ids: list[str], round_idx: int) -> list[str]:
         """The SLM's own reasoning paths for public ``ids`` (seeded per round)."""
-        from lada.eval.generate import generate_paths
+        from lada.accel import generator
 
         self.task_seed(round_idx, "generate")
         d = self.settings.distill
-        return generate_paths(
-            self.model,
-            self.tokenizer,
+        return generator(self.model, self.tokenizer).paths(
             [self.public[i].prompt() for i in ids],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,

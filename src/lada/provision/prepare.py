@@ -206,17 +206,15 @@ def prepare_models(
         for n in todo:
             prepare_model(n, cfg, world_cfg, progress=progress, force=force)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from lada.utils.workers import worker_pool  # workers end with the run (Ctrl-C, SIGTERM)
 
     todo.sort(key=lambda n: -pretrain_cost(n, cfg))
-    ctx = mp.get_context("spawn")
     rest = todo
     if pretrain_cost(todo[0], cfg) > sum(pretrain_cost(n, cfg) for n in todo[1:]):
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with worker_pool(1) as pool:
             pool.submit(_prepare_in_worker, todo[0], cfg, world_cfg, force, cfg.workers).result()
         rest = todo[1:]
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+    with worker_pool(cfg.workers) as pool:
         futures = [pool.submit(_prepare_in_worker, n, cfg, world_cfg, force) for n in rest]
         for f in futures:
             f.result()

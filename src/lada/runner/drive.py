@@ -109,7 +109,12 @@ def drive(
         records.append(record)
         if console is not None:
             print_round(console, record, cfg)
-    atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
+    from lada.accel import record, record_line
+
+    runtime = record()  # what ran: accel path, kernels, generator, dtypes, CPU, torch
+    if console is not None:
+        console.print(record_line(runtime), markup=False, highlight=False)
+    atomic_write_json(run_dir / "summary.json", {**run_summary(records, cfg), "runtime": runtime})
     if console is not None and records:
         print_final(console, records[-1], cfg)
     return records

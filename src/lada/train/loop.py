@@ -105,16 +105,14 @@ def train(
     ``num_items`` sizes ``per_sample_loss`` (default: largest index + 1). Randomness inside
     the loop (dropout) is seeded by ``cfg.seed``; the global RNG state is left untouched.
     """
-    from lada.accel.cast_weights import frozen_cast_copy
-    from lada.accel.lora_dropout import cpu_lora_dropout
+    from lada.accel.copies import training
 
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     # a model that autocasts (bf16 on CPU): frozen weights cast once for the run, not per pass;
     # on CPU, LoRA dropout masks from 16-bit randoms (bernoulli_ is slow there)
     with (
         torch.random.fork_rng(devices=devices),
-        frozen_cast_copy(model),
-        cpu_lora_dropout(model),
+        training(model),
     ):
         torch.manual_seed(cfg.seed)
         return _train(model, batches, loss_fn, cfg, progress, item_tokens, num_items)
