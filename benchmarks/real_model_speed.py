@@ -59,6 +59,7 @@ import torch  # noqa: E402
 from train_throughput import run_hf, word_problem  # noqa: E402
 
 from lada.accel import using  # noqa: E402
+from lada.accel.precision import autocast_dtype  # noqa: E402
 from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
 from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
 from lada.provision.fetch import fetch_model  # noqa: E402
@@ -170,7 +171,7 @@ def main() -> None:
     # ---- training -------------------------------------------------------------------------
     ours, tok = load_causal_lm(path, lora=lora, dtype="auto", device=args.device)
     device = next(ours.parameters()).device
-    autocast = getattr(ours, "lada_autocast", None)
+    autocast = autocast_dtype(ours)
     weights = next(ours.parameters()).dtype
     compute = autocast or weights
     print(f"ours: weights {weights}, autocast {autocast}, device {device}")

@@ -17,6 +17,7 @@ from lada.accel import decode_kernels as K
 from lada.accel import switch
 from lada.accel.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
 from lada.accel.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
+from lada.accel.precision import casts_cover, set_autocast
 from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
 
@@ -104,7 +105,7 @@ def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, mo
     with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
         assert len([m for m in model.modules() if isinstance(m, CastSwiGLU)]) == len(mlps)
         assert [n for n, p in model.named_parameters() if p.requires_grad] == names
-        assert model.lada_cast_covers  # no autocast needed: every matmul is a copy
+        assert casts_cover(model)  # no autocast needed: every matmul is a copy
         loss, grads = _loss_and_grads(model)
     assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
     assert sorted(grads) == sorted(names)
@@ -151,7 +152,7 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     cfg = OptimConfig(lr=2e-2, batch_size=8, epochs=6, warmup_steps=0)
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         with frozen_cast_copy(model):
             assert any(isinstance(m, CastSwiGLU) for m in model.modules())
@@ -165,7 +166,7 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
         monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
         ref = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert stats.step_losses[-1] < 0.9 * stats.step_losses[0]
     # the first steps agree closely (a wrong gradient shows from step 2 on); later, lr 2e-2
     # on a tiny model can amplify bf16 round-off into single-step spikes of a few % either

@@ -21,6 +21,7 @@ from lada.accel.cast_weights import (
     cast_linear_copy,
     preallocated_cache,
 )
+from lada.accel.precision import casts_cover, set_autocast
 from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
 from lada.models import build_model, build_tokenizer
 from lada.train.batching import encode_prompts
@@ -93,7 +94,7 @@ def test_bf16_copy_decode_equals_generate_with_the_same_weights(lora_model):
     model.generate gives with the same bf16 copy in place (greedy; the comparison is in the
     same dtype, since bf16 and fp32 greedy paths may differ where two tokens nearly tie)."""
     model, tok = lora_model
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         ours = generate_paths(
             model, tok, PROMPTS, max_new_tokens=16, batch_size=4, stop_at_answer=False
@@ -101,7 +102,7 @@ def test_bf16_copy_decode_equals_generate_with_the_same_weights(lora_model):
         with cast_linear_copy(model, torch.bfloat16):
             reference = hf_generate_paths(model, tok, PROMPTS, max_new_tokens=16, batch_size=4)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert ours == reference
     assert not any(isinstance(m, CastLinear) for m in model.modules())
 
@@ -180,7 +181,7 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
 
     model, _ = lora_model
     ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         with autocast_for(model):
             assert torch.is_autocast_enabled("cpu")
@@ -195,9 +196,9 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
             own = sum(isinstance(m, CastSwiGLU) for m in model.modules())
             layers = model.config.num_hidden_layers
             assert memo.casts == 4 * layers + 1 - 2 * own
-        assert not hasattr(model, "lada_cast_covers")
+        assert not casts_cover(model)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     for name, g in grads.items():
         scale = reference[name].abs().max()
         assert (g - reference[name]).abs().max() <= 0.05 * scale, name
@@ -225,7 +226,7 @@ def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_mod
     model, tok2 = lora_model
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         stats = sft(
             model,
@@ -235,7 +236,7 @@ def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_mod
             OptimConfig(lr=1e-2, batch_size=8, epochs=3, warmup_steps=0),
         )
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert stats.step_losses[-1] < stats.step_losses[0]
     assert not any(isinstance(m, CastLinear) for m in model.modules())
     params = dict(model.named_parameters())

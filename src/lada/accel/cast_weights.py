@@ -18,7 +18,7 @@
   outputs come back in the input's dtype, the residual stream, norms, attention and KV cache
   stay fp32: on this CPU (AVX512-BF16, no AMX) fp32 attention is faster than bf16 attention,
   forward and backward. A training copy that covers every weight matrix (each LoRA layer a
-  :class:`CastLoraLinear`) runs without autocast (``model.lada_cast_covers``), which would
+  :class:`CastLoraLinear`) runs without autocast (:func:`lada.accel.precision.casts_cover`), which would
   otherwise move attention to bf16 (+30 % training tokens/s on the real config's LoRA).
 * :class:`PreallocatedLayer` / :func:`preallocated_cache`: a ``DynamicCache`` whose full-attention
   layers write new keys and values into a buffer sized for the whole call, instead of
@@ -43,6 +43,7 @@ from lada.accel.cast_swiglu import (
     swiglu_kernels_usable,
 )
 from lada.accel.ops import is_plain_lora  # noqa: F401 (public)
+from lada.accel.precision import autocast_dtype, set_casts_cover
 
 
 class InputCast:
@@ -239,14 +240,14 @@ def cast_linear_copy(
         setattr(parent, name, new)
     covered = not fold_lora and _covers_every_matmul(model)
     if covered:
-        model.lada_cast_covers = True  # lada.accel.precision.autocast_for: no autocast needed
+        set_casts_cover(model, True)  # lada.accel.precision.autocast_for: no autocast needed
     try:
         yield model
     finally:
         for parent, name, old, _ in swaps:
             setattr(parent, name, old)
         if covered:
-            del model.lada_cast_covers
+            set_casts_cover(model, False)
         if memo is not None:
             memo.clear()
 
@@ -274,10 +275,10 @@ def _covers_every_matmul(model: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def frozen_cast_copy(model: nn.Module) -> Iterator[nn.Module]:
-    """For a model that autocasts to a lower dtype (``model.lada_autocast``, bf16 on a CPU with
+    """For a model that autocasts to a lower dtype (:func:`lada.accel.precision.autocast_dtype`, bf16 on a CPU with
     native bf16): its frozen linear layers compute from a copy in that dtype for the duration
     (:func:`cast_linear_copy` without folding); other models pass through."""
-    dtype = getattr(model, "lada_autocast", None)
+    dtype = autocast_dtype(model)
     if dtype is None:
         yield model
         return

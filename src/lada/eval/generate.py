@@ -19,7 +19,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lada.accel.decoders import choose_decoder
-from lada.accel.precision import autocast_for
+from lada.accel.precision import autocast_dtype, autocast_for
 from lada.accel.switch import current, speedups_allowed
 from lada.data.sample import ANSWER_PREFIX
 from lada.train.batching import encode_prompts, left_pad
@@ -107,7 +107,7 @@ def decode_weights(model: PreTrainedModel) -> Iterator[bool]:
     (:func:`lada.accel.cast_weights.cast_linear_copy`: no autocast, so no re-cast of the
     weights at every step); other models run with LoRA merged (:func:`merged_adapters`).
     """
-    dtype = getattr(model, "lada_autocast", None)
+    dtype = autocast_dtype(model)
     if dtype is None:
         with merged_adapters(model):
             yield False
@@ -271,7 +271,7 @@ def greedy_decode(
     engine = decoder if decoder in ("lean", "hf") else choose_decoder(model, decoder)
     if engine == "lean":
         steps: LeanDecoder | _ModelSteps = LeanDecoder(
-            model, getattr(model, "lada_autocast", None), pack=pack, kernels=kernels
+            model, autocast_dtype(model), pack=pack, kernels=kernels
         )
     else:
         steps = _ModelSteps(model, autocast)
