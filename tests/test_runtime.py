@@ -64,3 +64,24 @@ def test_an_onednn_isa_limit_below_bf16_means_no_native_bf16(monkeypatch, isa, n
     finally:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
         precision.cpu_has_native_bf16.cache_clear()
+
+
+def test_accel_off_trains_the_model_as_it_is(tmp_path):
+    from lada.accel import training
+    from lada.accel.lora_dropout import CpuDropout
+    from lada.models import build_model, build_tokenizer
+    from lada.models.loading import LoraSettings, load_causal_lm
+    from lada.models.zoo import ModelSpec
+
+    tok = build_tokenizer(["Double 3\nAnswer: 6"] * 3, vocab_size=120)
+    build_model(ModelSpec("t", "llama", 32, 1, 2, 2, 64), tok, seed=0).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, _ = load_causal_lm(tmp_path, lora=LoraSettings(r=2, alpha=4, dropout=0.1), device="cpu")
+
+    def drops() -> list[type]:
+        return [type(m) for m in model.modules() if isinstance(m, CpuDropout | torch.nn.Dropout)]
+
+    with training(model):
+        assert CpuDropout in drops()  # the speed path: 16-bit masks on CPU
+    with using(accel="off"), training(model):
+        assert CpuDropout not in drops() and torch.nn.Dropout in drops()  # torch's own
