@@ -218,10 +218,12 @@ def main() -> None:
         t0 = time.perf_counter()
         train_once(model, bf16, warm)  # warm-up
         first[name] = time.perf_counter() - t0
+        print(f"  (warm-up {name}: {first[name]:.1f}s)", flush=True)
     results: dict[str, tuple[float, int]] = {}
     for _ in range(args.repeats):  # alternated, best of --repeats each (load hits all alike)
         for name, (model, bf16) in trainers.items():
             seconds, tokens = train_once(model, bf16, cfg)
+            print(f"  (train {name}: {tokens} tok in {seconds:.2f}s)", flush=True)  # as it goes
             if name not in results or tokens / seconds > results[name][1] / results[name][0]:
                 results[name] = (seconds, tokens)
     del trainers
@@ -288,6 +290,7 @@ def main() -> None:
             t0 = time.perf_counter()
             out = fn(model, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+            print(f"  (generate {name}: {time.perf_counter() - t0:.2f}s)", flush=True)
             texts[name] = [_cut_after_answer(t) for t in out]
     rate = {name: ntok(texts[name]) / best[name] for name in runs}
     for name in runs:
