@@ -1,7 +1,7 @@
 """The real config's evaluation job: today's generator vs the one of an earlier commit.
 
 Loads the generator as it was at ``--before``: ``lada.eval.generate`` and, where it existed
-then, ``lada.models.lean_decoder`` (``git show REV:PATH``; the old generator runs with its own
+then, ``lada.accel.lean_decoder`` (``git show REV:PATH``; the old generator runs with its own
 lean decoder in place of today's, against today's other modules), and times its
 ``generate_paths`` against today's, in one
 process, alternately, best of ``--repeats`` each, on what ``configs/real-cpu.yaml`` evaluates:
@@ -41,15 +41,15 @@ from lada.config import load_config  # noqa: E402
 from lada.data.jsonl import read_jsonl_dicts  # noqa: E402
 from lada.data.sample import Sample  # noqa: E402
 from lada.eval import generate as now  # noqa: E402
-from lada.models.fetch import fetch_model  # noqa: E402
 from lada.models.loading import load_causal_lm  # noqa: E402
+from lada.provision.fetch import fetch_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 GENERATOR = {  # module -> its file: what --before loads as of the earlier commit
     "lada.eval.generate": "src/lada/eval/generate.py",
-    "lada.models.lean_decoder": "src/lada/models/lean_decoder.py",
+    "lada.accel.lean_decoder": "src/lada/accel/lean_decoder.py",
 }
 
 

@@ -7,15 +7,15 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   size, max length and schedule; the Trainer is timed in fp32 and with ``bf16=True`` and its
   faster run is the peer. Non-pad tokens per second, tokenisation excluded, warm-up first;
   the loops run ``--repeats`` times, alternated, and each one's best run counts. Also timed,
-  to show their share: ours without training's C kernels (``LADA_KERNELS=0``: LoRA dropout
-  from ``random_`` masks, the MLP as separate cast layers; ``lada.models.lora_dropout``,
-  ``lada.models.cast_swiglu``).
+  to show their share: ours without training's C kernels (``runtime.accel: torch``: LoRA dropout
+  from ``random_`` masks, the MLP as separate cast layers; ``lada.accel.lora_dropout``,
+  ``lada.accel.cast_swiglu``).
 * generation: LaDa's generator (``lada.eval.generate.generate_paths``: length-sorted batches,
-  finished rows dropped, on the lean decoder of ``lada.models.lean_decoder``: fused
+  finished rows dropped, on the lean decoder of ``lada.accel.lean_decoder``: fused
   projections with LoRA folded into a bf16 copy made once per call on a model that autocasts
-  to bf16 and packed once for oneDNN (``lada.models.packed_linear``), preallocated KV cache,
+  to bf16 and packed once for oneDNN (``lada.accel.packed_linear``), preallocated KV cache,
   shared prompt prefix computed once, left padding skipped in the prefill's matmuls, each
-  decode step's small ops in fused C kernels, ``lada.models.decode_kernels``) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
+  decode step's small ops in fused C kernels, ``lada.accel.decode_kernels``) vs plain greedy ``model.generate`` on the same LoRA-trained model as a user calls it (fp32
   weights as loaded, peft adapters, same batches, prompts and ``max_new_tokens``; its output
   is cut at the answer line like ours). Also printed, to show where the gain comes from:
   ``model.generate`` on the base model without LoRA, and on the LoRA model merged and cast to
@@ -58,9 +58,11 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 from train_throughput import run_hf, word_problem  # noqa: E402
 
+from lada.accel import using  # noqa: E402
+from lada.accel.precision import autocast_dtype  # noqa: E402
 from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
-from lada.models.fetch import fetch_model  # noqa: E402
 from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
+from lada.provision.fetch import fetch_model  # noqa: E402
 from lada.train.loop import OptimConfig  # noqa: E402
 from lada.train.sft import sft  # noqa: E402
 
@@ -70,6 +72,14 @@ def load_avg() -> str:
         return Path("/proc/loadavg").read_text().split()[0]
     except OSError:
         return "?"
+
+
+def hardware() -> str:
+    """The CPU's model name, core count and bf16/AMX/AVX flags (and the GPU where there is one)."""
+    from lada.accel.runtime import cpu_summary
+
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return cpu_summary() + gpu
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -98,6 +108,31 @@ def linear_params(model: torch.nn.Module) -> int:
     return sum(seen.values())
 
 
+COMPILED_TRAINER = "HF Trainer + peft, torch.compile"
+COMPILED_GENERATE = "model.generate, static cache + torch.compile"
+
+
+def compiled_generate_paths(
+    model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """``model.generate`` with transformers' static KV cache and its compiled forward
+    (``cache_implementation="static"``, inductor, compiled on CPU too), greedy, the batches of
+    :func:`hf_generate_paths`."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(fullgraph=False, dynamic=False, mode="default")
+    config._compile_all_devices = True  # transformers compiles on accelerators only otherwise
+    model.generation_config.cache_implementation = "static"
+    model.generation_config.compile_config = config
+    try:
+        return hf_generate_paths(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    finally:
+        model.generation_config.cache_implementation = None
+        model.generation_config.compile_config = None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m", help="a real model name (lada models fetch)")
@@ -109,6 +144,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="best of N timed runs, alternated")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,17 +166,18 @@ def main() -> None:
         f"{args.model} ({path}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"load average {load_avg()} at start"
     )
+    print(f"hardware: {hardware()}")
 
     # ---- training -------------------------------------------------------------------------
     ours, tok = load_causal_lm(path, lora=lora, dtype="auto", device=args.device)
     device = next(ours.parameters()).device
-    autocast = getattr(ours, "lada_autocast", None)
+    autocast = autocast_dtype(ours)
     weights = next(ours.parameters()).dtype
     compute = autocast or weights
     print(f"ours: weights {weights}, autocast {autocast}, device {device}")
     n_linear = linear_params(ours.get_base_model())
     hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
-    # bf16 None: ours; "no-kernels": ours with LADA_KERNELS=0 (training's C kernels off:
+    # bf16 None: ours; "no-kernels": ours with runtime.accel torch (training's C kernels off:
     # LoRA dropout from random_ masks, the MLP as separate cast layers), to show their share
     trainers = {
         "lada sft (LoRA, auto)": (ours, None),
@@ -151,28 +188,42 @@ def main() -> None:
             path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
         )
         trainers[f"HF Trainer + peft ({'bf16' if bf16 else 'fp32'})"] = (hf.train(), bf16)
+    # the contender: the Trainer's torch_compile (inductor) in the faster precision of the two
+    if not args.no_compile:
+        hf, _ = load_causal_lm(
+            path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
+        )
+        trainers[COMPILED_TRAINER] = (hf.train(), ("compile", hf_modes[-1]))
 
     def train_once(model, bf16: bool | str | None, optim: OptimConfig) -> tuple[float, int]:
         if bf16 is None or bf16 == "no-kernels":
-            before = os.environ.get("LADA_KERNELS")
-            if bf16 == "no-kernels":
-                os.environ["LADA_KERNELS"] = "0"
-            try:
+            with using(accel="torch" if bf16 == "no-kernels" else "native"):
                 stats = sft(model, tok, prompts, targets, optim)
-            finally:
-                if before is None:
-                    os.environ.pop("LADA_KERNELS", None)
-                else:
-                    os.environ["LADA_KERNELS"] = before
             return stats.seconds, stats.tokens
+        if isinstance(bf16, tuple):  # ("compile", bf16)
+            return run_hf(
+                model,
+                tok,
+                prompts,
+                targets,
+                optim,
+                group_by_length=False,
+                bf16=bf16[1],
+                compile=True,
+            )
         return run_hf(model, tok, prompts, targets, optim, group_by_length=False, bf16=bf16)
 
-    for model, bf16 in trainers.values():
+    first: dict[str, float] = {}  # the warm-up's seconds: torch.compile's compile time is here
+    for name, (model, bf16) in trainers.items():
+        t0 = time.perf_counter()
         train_once(model, bf16, warm)  # warm-up
+        first[name] = time.perf_counter() - t0
+        print(f"  (warm-up {name}: {first[name]:.1f}s)", flush=True)
     results: dict[str, tuple[float, int]] = {}
     for _ in range(args.repeats):  # alternated, best of --repeats each (load hits all alike)
         for name, (model, bf16) in trainers.items():
             seconds, tokens = train_once(model, bf16, cfg)
+            print(f"  (train {name}: {tokens} tok in {seconds:.2f}s)", flush=True)  # as it goes
             if name not in results or tokens / seconds > results[name][1] / results[name][0]:
                 results[name] = (seconds, tokens)
     del trainers
@@ -180,12 +231,27 @@ def main() -> None:
         print(
             f"train  {name:32s} {tokens:7d} tok in {seconds:7.2f}s = {tokens / seconds:8.1f} tok/s"
         )
-    hf_best = max(t / s for name, (s, t) in results.items() if name.startswith("HF"))
+    for name, seconds in first.items():
+        print(
+            f"train  {name:32s} warm-up ({warm.max_steps} steps, compile included) {seconds:7.2f}s"
+        )
+    hf_best = max(
+        t / s for name, (s, t) in results.items() if name.startswith("HF") and "compile" not in name
+    )
     seconds, tokens = results["lada sft without C kernels"]
     print(f"train  ratio without our C kernels: {tokens / seconds / hf_best:.2f}")
     seconds, tokens = results["lada sft (LoRA, auto)"]
     train_rate = tokens / seconds
     train_ratio = train_rate / hf_best
+    if COMPILED_TRAINER in results:
+        s_c, t_c = results[COMPILED_TRAINER]
+        no_k = results["lada sft without C kernels"]
+        print(
+            f"train  ratios vs torch.compile (steady state, compile excluded): ours "
+            f"{train_rate / (t_c / s_c):.2f}, ours without C kernels "
+            f"{no_k[1] / no_k[0] / (t_c / s_c):.2f}; compile's warm-up "
+            f"{first[COMPILED_TRAINER]:.1f}s vs ours {first['lada sft (LoRA, auto)']:.1f}s"
+        )
 
     # ---- generation -----------------------------------------------------------------------
     # the model LaDa generates with: the LoRA-trained one from above (a peft model)
@@ -207,15 +273,24 @@ def main() -> None:
         "model.generate, base without LoRA": (plain, hf_generate_paths),
         "model.generate, merged LoRA in bf16": (half, hf_generate_paths),
     }
+    if not args.no_compile:  # the contender: static KV cache + torch.compile'd forward
+        runs[COMPILED_GENERATE] = (half, compiled_generate_paths)
     texts: dict[str, list[str]] = {}
     best: dict[str, float] = {}
     for model, fn in runs.values():
         fn(model, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)  # warm-up
+    if COMPILED_GENERATE in runs:  # its first full call compiles for these shapes: timed apart
+        t0 = time.perf_counter()
+        compiled_generate_paths(
+            half, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs
+        )
+        compile_first = time.perf_counter() - t0
     for _ in range(args.repeats):  # alternated, best of --repeats each (load hits all alike)
         for name, (model, fn) in runs.items():
             t0 = time.perf_counter()
             out = fn(model, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+            print(f"  (generate {name}: {time.perf_counter() - t0:.2f}s)", flush=True)
             texts[name] = [_cut_after_answer(t) for t in out]
     rate = {name: ntok(texts[name]) / best[name] for name in runs}
     for name in runs:
@@ -233,6 +308,14 @@ def main() -> None:
     torch_ops = texts["lada, lean decoder without C kernels"]
     same = sum(a == b for a, b in zip(mine, torch_ops, strict=True))
     print(f"generate  identical paths (ours vs ours without C kernels): {same}/{len(ref)}")
+    if COMPILED_GENERATE in runs:
+        c_rate = rate[COMPILED_GENERATE]
+        print(
+            f"generate  ratios vs torch.compile + static cache (steady state): ours "
+            f"{gen_ours / c_rate:.2f}, ours without C kernels "
+            f"{rate['lada, lean decoder without C kernels'] / c_rate:.2f}; its first call "
+            f"(compile included) {compile_first:.1f}s vs steady {best[COMPILED_GENERATE]:.1f}s"
+        )
 
     # ---- MFU ------------------------------------------------------------------------------
     peak = {dt: matmul_peak(device, dt) for dt in (torch.float32, torch.bfloat16)}

@@ -60,10 +60,18 @@ def run_ours(model, tok, prompts, targets, cfg: OptimConfig) -> tuple[float, int
 
 
 def run_hf(
-    model, tok, prompts, targets, cfg: OptimConfig, group_by_length: bool, bf16: bool = False
+    model,
+    tok,
+    prompts,
+    targets,
+    cfg: OptimConfig,
+    group_by_length: bool,
+    bf16: bool = False,
+    compile: bool = False,
 ) -> tuple[float, int]:
     """Wall time of one ``Trainer.train()`` on pre-tokenised data and its non-pad tokens
-    (``bf16``: the Trainer's own bf16 mixed precision)."""
+    (``bf16``: the Trainer's own bf16 mixed precision; ``compile``: its ``torch_compile``, the
+    model wrapped in ``torch.compile`` with the inductor backend)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     encoded = encode_pairs(tok, prompts, targets, cfg.max_length)
@@ -102,6 +110,7 @@ def run_hf(
             train_sampling_strategy="group_by_length" if group_by_length else "random",
             remove_unused_columns=False,
             bf16=bf16,
+            torch_compile=compile,
             use_cpu=bf16 and not torch.cuda.is_available(),  # bf16 autocast on CPU needs it
         )
         trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate)

@@ -140,8 +140,8 @@ def fig_model(tok):
 
 
 def test_agreement_counts_are_seeded_and_high_for_a_model_sure_of_its_answers(tok, fig_model):
+    from lada.data.extract import extract_answer
     from lada.eval.consistency import agreement_counts
-    from lada.eval.extract import extract_answer
     from lada.eval.generate import generate_paths
 
     prompts = [s.prompt() for s in FIGS]

@@ -13,10 +13,13 @@ import pytest
 import torch
 from torch import nn
 
+from lada.accel import decode_kernels as K
+from lada.accel import switch
+from lada.accel.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
+from lada.accel.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
+from lada.accel.precision import casts_cover, set_autocast
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
-from lada.models import decode_kernels as K
-from lada.models.cast_swiglu import CastSwiGLU, SiluMul, is_swiglu_mlp
-from lada.models.cast_weights import CastLinear, cast_linear_copy, frozen_cast_copy
 
 REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
 needs_kernels = pytest.mark.skipif(REASON is not None, reason=f"no C kernels here: {REASON}")
@@ -102,11 +105,11 @@ def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, mo
     with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
         assert len([m for m in model.modules() if isinstance(m, CastSwiGLU)]) == len(mlps)
         assert [n for n, p in model.named_parameters() if p.requires_grad] == names
-        assert model.lada_cast_covers  # no autocast needed: every matmul is a copy
+        assert casts_cover(model)  # no autocast needed: every matmul is a copy
         loss, grads = _loss_and_grads(model)
     assert [m for m in model.modules() if type(m).__name__ == "LlamaMLP"] == mlps  # restored
     assert sorted(grads) == sorted(names)
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the path it replaces
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     with cast_linear_copy(model, torch.bfloat16, fold_lora=False):
         assert not any(isinstance(m, CastSwiGLU) for m in model.modules())
         ref_loss, ref = _loss_and_grads(model)
@@ -117,7 +120,7 @@ def test_training_copy_fuses_swiglu_mlps_close_to_the_path_it_replaces(llama, mo
 
 @needs_kernels
 def test_dropout_swap_reaches_the_adapters_inside_a_fused_mlp(llama):
-    from lada.models.lora_dropout import CpuDropout, cpu_lora_dropout
+    from lada.accel.lora_dropout import CpuDropout, cpu_lora_dropout
 
     model, _ = _load(llama, ["q_proj", "up_proj", "down_proj"], dropout=0.1)
     layers = model.config.num_hidden_layers
@@ -149,7 +152,7 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     cfg = OptimConfig(lr=2e-2, batch_size=8, epochs=6, warmup_steps=0)
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         with frozen_cast_copy(model):
             assert any(isinstance(m, CastSwiGLU) for m in model.modules())
@@ -160,10 +163,10 @@ def test_sft_through_the_fused_mlp_learns_as_the_path_it_replaces(llama, monkeyp
         with torch.no_grad():
             for n, v in lora.items():
                 params[n].copy_(v)
-        monkeypatch.setenv("LADA_KERNELS", "0")  # the same run on the path it replaces
+        monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
         ref = sft(model, tok, PROMPTS * 4, TARGETS * 4, cfg)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert stats.step_losses[-1] < 0.9 * stats.step_losses[0]
     # the first steps agree closely (a wrong gradient shows from step 2 on); later, lr 2e-2
     # on a tiny model can amplify bf16 round-off into single-step spikes of a few % either

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
-from lada.models import build_model, build_tokenizer
-from lada.models.cast_swiglu import CastSwiGLU
-from lada.models.cast_weights import (
+from lada.accel.cast_swiglu import CastSwiGLU
+from lada.accel.cast_weights import (
     CastLinear,
     CastLoraLinear,
     InputCast,
@@ -23,6 +21,9 @@ from lada.models.cast_weights import (
     cast_linear_copy,
     preallocated_cache,
 )
+from lada.accel.precision import casts_cover, set_autocast
+from lada.eval.generate import generate_paths, greedy_decode, hf_generate_paths
+from lada.models import build_model, build_tokenizer
 from lada.train.batching import encode_prompts
 
 PROMPTS = [f"Double {a}\n" for a in range(9)] + ["Max has 3 cards. He buys 4 more.\n", "Hi\n"]
@@ -93,7 +94,7 @@ def test_bf16_copy_decode_equals_generate_with_the_same_weights(lora_model):
     model.generate gives with the same bf16 copy in place (greedy; the comparison is in the
     same dtype, since bf16 and fp32 greedy paths may differ where two tokens nearly tie)."""
     model, tok = lora_model
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         ours = generate_paths(
             model, tok, PROMPTS, max_new_tokens=16, batch_size=4, stop_at_answer=False
@@ -101,7 +102,7 @@ def test_bf16_copy_decode_equals_generate_with_the_same_weights(lora_model):
         with cast_linear_copy(model, torch.bfloat16):
             reference = hf_generate_paths(model, tok, PROMPTS, max_new_tokens=16, batch_size=4)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert ours == reference
     assert not any(isinstance(m, CastLinear) for m in model.modules())
 
@@ -176,11 +177,11 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
     and adapter. Every matmul then computes in bf16 by itself, so LaDa's forward passes run
     without autocast (attention stays fp32); adapter gradients stay close to those of bf16
     autocast on peft's own layers."""
-    from lada.models.precision import autocast_for
+    from lada.accel.precision import autocast_for
 
     model, _ = lora_model
     ids = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 8], [2, 4, 6, 8, 10, 12, 14, 16]])
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         with autocast_for(model):
             assert torch.is_autocast_enabled("cpu")
@@ -191,13 +192,13 @@ def test_training_copy_casts_each_shared_input_once_and_drops_autocast(lora_mode
                 assert not torch.is_autocast_enabled("cpu")
                 grads = _lora_grads(model, ids)
             # per layer: q/k/v's input, o's, and gate/up's unless the MLP casts its own input
-            # (lada.models.cast_swiglu, where the C kernels run)
+            # (lada.accel.cast_swiglu, where the C kernels run)
             own = sum(isinstance(m, CastSwiGLU) for m in model.modules())
             layers = model.config.num_hidden_layers
             assert memo.casts == 4 * layers + 1 - 2 * own
-        assert not hasattr(model, "lada_cast_covers")
+        assert not casts_cover(model)
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     for name, g in grads.items():
         scale = reference[name].abs().max()
         assert (g - reference[name]).abs().max() <= 0.05 * scale, name
@@ -225,7 +226,7 @@ def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_mod
     model, tok2 = lora_model
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     try:
         stats = sft(
             model,
@@ -235,7 +236,7 @@ def test_sft_with_bf16_autocast_trains_adapters_through_the_frozen_copy(lora_mod
             OptimConfig(lr=1e-2, batch_size=8, epochs=3, warmup_steps=0),
         )
     finally:
-        model.lada_autocast = None
+        set_autocast(model, None)
     assert stats.step_losses[-1] < stats.step_losses[0]
     assert not any(isinstance(m, CastLinear) for m in model.modules())
     params = dict(model.named_parameters())

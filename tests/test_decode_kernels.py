@@ -1,4 +1,4 @@
-"""The lean decoder's C kernels (lada.models.decode_kernels) against the PyTorch ops they
+"""The lean decoder's C kernels (lada.accel.decode_kernels) against the PyTorch ops they
 replace: each kernel alone, a whole decode with and without them, and where they refuse."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
+from lada.accel import decode_kernels as K
+from lada.accel import switch
+from lada.accel.lean_decoder import LeanDecoder, rms_norm, rotate, signed_sin
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
-from lada.models import decode_kernels as K
-from lada.models.lean_decoder import LeanDecoder, rms_norm, rotate, signed_sin
 from lada.models.zoo import ModelSpec
 
 REASON = K.kernels_unsupported("cpu", torch.float32, torch.bfloat16)
@@ -167,9 +169,9 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
         LeanDecoder(model, kernels=True)  # fp32 matmuls: the kernels are for bf16 ones
     assert "gelu" in K.kernels_unsupported("cpu", torch.float32, torch.bfloat16, "gelu")
     assert LeanDecoder(model).kernels is False  # fp32 decoding never uses them, quietly
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     assert LeanDecoder(model, torch.bfloat16).kernels is False
-    monkeypatch.delenv("LADA_KERNELS")
+    monkeypatch.setattr(switch, "_current", RuntimeConfig())
     # no compiler: named, and (auto) the PyTorch ops run with the reason in the log
     monkeypatch.setenv("CC", "no-such-compiler-lada")
     monkeypatch.setenv("LADA_CACHE", str(tmp_path))
@@ -180,7 +182,7 @@ def test_kernels_demanded_where_they_cannot_run_are_refused(monkeypatch, tmp_pat
         assert reason is not None and "no-such-compiler-lada" in reason
         with pytest.raises(ValueError, match="no-such-compiler-lada"):
             LeanDecoder(model, torch.bfloat16, kernels=True)
-        with caplog.at_level(logging.INFO, logger="lada.models.decode_kernels"):
+        with caplog.at_level(logging.INFO, logger="lada.accel.decode_kernels"):
             assert LeanDecoder(model, torch.bfloat16).kernels is False
         assert any("no-such-compiler-lada" in r.getMessage() for r in caplog.records)
     finally:
@@ -195,7 +197,8 @@ def test_the_library_is_built_once_per_source_and_cpu(tmp_path, monkeypatch):
     stamp = first.stat().st_mtime_ns
     assert first.is_relative_to(tmp_path) and first.exists()
     assert K.library_path() == first and first.stat().st_mtime_ns == stamp
-    assert [p.name for p in first.parent.iterdir()] == ["decode_step.so"]  # no temp left
+    names = sorted(p.name for p in first.parent.iterdir())
+    assert names == ["decode_step.so", "decode_step.so.sha256"]  # no temp left; its digest
 
 
 @needs_kernels

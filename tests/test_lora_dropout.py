@@ -15,9 +15,11 @@ import pytest
 import torch
 from torch import nn
 
+from lada.accel import lora_dropout as D
+from lada.accel import switch
+from lada.accel.lora_dropout import CpuDropout, cpu_lora_dropout
+from lada.accel.settings import RuntimeConfig
 from lada.models import build_model, build_tokenizer
-from lada.models import lora_dropout as D
-from lada.models.lora_dropout import CpuDropout, cpu_lora_dropout
 
 REASON = D.kernel_unsupported()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"no C dropout kernel: {REASON}")
@@ -109,13 +111,13 @@ def test_dropout_kernel_refused_or_logged_where_it_cannot_build(monkeypatch, tmp
     try:
         with pytest.raises(ValueError, match="no-such-compiler-lada"):
             CpuDropout(0.1, kernel=True)
-        with caplog.at_level(logging.INFO, logger="lada.models.lora_dropout"):
+        with caplog.at_level(logging.INFO, logger="lada.accel.lora_dropout"):
             assert CpuDropout(0.1).kernel is False  # auto: the random_ masks, said once
         assert any("no-such-compiler-lada" in r.getMessage() for r in caplog.records)
     finally:
         D.kernel_unsupported.cache_clear()
         D._library.cache_clear()
-    monkeypatch.setenv("LADA_KERNELS", "0")  # the user's switch
+    monkeypatch.setattr(switch, "_current", RuntimeConfig(accel="torch"))  # no C kernels
     assert CpuDropout(0.1).kernel is False
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lada.accel.precision import autocast_dtype
 from lada.models import (
     ZOO,
     LoraSettings,
@@ -131,9 +132,9 @@ def test_load_causal_lm_local_folder(saved, tok):
     ids = _ids(tok, CORPUS[7])
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model(ids).logits)
-    # bf16 on CPU: fp32 master weights + bf16 autocast (lada.models.precision)
+    # bf16 on CPU: fp32 master weights + bf16 autocast (lada.accel.precision)
     half, _ = load_causal_lm(d, device="cpu", dtype="bfloat16")
-    assert half.dtype == torch.float32 and half.lada_autocast == torch.bfloat16
+    assert half.dtype == torch.float32 and autocast_dtype(half) == torch.bfloat16
     assert load_causal_lm(d, device="cpu", dtype="fp16")[0].dtype == torch.float16
 
 

@@ -1,4 +1,4 @@
-"""bf16 linear layers from weights packed once (lada.models.packed_linear): the same numbers
+"""bf16 linear layers from weights packed once (lada.accel.packed_linear): the same numbers
 as ``linear`` for any row count and shape, and a clear refusal where packing cannot run."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lada.models.packed_linear import Projection, packing_unsupported, should_pack
+from lada.accel.packed_linear import Projection, packing_unsupported, should_pack
 
 needs_packing = pytest.mark.skipif(
     packing_unsupported(torch.bfloat16) is not None,

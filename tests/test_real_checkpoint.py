@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lada.accel.precision import autocast_for, choose_precision, set_autocast
 from lada.models import build_model, build_tokenizer
-from lada.models.fetch import _done, fetched_dir, kept_layers, parse_real_name, prune_depth
 from lada.models.loading import load_causal_lm, set_chat_template_mode
-from lada.models.precision import autocast_for, choose_precision
+from lada.provision.fetch import _done, fetched_dir, kept_layers, parse_real_name, prune_depth
 from lada.train.batching import encode_pairs, encode_prompts
 
 
@@ -58,7 +58,7 @@ def test_prune_depth_keeps_chosen_layers(tmp_path: Path, tok):
 
 
 def test_choose_precision(monkeypatch):
-    import lada.models.precision as p
+    import lada.accel.precision as p
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(p, "cpu_has_native_bf16", lambda: True)
@@ -78,7 +78,7 @@ def test_choose_precision(monkeypatch):
 
 def test_autocast_for_runs_bf16_forward(tok):
     model = build_model("slm-xs", tok, seed=0)
-    model.lada_autocast = torch.bfloat16
+    set_autocast(model, torch.bfloat16)
     with autocast_for(model):
         out = model(torch.tensor([[1, 5, 6]])).logits
     assert out.dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lada.config import load_config
-from lada.models import prepare as prep
+from lada.provision import prepare as prep
 from lada.runner.setup import world_config
 from tests.conftest import TINY
 

@@ -292,7 +292,7 @@ def test_train_loop_is_seeded(tok):
 
 
 def test_sft_learns_a_trivial_task(tok):
-    from lada.eval.extract import extract_answer
+    from lada.data.extract import extract_answer
     from lada.eval.generate import generate_paths
 
     rng = random.Random(0)

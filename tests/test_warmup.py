@@ -58,7 +58,7 @@ def _loss(folder: Path, texts: list[tuple[str, str]]) -> float:
 def test_warmup_learns_the_worlds_general_facts_and_is_made_once(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lada.models import warmup
+    from lada.provision import warmup
 
     out = warmup.warm_model(checkpoint, "tiny-real", _warmup(), WORLD, dtype="float32")
     record = json.loads((out / "lada_warmup.json").read_text())
@@ -101,7 +101,7 @@ def test_a_role_with_warmup_starts_from_the_warmed_checkpoint(
             "server.warmup.optim.max_length=96",
         ],
     )
-    from lada.models.warmup import warmup_dir
+    from lada.provision.warmup import warmup_dir
 
     assert cfg.server.warmup is not None and cfg.server.warmup.samples == 16
     model, _ = model_loader(cfg.server, cfg, WORLD, role="server")()

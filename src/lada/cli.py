@@ -84,7 +84,7 @@ def cmd_data_gaps(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from lada.config import load_config
-    from lada.models.prepare import compare_with_shipped, is_zoo_name, prepare_models, ship
+    from lada.provision.prepare import compare_with_shipped, is_zoo_name, prepare_models, ship
     from lada.runner.setup import world_config
 
     cfg = load_config(args.config, args.overrides)
@@ -111,7 +111,7 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from lada.models.fetch import fetch_model
+    from lada.provision.fetch import fetch_model
 
     for name in args.names:
         print(f"{name}: {fetch_model(name, source=args.source, log=print)}")
@@ -191,10 +191,15 @@ def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, An
         if lora:
             raise SystemExit("error: --lora trains new adapters; give a model, not a checkpoint")
         return load_run_checkpoint(*found)
-    from lada.config import load_config
-    from lada.models.fetch import fetch_model, is_real_name
+    from lada.config import ConfigError, load_config
+    from lada.config.validate import model_problem
+
+    problem = model_problem("--model", name)
+    if problem:  # before torch/transformers load
+        raise ConfigError(problem)
     from lada.models.loading import LoraSettings, load_causal_lm
-    from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.provision.fetch import fetch_model, is_real_name
+    from lada.provision.prepare import is_zoo_name, prepare_model
     from lada.runner.setup import world_config
 
     source: Any = name
@@ -776,6 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     one_line_notices()
     args = build_parser().parse_args(argv)
+    from lada.utils.workers import exit_on_sigterm
+
+    exit_on_sigterm()  # cleanup (worker processes, temporary folders) as for Ctrl-C
     from lada.config import ConfigError
     from lada.data.errors import DataError
 

@@ -8,14 +8,14 @@ with one torch thread, so J jobs use J cores.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 from lada.bench.suite import RunSpec
+from lada.utils.workers import worker_pool
 
 
 def run_state(run_dir: Path) -> str:
@@ -143,8 +143,7 @@ def execute(
             log(f"[{i}/{len(todo)}] {s.name}: {r['status']} ({r['seconds']:.0f}s)")
             results.append(r)
         return results
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with worker_pool(jobs) as pool:  # the jobs end with `lada bench` (Ctrl-C, SIGTERM)
         futures = {pool.submit(execute_one, s, str(runs_dir / s.name)): s for s in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             r = fut.result()

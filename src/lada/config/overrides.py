@@ -155,6 +155,11 @@ def _unknown_key(
     return ConfigError(f"{where}config key '{_join(path, key)}' = {value!r}: unknown key; {hint}")
 
 
+def _retired_key(path: str, key: str, new: str, source: str | None) -> ConfigError:
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}config key '{_join(path, key)}' was replaced by '{new}'")
+
+
 def _convert(
     tp: Any, value: Any, path: str, source: str | None, check: FieldCheck | None = None
 ) -> Any:
@@ -198,8 +203,13 @@ def _convert(
             raise _fail(path, source, f"expected a mapping, got {value!r}")
         hints = typing.get_type_hints(tp, include_extras=True)
         names = {f.name for f in dataclasses.fields(tp) if f.init}
+        retired = getattr(tp, "RETIRED_KEYS", {})
         problems = [
-            str(_unknown_key(path, k, v, names, source)) for k, v in value.items() if k not in names
+            str(_retired_key(path, k, retired[k], source))
+            if k in retired
+            else str(_unknown_key(path, k, v, names, source))
+            for k, v in value.items()
+            if k not in names
         ]
         kwargs = {}
         for k, v in value.items():

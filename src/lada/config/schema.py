@@ -8,10 +8,11 @@ reconstruction or a CPU-budget choice, not the paper's (see ``docs/method.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from lada import plugins
-from lada.config.sections import HOST_SECTIONS, default_host_settings
+from lada.accel.settings import RETIRED_MODEL_KEYS, RuntimeConfig
+from lada.config.sections import HOST_SECTIONS, RENAMED, default_host_settings  # noqa: F401
 from lada.filter.config import FilterConfig
 from lada.models.lora_config import LoraSettings
 from lada.train.optim_config import OptimConfig
@@ -26,11 +27,6 @@ from lada.utils.rules import (
     step_range,
     within,
 )
-
-# keys renamed or moved, still read with a one-line notice: old dotted key -> new dotted key
-# ("*" stands for any list index or key, e.g. "clients.*.old" -> "clients.*.new"). A plug-in's
-# settings class lists its own (``renamed``, e.g. lada.hosts.fedcot_config).
-RENAMED: dict[str, str] = {}
 
 
 def _warmup_lora() -> LoraSettings:
@@ -57,7 +53,7 @@ class WarmupConfig:
     from ``prepare``. The model is fine-tuned with LoRA on ``samples`` general-knowledge samples
     of every domain (``steps`` = [lo, hi] reasoning steps each, never a private fact), the
     adapters are merged into its weights and the result is cached under
-    ``$LADA_CACHE/warm/<key>`` (:mod:`lada.models.warmup`); the role then starts from it
+    ``$LADA_CACHE/warm/<key>`` (:mod:`lada.provision.warmup`); the role then starts from it
     (with fresh adapters when it trains ``lora``). Synthetic data only."""
 
     samples: int = 256
@@ -79,18 +75,18 @@ class WarmupConfig:
 class ModelConfig:
     """Which model a role holds: a zoo name (prepared locally), a local path or a hub id."""
 
+    RETIRED_KEYS: ClassVar[dict[str, str]] = RETIRED_MODEL_KEYS  # old key -> its replacement
+
     model: str = "slm-s"
     gguf_file: str | None = None  # load weights from this GGUF file inside ``model`` (a folder)
     lora: LoraSettings | None = None  # train LoRA adapters instead of all weights
-    # auto | fp32 | bf16 | fp16 (lada.models.precision): auto = bf16 on a bf16 GPU, fp32 weights
-    # + bf16 autocast on a CPU with native bf16 for models >= 20 M params, else fp32 (ours);
-    # bf16 on CPU = fp32 weights + bf16 autocast. Default fp32: the zoo models measure faster so
-    dtype: str = "float32"
+    # auto | fp32 | bf16 | fp16 (lada.accel.precision): auto = bf16 on a bf16 GPU, fp32 weights
+    # + bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX) for models >= 20 M params,
+    # else fp32 (ours; the zoo models are smaller, so they run fp32); bf16 on CPU = fp32
+    # weights + bf16 autocast. What each role ran in is in summary.json's runtime record
+    dtype: str = "auto"
     device: str = "auto"  # "auto" = cuda when available, else cpu
     chat_template: Literal["auto", "off"] = "auto"  # auto: use the tokenizer's when it has one
-    # generation (evaluation, paths): lean = lada.models.lean_decoder (Llama / Qwen2: fused
-    # projections, LoRA folded in); hf = the model's own forward; auto = lean where it can run
-    decoder: Literal["auto", "lean", "hf"] = "auto"
     # a real checkpoint warmed up on the synthetic world's general facts first (None = as fetched)
     warmup: WarmupConfig | None = None
 
@@ -447,6 +443,8 @@ class RunConfig:
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     keep_checkpoints: Literal["all", "last"] = "all"
+    # the speed path (lada.accel): C kernels, the lean decoder, cast copies; recorded per run
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:

@@ -4,7 +4,7 @@
 from :mod:`lada.plugins` (a dotted path, imported when a config is built), so this package
 imports no host. A host's settings class may list ``renamed`` (old dotted key -> its field):
 such a key is still read, moved to ``hosts.<name>.<field>``, with a one-line notice
-(:class:`ConfigKeyRenamed`). The run config's own moved keys are ``schema.RENAMED``.
+(:class:`ConfigKeyRenamed`). The run config's own moved keys are :data:`RENAMED`.
 """
 
 from __future__ import annotations
@@ -39,10 +39,14 @@ def default_host_settings() -> dict[str, Any]:
     return {name: cls() for name, cls in plugins.host_settings_classes().items() if cls}
 
 
+# keys renamed or moved, still read with a one-line notice: old dotted key -> new dotted key
+# ("*" stands for any list index or key, e.g. "clients.*.old" -> "clients.*.new"). A plug-in's
+# settings class lists its own (``renamed``, e.g. lada.hosts.fedcot_config).
+RENAMED: dict[str, str] = {}
+
+
 def renamed_keys() -> dict[str, list[str]]:
     """Old dotted key -> the new key(s) it is read as (one old key may feed several hosts)."""
-    from lada.config.schema import RENAMED
-
     out: dict[str, list[str]] = {old: [new] for old, new in RENAMED.items()}
     for name, cls in plugins.host_settings_classes().items():
         for old, new in (getattr(cls, "renamed", None) or {}).items():

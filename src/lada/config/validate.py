@@ -290,8 +290,8 @@ def _in_hub_cache(repo_id: str, filename: str) -> bool:
 def model_problem(key: str, name: str, gguf_file: str | None = None) -> str | None:
     """Why ``name`` (a role's ``model``) cannot be loaded, or None: a zoo name, a local folder
     with a config (or the GGUF file), or a hub id (when offline: one in the local hub cache)."""
-    from lada.models.fetch import parse_real_name
     from lada.models.zoo import ZOO
+    from lada.provision.fetch import parse_real_name
 
     if name in ZOO or parse_real_name(name) is not None:  # real names: fetched on first use
         return None

@@ -1,5 +1,6 @@
 """Evaluation: greedy path generation, answer extraction and grouped accuracy."""
 
+from lada.data.extract import canonical_number, extract_answer, is_correct
 from lada.eval.accuracy import (
     EvalResult,
     accuracy_table,
@@ -8,7 +9,6 @@ from lada.eval.accuracy import (
     render_table,
     score_paths,
 )
-from lada.eval.extract import canonical_number, extract_answer, is_correct
 from lada.eval.generate import generate_paths
 
 __all__ = [

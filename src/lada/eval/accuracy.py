@@ -10,8 +10,8 @@ from typing import Any
 from rich.table import Table
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lada.data.extract import extract_answer, is_correct
 from lada.data.sample import Sample
-from lada.eval.extract import extract_answer, is_correct
 from lada.eval.generate import generate_paths
 
 Record = dict[str, Any]

@@ -37,7 +37,7 @@ def agreement_counts(
     """int [len(prompts)]: how many of ``samples`` paths sampled per prompt
     (:func:`lada.eval.generate.sample_paths`) end with the final answer ``answers[i]`` (the
     greedy path's; None never agrees)."""
-    from lada.eval.extract import extract_answer
+    from lada.data.extract import extract_answer
     from lada.eval.generate import sample_paths
 
     n = len(prompts)

@@ -4,7 +4,7 @@ Prompts are encoded exactly as in training (:func:`lada.train.batching.encode_pr
 template included when the model uses one) and left-padded by hand, so the tokenizer's
 ``padding_side`` is never touched. :func:`greedy_decode` is our own loop rather than
 ``model.generate`` (measured faster: benchmarks/real_model_speed.py); its forward passes run
-on :class:`lada.models.lean_decoder.LeanDecoder` where the model allows it, else on the
+on :class:`lada.accel.lean_decoder.LeanDecoder` where the model allows it, else on the
 model's own forward (:func:`choose_decoder`). In fp32 its output equals greedy
 ``generate``'s token for token (tests/test_eval.py, tests/test_lean_decoder.py).
 """
@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from lada.accel.decoders import choose_decoder
+from lada.accel.precision import autocast_dtype, autocast_for
+from lada.accel.switch import current, speedups_allowed
 from lada.data.sample import ANSWER_PREFIX
-from lada.models.precision import autocast_for
 from lada.train.batching import encode_prompts, left_pad
-from lada.utils.log_once import log_once
 from lada.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,11 @@ def generate_paths(
     continuation then ends with that line, without the newline). Runs :func:`greedy_decode`
     (LaDa's own decode loop: length-sorted batches, a preallocated KV cache, finished rows
     dropped) with a progress bar labelled ``desc``, on the lean decoder where the model allows
-    it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the model's ``lada_decoder`` set at
-    load time, else ``auto``; :func:`choose_decoder`), else on the model's own forward with
+    it (``decoder``: ``auto`` | ``lean`` | ``hf``, default the run's ``runtime.generator``;
+    :func:`lada.accel.decoders.choose_decoder`), else on the model's own forward with
     the weights of :func:`decode_weights`. ``pack``: the lean decoder's bf16 weights packed
-    for oneDNN (:mod:`lada.models.packed_linear`; None: where it runs). ``kernels``: the lean
-    decoder's decode steps run its C kernels (:mod:`lada.models.decode_kernels`; None: where
+    for oneDNN (:mod:`lada.accel.packed_linear`; None: where it runs). ``kernels``: the lean
+    decoder's decode steps run its C kernels (:mod:`lada.accel.decode_kernels`; None: where
     they build and run).
     """
     if not prompts:
@@ -84,9 +85,13 @@ def generate_paths(
 def _decoding(model: PreTrainedModel, decoder: str | None) -> Iterator[tuple[str, bool]]:
     """``(engine, autocast)`` for :func:`greedy_decode`: the lean decoder makes its own weight
     copies; the model's own forward runs with :func:`decode_weights`."""
-    engine = choose_decoder(model, decoder or getattr(model, "lada_decoder", "auto"))
+    engine = choose_decoder(model, decoder or current().generator)
     if engine == "lean":
         yield engine, False
+        return
+    if not speedups_allowed():  # runtime.accel off: the model as it is, autocast in the prefill
+        with merged_adapters(model):
+            yield engine, True
         return
     with decode_weights(model) as autocast:
         yield engine, autocast
@@ -95,19 +100,19 @@ def _decoding(model: PreTrainedModel, decoder: str | None) -> Iterator[tuple[str
 @contextlib.contextmanager
 def decode_weights(model: PreTrainedModel) -> Iterator[bool]:
     """The weights a generation call runs with; yields whether forward passes should still
-    run under the model's autocast (:func:`lada.models.precision.autocast_for`).
+    run under the model's autocast (:func:`lada.accel.precision.autocast_for`).
 
     A model that autocasts to a lower dtype (bf16 on a CPU with native bf16) generates with a
     copy of its linear layers in that dtype, LoRA folded in, made once for the call
-    (:func:`lada.models.cast_weights.cast_linear_copy`: no autocast, so no re-cast of the
+    (:func:`lada.accel.cast_weights.cast_linear_copy`: no autocast, so no re-cast of the
     weights at every step); other models run with LoRA merged (:func:`merged_adapters`).
     """
-    dtype = getattr(model, "lada_autocast", None)
+    dtype = autocast_dtype(model)
     if dtype is None:
         with merged_adapters(model):
             yield False
         return
-    from lada.models.cast_weights import cast_linear_copy
+    from lada.accel.cast_weights import cast_linear_copy
 
     with cast_linear_copy(model, dtype):
         yield False
@@ -171,31 +176,9 @@ class _AnswerStops:
         return "\n" in self.after[row].lstrip()
 
 
-DECODERS = ("auto", "lean", "hf")
-
-
-def choose_decoder(model: PreTrainedModel, decoder: str = "auto") -> str:
-    """``lean`` (:class:`lada.models.lean_decoder.LeanDecoder`) or ``hf`` (the model's own
-    forward). ``auto`` takes the lean decoder where the model supports it and logs why not
-    otherwise; ``lean`` on a model it cannot run is an error."""
-    from lada.models.lean_decoder import lean_decoder_unsupported
-
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
-    if decoder == "hf":
-        return "hf"
-    reason = lean_decoder_unsupported(model)
-    if reason is None:
-        return "lean"
-    if decoder == "lean":
-        raise ValueError(f"decoder='lean' cannot run this model: {reason}")
-    log_once(log, f"generation runs the model's own forward (lean decoder: {reason})")
-    return "hf"
-
-
 class _ModelSteps:
     """Decode steps through the model's own forward with a preallocated cache (the interface of
-    :class:`lada.models.lean_decoder.LeanDecoder`: ``prefill``, ``step``, ``keep``)."""
+    :class:`lada.accel.lean_decoder.LeanDecoder`: ``prefill``, ``step``, ``keep``)."""
 
     def __init__(self, model: PreTrainedModel, autocast: bool) -> None:
         self.model = model
@@ -205,7 +188,7 @@ class _ModelSteps:
     def prefill(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, capacity: int
     ) -> torch.Tensor:
-        from lada.models.cast_weights import preallocated_cache
+        from lada.accel.cast_weights import preallocated_cache
 
         self.mask = mask
         self.cache = preallocated_cache(self.model, capacity)
@@ -269,12 +252,12 @@ def greedy_decode(
     turn) is computed once for the batch.
 
     ``decoder`` (:func:`choose_decoder`): ``lean`` runs
-    :class:`lada.models.lean_decoder.LeanDecoder` (fused projections, LoRA folded in, in the
+    :class:`lada.accel.lean_decoder.LeanDecoder` (fused projections, LoRA folded in, in the
     model's autocast dtype); ``hf`` the model's own forward, where ``autocast`` says whether
     the prefill runs under the model's autocast (off when the caller computes from a cast copy
     of the weights, :func:`decode_weights`). ``pack``: whether the lean decoder packs its bf16
-    weights for oneDNN once per call (:mod:`lada.models.packed_linear`; None: where it runs).
-    ``kernels``: whether its decode steps run the C kernels (:mod:`lada.models.decode_kernels`;
+    weights for oneDNN once per call (:mod:`lada.accel.packed_linear`; None: where it runs).
+    ``kernels``: whether its decode steps run the C kernels (:mod:`lada.accel.decode_kernels`;
     None: where they build and run).
     """
     device = next(model.parameters()).device
@@ -282,13 +265,13 @@ def greedy_decode(
         check_every = 1 if device.type == "cpu" else 8
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     out: list[list[int]] = [[] for _ in encoded]
-    from lada.models.lean_decoder import LeanDecoder
+    from lada.accel.lean_decoder import LeanDecoder
 
     # "lean" needs no check here: LeanDecoder refuses a model it cannot run, with the reason
     engine = decoder if decoder in ("lean", "hf") else choose_decoder(model, decoder)
     if engine == "lean":
         steps: LeanDecoder | _ModelSteps = LeanDecoder(
-            model, getattr(model, "lada_autocast", None), pack=pack, kernels=kernels
+            model, autocast_dtype(model), pack=pack, kernels=kernels
         )
     else:
         steps = _ModelSteps(model, autocast)

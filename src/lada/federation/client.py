@@ -183,13 +183,11 @@ class ClientRole:
 
     def own_paths(self, ids: list[str], round_idx: int) -> list[str]:
         """The SLM's own reasoning paths for public ``ids`` (seeded per round)."""
-        from lada.eval.generate import generate_paths
+        from lada.accel import generator
 
         self.task_seed(round_idx, "generate")
         d = self.settings.distill
-        return generate_paths(
-            self.model,
-            self.tokenizer,
+        return generator(self.model, self.tokenizer).paths(
             [self.public[i].prompt() for i in ids],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,
@@ -232,8 +230,8 @@ class ClientRole:
     def consistent(self, paths: dict[str, str], round_idx: int) -> set[str]:
         """The public ids whose greedy path's answer at least ``distill.consistency_agree`` of
         ``distill.consistency_samples`` sampled paths reach (lada.eval.consistency)."""
+        from lada.data.extract import extract_answer
         from lada.eval.consistency import agreement_counts
-        from lada.eval.extract import extract_answer
 
         d = self.settings.distill
         ids = list(paths)

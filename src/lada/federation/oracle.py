@@ -89,7 +89,7 @@ def correct_flags(
     paths: Sequence[str], public: Sequence[Sample], truths: Sequence[str | None]
 ) -> np.ndarray:
     """Whether each path's answer is the true one (False for an empty path or an unknown truth)."""
-    from lada.eval.extract import extract_answer, is_correct
+    from lada.data.extract import extract_answer, is_correct
 
     return np.array(
         [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lada.federation.host import Learned, Picks, RoundContext
+from lada.federation.context import Learned, Picks, RoundContext
 from lada.federation.protocol import DistillIns, DistillRes, GenerateIns, PathsRes, Task
 from lada.federation.server import LearnerLosses
 

@@ -192,16 +192,14 @@ class ServerRole:
     def generate(self, round_idx: int, ids: list[str]) -> dict[str, str]:
         """The LLM's paths for public ``ids``, empty where it abstains
         (``distill.llm_teaches: labelled``: P has no label for the question)."""
-        from lada.eval.generate import generate_paths
+        from lada.accel import generator
 
         if not ids:
             return {}
         seed_everything(derive_seed(self.settings.seed, "server", round_idx, "generate"))
         d = self.settings.distill
         told = [i for i in ids if self.teaches(i)]
-        paths = generate_paths(
-            self.model,
-            self.tokenizer,
+        paths = generator(self.model, self.tokenizer).paths(
             [self.by_id[i].prompt() for i in told],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,

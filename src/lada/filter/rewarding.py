@@ -18,6 +18,7 @@ import numpy as np
 
 from lada.filter.bandit import LearnabilityFilter
 from lada.filter.guard import check_losses, guarded_rewards
+from lada.filter.rewards import MAX_LOSS, finite_losses
 
 
 class PickLosses(Protocol):
@@ -91,6 +92,9 @@ def reward_picks(
         la, lb, m = (
             np.asarray(v)[rows] for v in (losses.loss_after, losses.loss_before, losses.margin)
         )
+        # a NaN/inf or huge loss is a failed measurement, counted as the worst outcome
+        # (lada.filter.rewards.finite_losses); what is still out of range is refused
+        la, lb = (np.clip(finite_losses(v), -MAX_LOSS, MAX_LOSS) for v in (la, lb))
         check_losses(la, lb, m)
         r = guarded_rewards(filt.tracker, lambda: filt.compute_rewards(la, lb, m))
     r_all = np.concatenate([r, np.full(unteachable.size, float(floor or 0.0))])

@@ -37,7 +37,7 @@ def check_shared_vocabulary(cfg: Any) -> None:
     """Zoo models share one locally trained tokenizer, which no other model has: a mix of zoo
     and other models is refused; models given as local folders are compared by the fingerprint
     of their tokenizer. Hub ids and GGUF files are left to the runtime check."""
-    from lada.models.prepare import is_zoo_name
+    from lada.provision.prepare import is_zoo_name
 
     roles = [("server", cfg.server), *((f"clients.{k}", c) for k, c in enumerate(cfg.clients))]
     zoo = [(r, m.model) for r, m in roles if is_zoo_name(m.model)]

@@ -84,7 +84,6 @@ def load_causal_lm(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "float32",
     chat_template: str = "auto",
-    decoder: str = "auto",
     seed: int | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` with the model in eval mode.
@@ -92,14 +91,13 @@ def load_causal_lm(
     ``name_or_path`` is a local folder or a hub id (offline, hub ids fail with transformers' own
     error). ``gguf_file`` names a GGUF file inside that folder (weights are dequantized; such a
     model cannot be ``save_pretrained``: see :func:`convert_gguf_to_hf`). ``dtype`` is ``auto``,
-    ``fp32``, ``bf16`` or ``fp16`` (:mod:`lada.models.precision`); ``chat_template`` ``auto``
+    ``fp32``, ``bf16`` or ``fp16`` (:mod:`lada.accel.precision`); ``chat_template`` ``auto``
     wraps prompts in the tokenizer's chat template when it has one, ``off`` never does
-    (:func:`lada.train.batching.use_chat_template`). ``decoder`` (``auto`` | ``lean`` | ``hf``,
-    :func:`lada.eval.generate.choose_decoder`) is what generation runs on, kept on the model as
-    ``model.lada_decoder``; ``lean`` on a model the lean decoder cannot run is an error here.
+    (:func:`lada.train.batching.use_chat_template`). What generation runs on is the run's
+    ``runtime.generator`` (:mod:`lada.accel`).
     ``seed``: the LoRA adapters' initialisation (:func:`apply_lora`).
     """
-    from lada.models.precision import apply_precision, choose_precision
+    from lada.accel.precision import apply_precision, choose_precision
 
     src = str(name_or_path)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
@@ -117,10 +115,6 @@ def load_causal_lm(
     if lora is not None:
         model = apply_lora(model, lora, seed)
     apply_precision(model, precision)
-    from lada.eval.generate import choose_decoder
-
-    choose_decoder(model, decoder)  # a clear error now for decoder='lean' on a model it can't run
-    model.lada_decoder = decoder  # type: ignore[attr-defined]
     log.info("%s: %s on %s", src, precision.describe(), target)
     model.to(target)
     return model.eval(), tokenizer

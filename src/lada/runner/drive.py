@@ -224,7 +224,12 @@ def drive(
             print_round(console, record, cfg)
     if logger is not None:
         logger.close()
-    atomic_write_json(run_dir / "summary.json", run_summary(records, cfg))
+    from lada.accel import record, record_line
+
+    runtime = record()  # what ran: accel path, kernels, generator, dtypes, CPU, torch
+    if console is not None:
+        console.print(record_line(runtime), markup=False, highlight=False, soft_wrap=True)
+    atomic_write_json(run_dir / "summary.json", {**run_summary(records, cfg), "runtime": runtime})
     if console is not None and records:
         print_final(console, records[-1], cfg)
     return records

@@ -29,9 +29,9 @@ def run_plugin(cfg: RunConfig) -> LadaPlugin:
 
 def prepare_zoo_models(cfg: RunConfig, world_cfg: Any) -> None:
     """Pretrain (once, cached) the zoo models this config names, in parallel; fetch (once,
-    cached) the real ones (lada.models.fetch)."""
-    from lada.models.fetch import fetch_models
-    from lada.models.prepare import is_zoo_name, prepare_models
+    cached) the real ones (lada.provision.fetch)."""
+    from lada.provision.fetch import fetch_models
+    from lada.provision.prepare import is_zoo_name, prepare_models
 
     names = sorted({m.model for m in [cfg.server, *cfg.clients] if is_zoo_name(m.model)})
     prepare_models(names, cfg.prepare, world_cfg)

@@ -145,21 +145,25 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
     path / hub id through transformers (optionally GGUF, optionally LoRA). ``role``
     (``server``, ``client_K``) and the run's seed fix the LoRA adapters' initialisation, so a
     run with the same seed starts from the same adapters in every process."""
-    from lada.models.prepare import is_zoo_name, prepare_model
+    from lada.provision.prepare import is_zoo_name, prepare_model
     from lada.utils.seeding import derive_seed
 
     def load() -> tuple[Any, Any]:
-        from lada.models.fetch import fetch_model, is_real_name
+        from lada.accel import configure
+        from lada.accel.decoders import choose_decoder
+        from lada.accel.runtime import note_model
         from lada.models.loading import load_causal_lm
+        from lada.provision.fetch import fetch_model, is_real_name
 
+        configure(cfg.runtime)  # this process's speed path: the run's (every engine's workers)
         source: str | Path = mc.model
         if is_zoo_name(mc.model):
             source = prepare_model(mc.model, cfg.prepare, world_cfg)
         elif is_real_name(mc.model):
             source = fetch_model(mc.model)
         gguf_file = mc.gguf_file
-        if mc.warmup is not None:  # the world's general facts first (lada.models.warmup)
-            from lada.models.warmup import warm_model
+        if mc.warmup is not None:  # the world's general facts first (lada.provision.warmup)
+            from lada.provision.warmup import warm_model
 
             if world_cfg is None:
                 raise ValueError(f"{role}: warmup needs synthetic data (the world's facts)")
@@ -173,15 +177,17 @@ def model_loader(mc: ModelConfig, cfg: RunConfig, world_cfg: Any, *, role: str):
                 device=mc.device,
             )
             gguf_file = None  # the warmed checkpoint is a plain HF folder
-        return load_causal_lm(
+        model, tokenizer = load_causal_lm(
             source,
             gguf_file=gguf_file,
             lora=mc.lora,
             device=mc.device,
             dtype=mc.dtype,
             chat_template=mc.chat_template,
-            decoder=mc.decoder,
             seed=derive_seed(cfg.seed, "lora", role),
         )
+        choose_decoder(model, cfg.runtime.generator)  # generator 'lean' it can't run: say so now
+        note_model(role, mc.model, model)  # for summary.json's runtime record
+        return model, tokenizer
 
     return load

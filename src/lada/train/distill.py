@@ -124,7 +124,7 @@ def preference_pairs(
     using the gold answers of public samples (when P carries labels)."""
     if cfg.preference == "role":
         return choose_preference(teacher_paths, own_paths, skip_identical=cfg.skip_identical)
-    from lada.eval.extract import extract_answer
+    from lada.data.extract import extract_answer
 
     return choose_preference(
         teacher_paths,
@@ -144,7 +144,7 @@ def preference_pairs(
 def verified_mask(samples: Sequence[Sample], paths: Sequence[str]) -> np.ndarray:
     """Whether each path's final answer equals its sample's gold answer; True where P carries
     no label (nothing to verify against)."""
-    from lada.eval.extract import extract_answer
+    from lada.data.extract import extract_answer
 
     ok = np.ones(len(samples), dtype=bool)
     for i, (s, p) in enumerate(zip(samples, paths, strict=True)):

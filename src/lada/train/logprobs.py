@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lada.models.cast_weights import frozen_cast_copy
-from lada.models.precision import autocast_for
+from lada.accel.copies import training
+from lada.accel.precision import autocast_for
 from lada.train.batching import IGNORE_INDEX, collate, encode_pairs, length_bucketed_batches
 from lada.utils.progress import progress_bar
 
@@ -175,7 +175,7 @@ def score_texts(
     model.eval()
     lengths = [len(ids) for ids, _ in encoded]
     try:
-        with progress_bar("score", total=n) as bar, frozen_cast_copy(model):
+        with progress_bar("score", total=n) as bar, training(model, dropout=False):
             for idx in length_bucketed_batches(lengths, batch_size, shuffle=False):
                 logp, mask = target_token_logprobs(
                     model, collate([encoded[i] for i in idx], tokenizer.pad_token_id)

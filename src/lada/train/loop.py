@@ -7,7 +7,7 @@
 AdamW (no weight decay on biases/norms), linear warm-up then cosine/linear/constant decay to
 ``min_lr_ratio * lr``, gradient clipping, seeded, ``model.train()`` during and the previous
 mode restored afterwards. On CPU, LoRA dropout draws its masks from 16-bit randoms
-(:mod:`lada.models.lora_dropout`). Step losses stay on the device until the end of the run
+(:mod:`lada.accel.lora_dropout`). Step losses stay on the device until the end of the run
 (the loop itself never calls ``.item()``, except every 10 steps for the optional progress bar).
 """
 
@@ -105,16 +105,14 @@ def train(
     ``num_items`` sizes ``per_sample_loss`` (default: largest index + 1). Randomness inside
     the loop (dropout) is seeded by ``cfg.seed``; the global RNG state is left untouched.
     """
-    from lada.models.cast_weights import frozen_cast_copy
-    from lada.models.lora_dropout import cpu_lora_dropout
+    from lada.accel.copies import training
 
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     # a model that autocasts (bf16 on CPU): frozen weights cast once for the run, not per pass;
     # on CPU, LoRA dropout masks from 16-bit randoms (bernoulli_ is slow there)
     with (
         torch.random.fork_rng(devices=devices),
-        frozen_cast_copy(model),
-        cpu_lora_dropout(model),
+        training(model),
     ):
         torch.manual_seed(cfg.seed)
         return _train(model, batches, loss_fn, cfg, progress, item_tokens, num_items)

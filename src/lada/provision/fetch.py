@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lada.utils.cache import cache_root, fresh_tmp
+
 
 @dataclass(frozen=True)
 class RealModel:
@@ -70,8 +72,6 @@ def is_real_name(name: str) -> bool:
 
 
 def fetched_dir(name: str) -> Path:
-    from lada.models.prepare import cache_root
-
     return cache_root() / "hf" / name
 
 
@@ -114,9 +114,7 @@ def fetch_models(names: list[str], log=print) -> dict[str, Path]:
 
 
 def _publish_built(out: Path, build) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     try:
         build(tmp)
         try:

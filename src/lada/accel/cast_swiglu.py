@@ -1,6 +1,6 @@
 """A SwiGLU MLP computed from one bf16 copy of its weights, with C kernels for the activation.
 
-Training's cast copy (:func:`lada.models.cast_weights.cast_linear_copy`) computes the matmuls
+Training's cast copy (:func:`lada.accel.cast_weights.cast_linear_copy`) computes the matmuls
 in bf16 but gives each layer's output back in fp32, so a Llama MLP's ``silu(gate) * up`` ran
 as fp32 PyTorch ops on three ``[tokens, intermediate]`` tensors, with casts around them, and
 its backward pass as half a dozen more: measured forward + backward per layer of
@@ -16,8 +16,8 @@ pass: the bf16 gate|up output only (was three fp32 tensors).
 
 Used for MLP classes known to compute ``down(silu(gate(x)) * up(x))`` with plain linear layers
 or plain LoRA layers (training: the adapters stay the layers' own trainable parameters, under
-their names) on CPU, where the C kernels build and pass their probe (``LADA_KERNELS=0`` turns
-it off with the other kernels).
+their names) on CPU, where the C kernels build and pass their probe (``runtime.accel`` other
+than ``native`` turns it off with the other kernels).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lada.models.decode_kernels import should_use_kernels, silu_mul, silu_mul_backward
+from lada.accel.decode_kernels import should_use_kernels, silu_mul, silu_mul_backward
 
 SWIGLU_MLPS = ("LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP")
 
@@ -47,8 +47,8 @@ class SiluMul(torch.autograd.Function):
 
 def _is_plain_lora(layer: nn.Module) -> bool:
     """A peft LoRA layer over a frozen ``nn.Linear``, not merged, each active adapter with
-    its own A/B (see :func:`lada.models.cast_weights.is_plain_lora`)."""
-    from lada.models.cast_weights import is_plain_lora
+    its own A/B (see :func:`lada.accel.ops.is_plain_lora`)."""
+    from lada.accel.ops import is_plain_lora
 
     return (
         is_plain_lora(layer)
@@ -78,8 +78,8 @@ def is_swiglu_mlp(module: nn.Module, trainable_ok: bool = False, lora_ok: bool =
 
 
 def swiglu_kernels_usable() -> bool:
-    """Whether the C SwiGLU kernels can run here (not switched off by ``LADA_KERNELS=0``; they
-    build and pass :func:`lada.models.decode_kernels.kernels_unsupported`'s probe, whose
+    """Whether the C SwiGLU kernels can run here (``runtime.accel: native``; they
+    build and pass :func:`lada.accel.decode_kernels.kernels_unsupported`'s probe, whose
     reason is logged once where not)."""
     return should_use_kernels("cpu", torch.float32, torch.bfloat16, None)
 
@@ -87,7 +87,7 @@ def swiglu_kernels_usable() -> bool:
 class LoraAdapters(nn.Module):
     """A LoRA layer's adapter tables under peft's names, so that its parameters keep their
     names (``...mlp.gate_proj.lora_A.default.weight``) and optimisers and the dropout swap
-    (:func:`lada.models.lora_dropout.cpu_lora_dropout`) find them; flags and scaling are read
+    (:func:`lada.accel.lora_dropout.cpu_lora_dropout`) find them; flags and scaling are read
     from the layer at every call."""
 
     def __init__(self, layer: nn.Module) -> None:
@@ -100,7 +100,7 @@ def adapter_terms(holder: nn.Module, x: Tensor, dtype: torch.dtype) -> list[tupl
     """``(h, b)`` per active adapter of the LoRA layer ``holder.lora[0]`` (none while its
     adapters are disabled): ``h = A dropout(x)`` and ``b = s B``, both in ``dtype``, from
     ``holder``'s ``lora_A`` / ``lora_B`` / ``lora_dropout`` tables; the adapter adds ``h b^T``.
-    Shared by :class:`LoraAdapters` and :class:`lada.models.cast_weights.CastLoraLinear`."""
+    Shared by :class:`LoraAdapters` and :class:`lada.accel.cast_weights.CastLoraLinear`."""
     (layer,) = holder.lora
     if layer.disable_adapters:
         return []
@@ -129,7 +129,7 @@ def _add_adapters(y: Tensor, parts: list[tuple[int, int, Tensor, Tensor]]) -> Te
 class CastSwiGLU(nn.Module):
     """``down(silu(gate(x)) * up(x))`` from bf16 copies of ``mlp``'s (base) weights, gate and
     up stacked into one matrix, made once; LoRA adapters on any of the three stay trainable
-    (added in bf16 from the same cast input, as :class:`lada.models.cast_weights.CastLoraLinear`
+    (added in bf16 from the same cast input, as :class:`lada.accel.cast_weights.CastLoraLinear`
     adds them); the output in ``x``'s dtype. See the module doc."""
 
     def __init__(self, mlp: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:

@@ -19,15 +19,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from lada.config.schema import WarmupConfig
 from lada.data.synthetic import SyntheticConfig, general_corpus, make_world
-from lada.models.prepare import _publish, cache_root
+from lada.utils.cache import cache_root, fresh_tmp, publish
 from lada.utils.seeding import derive_seed
 
 
@@ -70,7 +68,7 @@ def warm_model(
     trained with ``cfg.optim`` on ``cfg.samples`` general samples of ``world_cfg``'s world,
     merged into the weights. ``gguf_file``: the weights' GGUF file inside ``source`` (if
     any). ``dtype`` / ``device``: the training precision and device
-    (:mod:`lada.models.precision`)."""
+    (:mod:`lada.accel.precision`)."""
     from lada.models.loading import load_causal_lm
     from lada.train.sft import sft
 
@@ -106,8 +104,7 @@ def warm_model(
         dataclasses.replace(cfg.optim, seed=seed),
     )
     merged = model.merge_and_unload()
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     merged.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     record: dict[str, Any] = {
@@ -121,6 +118,5 @@ def warm_model(
         "tokens_per_s": round(stats.tokens_per_s),
     }
     (tmp / "lada_warmup.json").write_text(json.dumps(record, indent=2, default=str))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _publish(tmp, out)
+    publish(tmp, out)
     return out

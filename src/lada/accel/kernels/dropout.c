@@ -1,4 +1,4 @@
-/* Inverted dropout on CPU with a counter-based random stream (lada.models.lora_dropout).
+/* Inverted dropout on CPU with a counter-based random stream (lada.accel.lora_dropout).
  *
  * LoRA's dropout on a CPU spent most of its time drawing randoms: torch's mt19937 draws
  * (random_ / bernoulli_) are sequential, ~3-6 ns an element; on SmolLM2-135M with LoRA on
@@ -13,7 +13,7 @@
  *     dx = dy * scale where kept, 0 elsewhere, which is this same function applied to dy.
  * Kept elements are x * scale rounded once (fp32 product; bf16 inputs: the product of the
  * widened value, rounded to nearest even, as PyTorch multiplies a bf16 tensor by a scalar),
- * dropped ones +0. Plain C99, called through ctypes (lada.models.c_build compiles it).
+ * dropped ones +0. Plain C99, called through ctypes (lada.accel.c_build compiles it).
  */
 #include <stdint.h>
 #include <string.h>

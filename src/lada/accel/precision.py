@@ -10,11 +10,12 @@
   :data:`AUTO_BF16_MIN_PARAMS` parameters -> fp32 weights + bf16 autocast; else fp32. Tiny zoo
   models stay fp32: their matmuls are too small for bf16 to pay (measured slower).
 
-The choice is attached to the model (``model.lada_autocast``) and applied by
+The choice is remembered for the model (:func:`autocast_dtype`, nothing is set on the model
+object) and applied by
 :func:`autocast_for` around every forward pass LaDa makes (``lada.train.logprobs``,
 ``lada.eval.generate``), so no call site needs a flag. With CPU autocast, each training run,
 scoring pass and generation call also casts the frozen linear weights to bf16 once for the
-call (:mod:`lada.models.cast_weights`; generation folds LoRA into the copy and runs without
+call (:mod:`lada.accel.cast_weights`; generation folds LoRA into the copy and runs without
 autocast), instead of autocast re-casting them at every forward pass.
 """
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +66,12 @@ def normalize_dtype(name: str) -> str:
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and
+    oneDNN may use them: ``ONEDNN_MAX_CPU_ISA`` set to an ISA below them (e.g. ``AVX2``, to
+    run as an AVX2-only CPU would) makes it False."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa not in ("ALL", "DEFAULT") and "BF16" not in isa and "AMX" not in isa:
+        return False
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -95,21 +103,58 @@ def choose_precision(dtype: str, device: torch.device, num_params: int) -> Preci
     return Precision(torch.float32, None)
 
 
+_AUTOCAST: weakref.WeakKeyDictionary[torch.nn.Module, torch.dtype] = weakref.WeakKeyDictionary()
+_COVERED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
+def autocast_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype ``model``'s forward passes autocast to (None: none), as :func:`apply_precision`
+    or :func:`set_autocast` chose it."""
+    return _AUTOCAST.get(model)
+
+
+def set_autocast(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """Remember that ``model`` autocasts to ``dtype`` (None: it does not)."""
+    if dtype is None:
+        _AUTOCAST.pop(model, None)
+    else:
+        _AUTOCAST[model] = dtype
+
+
+def casts_cover(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s layers compute in its autocast dtype by themselves for now (a
+    training copy in place, :func:`lada.accel.cast_weights.cast_linear_copy`)."""
+    return model in _COVERED
+
+
+def set_casts_cover(model: torch.nn.Module, covered: bool) -> None:
+    if covered:
+        _COVERED.add(model)
+    else:
+        _COVERED.discard(model)
+
+
 def apply_precision(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
     """Cast the weights and remember the autocast dtype on the model."""
     if next(model.parameters()).dtype != precision.weights:
         model.to(precision.weights)
-    model.lada_autocast = precision.autocast  # type: ignore[attr-defined]
+    set_autocast(model, precision.autocast)
     return model
 
 
 def autocast_for(model: torch.nn.Module) -> contextlib.AbstractContextManager:
     """``torch.autocast`` with the model's chosen dtype, or a no-op: fp32 / GPU bf16 weights, or
     a training copy in place whose layers compute in that dtype by themselves
-    (``model.lada_cast_covers``, set by :func:`lada.models.cast_weights.cast_linear_copy`:
+    (:func:`casts_cover`, set by :func:`lada.accel.cast_weights.cast_linear_copy`:
     autocast would then only move attention to bf16, slower on CPU)."""
-    dtype = getattr(model, "lada_autocast", None)
-    if dtype is None or getattr(model, "lada_cast_covers", False):
+    dtype = autocast_dtype(model)
+    if dtype is None or casts_cover(model):
         return contextlib.nullcontext()
     device_type = next(model.parameters()).device.type
     return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def describe_model(model: torch.nn.Module) -> str:
+    """What ``model`` computes in: ``"float32"``, ``"float32 + bfloat16 autocast"``, …"""
+    weights = next(model.parameters()).dtype
+    return Precision(weights, autocast_dtype(model)).describe()

@@ -1,4 +1,4 @@
-/* Fused CPU kernels for one decode step of the lean decoder (lada.models.decode_kernels).
+/* Fused CPU kernels for one decode step of the lean decoder (lada.accel.decode_kernels).
  *
  * A decode step at batch 16 runs ~45 small PyTorch ops a layer on tensors of a few KB (RMSNorm,
  * casts, rotary, cache writes, one-query attention, SwiGLU): their per-call overhead, not their
@@ -250,7 +250,7 @@ void lada_silu_mul(const bf16 *gate_up, int rows, int i, int threads, bf16 *out)
     }
 }
 
-/* The backward pass of lada_silu_mul, for training's SwiGLU (lada.models.cast_swiglu): given
+/* The backward pass of lada_silu_mul, for training's SwiGLU (lada.accel.cast_swiglu): given
  * gate_up[rows, 2 i] and grad[rows, i] (bf16, the gradient of out), writes grad_gate_up[rows,
  * 2 i] = bf16(d gate | d up) with PyTorch's fp32 formulas for silu(x) * up:
  *   d up = grad * silu(x);   d gate = (grad * up) * sigmoid(x) * (1 + x * (1 - sigmoid(x)))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from dataclasses import asdict
@@ -32,11 +31,9 @@ from typing import Any
 from lada.config.schema import PrepareConfig
 from lada.data.synthetic import SyntheticConfig, general_corpus, generate, make_world
 from lada.models.zoo import ZOO, build_model, get_spec
+from lada.utils.cache import cache_root, fresh_tmp
+from lada.utils.cache import publish as _publish
 from lada.utils.seeding import derive_seed, seed_everything
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LADA_CACHE", Path.home() / ".cache" / "lada"))
 
 
 def _key(*parts: object) -> str:
@@ -69,21 +66,10 @@ def tokenizer_dir(cfg: PrepareConfig, world_cfg: SyntheticConfig | None = None) 
         answer_format="number",
     )
     tok = build_tokenizer((s.prompt() + s.target() for s in samples), vocab_size=cfg.vocab_size)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     tok.save_pretrained(tmp)
     _publish(tmp, out)
     return out
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move a finished folder into place; if another process got there first, keep theirs."""
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if not out.exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def recipe(name: str, cfg: PrepareConfig) -> dict[str, object]:
@@ -165,8 +151,7 @@ def prepare_model(
         ),
         progress=progress,
     )
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "lada_prepare.json").write_text(
@@ -238,6 +223,7 @@ def prepare_models(
     import multiprocessing as mp
 
     from lada.utils.progress import Board, report_to
+    from lada.utils.workers import worker_pool  # workers end with the run (Ctrl-C, SIGTERM)
 
     if cfg.workers <= 1 or len(todo) == 1:
         import queue
@@ -250,20 +236,18 @@ def prepare_models(
                 finally:
                     report_to(None, None)
         return out
-    from concurrent.futures import ProcessPoolExecutor
 
     todo.sort(key=lambda n: -pretrain_cost(n, cfg))
-    ctx = mp.get_context("spawn")
     rest = todo
-    with ctx.Manager() as manager, Board(manager.Queue(), "pretraining") as board:
+    with mp.get_context("spawn").Manager() as manager, Board(manager.Queue(), "pretraining") as board:
         q = board.queue if progress else None
         if pretrain_cost(todo[0], cfg) > sum(pretrain_cost(n, cfg) for n in todo[1:]):
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            with worker_pool(1) as pool:
                 pool.submit(
                     _prepare_in_worker, todo[0], cfg, world_cfg, force, cfg.workers, q
                 ).result()
             rest = todo[1:]
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+        with worker_pool(cfg.workers) as pool:
             futures = [
                 pool.submit(_prepare_in_worker, n, cfg, world_cfg, force, 1, q) for n in rest
             ]
@@ -337,8 +321,7 @@ def install_shipped(out: Path, kind: str) -> bool:
             flush=True,
         )
         return False
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_tmp(out)
     tmp.mkdir(parents=True)
     for f in entry["files"]:
         shutil.copyfile(src / f, tmp / f)
@@ -363,7 +346,7 @@ def ship(names: list[str], cfg: PrepareConfig, world_cfg: SyntheticConfig | None
     tok = tokenizer_dir(cfg, wc)
     manifest: dict[str, Any] = {
         "about": "zoo checkpoints of the embedded default, copied into $LADA_CACHE when a run "
-        "needs them (lada.models.prepare.install_shipped); `lada models prepare --rebuild` "
+        "needs them (lada.provision.prepare.install_shipped); `lada models prepare --rebuild` "
         "pretrains them again and compares",
         "recipe": {
             "command": "lada models prepare",

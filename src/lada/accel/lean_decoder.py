@@ -13,7 +13,7 @@ runs the same equations with
   that head's queries (no repeated keys), and the padding mask kept as one additive row per
   sequence;
 * on a CPU with native bf16, the bf16 weight copies packed once for oneDNN
-  (:mod:`lada.models.packed_linear`: the plain ``linear`` reorders every weight at every
+  (:mod:`lada.accel.packed_linear`: the plain ``linear`` reorders every weight at every
   call, which was half of a decode step's matmul time).
 * in the prefill of left-padded prompts, only the real tokens through the projections and
   MLPs (packed rows; attention scatters them back): padding was 23 % of the benchmark's
@@ -22,19 +22,19 @@ runs the same equations with
   metadata on the ~45 small tensors a layer makes per step: 4-5 % of the real config's
   evaluation job, same paths).
 * on a CPU with bf16 matmuls and an fp32 residual stream, the work between two matmuls in
-  one fused C kernel each (:mod:`lada.models.decode_kernels`: the residual add with RMSNorm
+  one fused C kernel each (:mod:`lada.accel.decode_kernels`: the residual add with RMSNorm
   and the cast, rotary with the cache write, one-query attention, SwiGLU), and the value
   cache in bf16 (exact: the values are a bf16 matmul's output). A decode step's ~45 small ops
   a layer were about half of its time at batch 16; the prefill uses the norm and
   SwiGLU kernels too (no fp32 copy of the gate|up output). Same arithmetic as the PyTorch
   ops, sums added in another order (logits agree to bf16 round-off; ``kernels=False`` or
-  ``LADA_KERNELS=0`` runs the PyTorch ops).
+  ``runtime.accel: torch`` runs the PyTorch ops).
 
 What stays as in the model: embeddings, RMSNorm (fp32 statistics), the model's own rotary
 embedding module (so rope scaling variants come along), the activation function; norms,
 residual stream, attention and the cache stay in the model's parameter dtype (fp32 on CPU; on
 this CPU bf16 attention measured slower), as with
-:func:`lada.models.cast_weights.cast_linear_copy`. The prefill (the prompt, many
+:func:`lada.accel.cast_weights.cast_linear_copy`. The prefill (the prompt, many
 tokens at once) runs the same layers with ``scaled_dot_product_attention``.
 
 Its logits equal the model's own forward up to float round-off (tests/test_lean_decoder.py),
@@ -52,10 +52,11 @@ import torch
 from torch import Tensor, nn
 from transformers.activations import ACT2FN
 
-from lada.models import decode_kernels as fused
-from lada.models.cast_weights import CastLinear, is_plain_lora, write_effective_weight
-from lada.models.decode_kernels import should_use_kernels
-from lada.models.packed_linear import Projection, should_pack
+from lada.accel import decode_kernels as fused
+from lada.accel.cast_weights import CastLinear, write_effective_weight
+from lada.accel.decode_kernels import should_use_kernels
+from lada.accel.ops import is_plain_lora, rms_norm, rotate, signed_sin  # noqa: F401 (public)
+from lada.accel.packed_linear import Projection, should_pack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -143,27 +144,6 @@ class _Layer:
     eps_post: float
     gate_up: Projection
     down: Projection
-
-
-def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """Llama's RMSNorm: statistics in fp32, scaled by ``weight`` in ``x``'s dtype."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
-
-
-def signed_sin(sin: Tensor) -> Tensor:
-    """``sin`` with its first half negated, for :func:`rotate`."""
-    half = sin.shape[-1] // 2
-    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
-
-
-def rotate(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
-    """Rotary position embedding (the ``rotate_half`` form) ``x cos + rotate_half(x) sin``,
-    computed as ``x cos + roll(x, d/2) sin_signed`` (``sin_signed`` = :func:`signed_sin`, made
-    once per forward): ``rotate_half(x) = (-x2, x1)`` and ``roll(x) = (x2, x1)``, so the
-    products are the same numbers, with two fewer ops per call."""
-    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
 
 
 class LeanDecoder:
@@ -294,7 +274,7 @@ class LeanDecoder:
 
     def _step_fused(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """:meth:`step` with the work between two matmuls done by one C kernel each
-        (:mod:`lada.models.decode_kernels`): the same arithmetic as :meth:`_layers`' PyTorch
+        (:mod:`lada.accel.decode_kernels`): the same arithmetic as :meth:`_layers`' PyTorch
         ops, in five kernel calls and four matmuls a layer instead of ~45 ops."""
         rows = tokens.shape[0]
         h = self.embed(tokens)  # [rows, hidden] fp32, updated in place

@@ -6,12 +6,12 @@ q/k/v/o, dropout 0.05, batch 4 x ~180 tokens) dropout took a quarter of a traini
 time. :class:`CpuDropout` is the same inverted dropout (``x / (1 - p)`` kept, 0 dropped) from
 a cheaper stream:
 
-* with the C kernel (``kernels/dropout.c``, compiled by :mod:`lada.models.c_build`; the
+* with the C kernel (``kernels/dropout.c``, compiled by :mod:`lada.accel.c_build`; the
   default where it builds and passes its probe): each element's decision is a pure function of
   a seed drawn from torch's generator and the element's index (SplitMix64 on a counter), so
   it runs on all threads, and the backward pass recomputes the mask instead of storing it.
   ``p`` is rounded to a multiple of 2^-32.
-* otherwise (no compiler, ``LADA_KERNELS=0``): one 32-bit ``random_`` draw per *two*
+* otherwise (no compiler, ``runtime.accel: torch``): one 32-bit ``random_`` draw per *two*
   elements, compared as 16-bit halves; ``p`` rounded to a multiple of 1/65536.
 
 Either way the scale uses the rounded ``p`` (the expectation is exact) and the stream is
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from lada.models import c_build
+from lada.accel import c_build
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def kernel_unsupported() -> str | None:
 def use_kernel(kernel: bool | None = None) -> bool:
     """Whether :class:`CpuDropout` runs the C kernel: ``kernel`` True demands it (an error
     says why it cannot), False refuses, None uses it where :func:`kernel_unsupported` allows
-    (logging the reason once where not), unless the environment sets ``LADA_KERNELS=0``."""
+    (logging the reason once where not), unless ``runtime.accel`` is not ``native``."""
     return c_build.choose(
         kernel, kernel_unsupported, "the C dropout kernel", log, "16-bit random_ masks instead"
     )

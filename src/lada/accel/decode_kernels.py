@@ -7,12 +7,12 @@ GEMMs, SwiGLU) on tensors of a few KB, i.e. in per-call overhead. The C file doe
 them between two matmuls in one call (five calls a layer), with PyTorch's arithmetic (see its
 header for what is bit-identical and what agrees to fp32 round-off).
 
-The file is compiled once per machine and source (:mod:`lada.models.c_build`: the system C
+The file is compiled once per machine and source (:mod:`lada.accel.c_build`: the system C
 compiler, ``-O3 -march=native``, cached under ``$LADA_CACHE/kernels/``) and loaded with
 ctypes. :func:`kernels_unsupported` says why they cannot run here (no compiler, a failed
 build, a probe that disagrees with PyTorch); the lean decoder then runs its PyTorch ops and
 says so in the log once (``kernels=None``), or refuses (``kernels=True``).
-``LADA_KERNELS=0`` in the environment turns them off where ``kernels`` is None (a whole run).
+``runtime.accel`` other than ``native`` turns them off where ``kernels`` is None (a whole run).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lada.models import c_build
-from lada.models.c_build import KERNELS, KernelBuildError, threads_for
+from lada.accel import c_build
+from lada.accel.c_build import KERNELS, KernelBuildError, threads_for
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _probe() -> str | None:
         lib = _library()
     except (KernelBuildError, OSError) as err:
         return str(err)
-    from lada.models.lean_decoder import rms_norm, rotate, signed_sin
+    from lada.accel.ops import rms_norm, rotate, signed_sin
 
     gen = torch.Generator().manual_seed(0)
     rows, n = 3, 40
@@ -150,7 +150,7 @@ def should_use_kernels(
     """``kernels`` True demands them (an error says why they cannot run), False refuses, None
     uses them where :func:`kernels_unsupported` allows, logging the reason once where it does
     not for bf16 matmuls on CPU (elsewhere they were never an option), unless the environment
-    sets ``LADA_KERNELS=0``."""
+    sets ``runtime.accel`` other than ``native``."""
     return c_build.choose(
         kernels,
         lambda: kernels_unsupported(device, residual, compute, activation),

@@ -18,7 +18,7 @@
   outputs come back in the input's dtype, the residual stream, norms, attention and KV cache
   stay fp32: on CPUs with AVX512-BF16 but no AMX fp32 attention is faster than bf16 attention,
   forward and backward. A training copy that covers every weight matrix (each LoRA layer a
-  :class:`CastLoraLinear`) runs without autocast (``model.lada_cast_covers``), which would
+  :class:`CastLoraLinear`) runs without autocast (:func:`lada.accel.precision.casts_cover`), which would
   otherwise move attention to bf16 (+30 % training tokens/s on the real config's LoRA).
 * :class:`PreallocatedLayer` / :func:`preallocated_cache`: a ``DynamicCache`` whose full-attention
   layers write new keys and values into a buffer sized for the whole call, instead of
@@ -35,13 +35,15 @@ from torch import Tensor, nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from lada.models.cast_swiglu import (
+from lada.accel.cast_swiglu import (
     CastSwiGLU,
     LoraAdapters,
     adapter_terms,
     is_swiglu_mlp,
     swiglu_kernels_usable,
 )
+from lada.accel.ops import is_plain_lora  # noqa: F401 (public)
+from lada.accel.precision import autocast_dtype, set_casts_cover
 
 
 class InputCast:
@@ -138,18 +140,6 @@ class CastLoraLinear(CastLinear):
                 flat = torch.addmm(flat, h.reshape(-1, h.shape[-1]), b.t())
             y = flat.view(y.shape)
         return y.to(x.dtype)
-
-
-def is_plain_lora(layer: nn.Module) -> bool:
-    """Whether ``layer`` is a vanilla peft LoRA linear layer (an ``nn.Linear`` base, no DoRA or
-    other variant, torch's weight layout), whose adapters :func:`write_effective_weight` folds."""
-    base = getattr(layer, "base_layer", None)
-    return (
-        isinstance(base, nn.Linear)
-        and hasattr(layer, "get_delta_weight")
-        and not getattr(layer, "lora_variant", None)
-        and not getattr(layer, "fan_in_fan_out", False)
-    )
 
 
 def write_effective_weight(layer: nn.Module, out: Tensor) -> Tensor | None:
@@ -250,14 +240,14 @@ def cast_linear_copy(
         setattr(parent, name, new)
     covered = not fold_lora and _covers_every_matmul(model)
     if covered:
-        model.lada_cast_covers = True  # lada.models.precision.autocast_for: no autocast needed
+        set_casts_cover(model, True)  # lada.accel.precision.autocast_for: no autocast needed
     try:
         yield model
     finally:
         for parent, name, old, _ in swaps:
             setattr(parent, name, old)
         if covered:
-            del model.lada_cast_covers
+            set_casts_cover(model, False)
         if memo is not None:
             memo.clear()
 
@@ -285,10 +275,10 @@ def _covers_every_matmul(model: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def frozen_cast_copy(model: nn.Module) -> Iterator[nn.Module]:
-    """For a model that autocasts to a lower dtype (``model.lada_autocast``, bf16 on a CPU with
+    """For a model that autocasts to a lower dtype (:func:`lada.accel.precision.autocast_dtype`, bf16 on a CPU with
     native bf16): its frozen linear layers compute from a copy in that dtype for the duration
     (:func:`cast_linear_copy` without folding); other models pass through."""
-    dtype = getattr(model, "lada_autocast", None)
+    dtype = autocast_dtype(model)
     if dtype is None:
         yield model
         return
