@@ -196,9 +196,10 @@ class DistillConfig:
     # LaDa differs in the public paths alone; false = the host alone is its own round only
     slm_replay_alone: bool = False
     # memory (ours): the LLM's distillation step also rehearses up to this many SLM paths of
-    # earlier rounds that reached P's gold answer (most recent first), so that what it learnt
-    # from the SLMs in one round is not forgotten by the next; 0 = off
-    llm_memory: int = 0
+    # earlier rounds (most recent first; on a labelled question only one that reached P's gold
+    # answer, on an unlabelled one the role decides), so that the client knowledge it learnt in
+    # one round is not forgotten by the next; 0 = off (docs/results/default-teaches-both-ways.md)
+    llm_memory: int = 256
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     # the logit hosts' KL (fedmkt, fedcollm; their own settings: hosts.<name>), student side
     # (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab

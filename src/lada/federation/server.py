@@ -275,8 +275,10 @@ class ServerRole:
         if self.settings.distill.llm_memory > 0:
             new = [j for j, it in enumerate(items) if it[0] >= 0]
             ok = verified_mask([samples[j] for j in new], [items[j][2] for j in new])
+            # verified where P has a label; on an unlabelled question the role decides (the
+            # knowledge channel: SLM k's path is what the LLM learns there)
             for j, good in zip(new, ok, strict=True):
-                if good and samples[j].answer:
+                if good:
                     self.memory.pop(items[j][1], None)  # most recent last
                     self.memory[items[j][1]] = items[j][2]
         result: dict[int, LearnerLosses] = {}
