@@ -131,3 +131,25 @@ def test_plots_show_what_was_picked_in_client_colours(tmp_path: Path, monkeypatc
     steps = {line.get_label(): list(line.get_ydata()) for line in right.lines}
     f1s = next(v for label, v in steps.items() if "SLM 1" in label and "LLM ->" in label)
     assert f1s == [public[2].num_steps, public[3].num_steps]  # what F_1^S picked, per round
+
+
+def test_show_several_runs_pairs_base_to_final_over_seeds(tmp_path: Path, capsys) -> None:
+    from lada.runner.show import seed_changes
+
+    runs = []
+    for i, up in enumerate((0.05, 0.02, -0.01)):
+        d = tmp_path / f"s{i}"
+        make_run(d)
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        last = json.loads(lines[-1])
+        last["llm_accuracy_mean"] = json.loads(lines[0])["llm_accuracy_mean"] + up
+        (d / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+        runs.append(d)
+    res = seed_changes(runs)
+    assert [round(r["llm"]["change"], 6) for r in res["runs"]] == [0.05, 0.02, -0.01]
+    assert abs(res["llm"]["mean_change"] - 0.02) < 1e-9 and res["llm"]["runs_up"] == 2
+    iv = res["llm"]["interval"]
+    assert iv.lo < 0.02 < iv.hi and iv.n_seeds == 3
+    assert main(["show", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "LLM: mean change +2.0 points over 3 runs" in out and "up in 2 of 3" in out

@@ -430,9 +430,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from lada.runner.show import show
+    from lada.runner.show import show, show_seeds
 
-    show(Path(args.run_dir), _console(), plots=None if args.no_plots else args.plots or "")
+    if len(args.run_dir) > 1:  # one run per seed: base -> final, paired over the runs
+        show_seeds([Path(d) for d in args.run_dir], _console())
+        return 0
+    show(Path(args.run_dir[0]), _console(), plots=None if args.no_plots else args.plots or "")
     return 0
 
 
@@ -669,7 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: lada show runs/demo   (plots in runs/demo/plots/)",
         formatter_class=fmt,
     )
-    sh.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (lada run --out)")
+    sh.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="a run directory (lada run --out); several (one per seed): base -> final change "
+        "of the mean SLM and LLM accuracy per run, with paired 95 %% t-intervals over them",
+    )
     sh.add_argument("--plots", help="folder for the PNGs (default: RUN_DIR/plots)")
     sh.add_argument("--no-plots", action="store_true", help="print the tables only")
     sh.set_defaults(func=cmd_show)

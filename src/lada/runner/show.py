@@ -404,6 +404,72 @@ def _plot_picks(plt: Any, cfg: dict[str, Any], picks: dict[int, Any], path: Path
     return path
 
 
+def seed_changes(run_dirs: list[Path]) -> dict[str, Any]:
+    """Base (round 0) -> final change of the mean SLM and the mean LLM accuracy per run (one run
+    per seed, the same config otherwise), and their paired 95 % t-intervals over the runs
+    (:func:`lada.bench.stats.paired_t_interval`); accuracies as fractions."""
+    from lada.bench.stats import paired_t_interval
+    from lada.config import ConfigError
+
+    runs = []
+    for d in run_dirs:
+        cfg, records = read_run(d)
+        base = next((r for r in records if r["round"] == 0), None)
+        if base is None or len(records) < 2:
+            raise ConfigError(f"{d}: needs round 0 and at least one training round recorded")
+        final = records[-1]
+        row: dict[str, Any] = {"run": str(d), "seed": cfg.get("seed"), "round": final["round"]}
+        for side in ("slm", "llm"):
+            b, f = base[f"{side}_accuracy_mean"], final[f"{side}_accuracy_mean"]
+            row[side] = {"base": b, "final": f, "change": f - b}
+        runs.append(row)
+    out: dict[str, Any] = {"runs": runs}
+    for side in ("slm", "llm"):
+        d = [r[side]["change"] for r in runs]
+        out[side] = {
+            "mean_change": sum(d) / len(d),
+            "runs_up": sum(x > 0 for x in d),
+            "interval": None if len(d) < 2 else paired_t_interval(d),
+        }
+    return out
+
+
+def show_seeds(run_dirs: list[Path], console: Any) -> dict[str, Any]:
+    """Print :func:`seed_changes` as one table: a row per run, then the mean over runs."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    res = seed_changes(run_dirs)
+    table = Table(
+        title="base (round 0) -> final round: mean accuracy %, change in points, per run",
+        title_justify="left",
+    )
+    for col in ("run", "seed", "round"):
+        table.add_column(col, overflow="fold")
+    for col in ("SLM base", "SLM final", "SLM change", "LLM base", "LLM final", "LLM change"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in res["runs"]:
+        cells = [escape(r["run"]), str(r["seed"]), str(r["round"])]
+        for side in ("slm", "llm"):
+            c = r[side]
+            cells += [_pct(c["base"]), _pct(c["final"]), _pp(c["base"], c["final"])]
+        table.add_row(*cells)
+    console.print(table)
+    n = len(res["runs"])
+    for side in ("slm", "llm"):
+        s, iv = res[side], res[side]["interval"]
+        ci = (
+            ""
+            if iv is None
+            else f", paired 95 % t-interval [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
+        )
+        console.print(
+            f"  {side.upper()}: mean change {100 * s['mean_change']:+.1f} points over {n} runs"
+            f"{ci}; up in {s['runs_up']} of {n}"
+        )
+    return res
+
+
 def show(run_dir: Path, console: Any, plots: str | None = "") -> list[Path]:
     """Print the run's tables; write its plots (``plots``: a folder, "" = RUN_DIR/plots,
     None = none). Returns the PNG paths."""
