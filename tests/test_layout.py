@@ -107,6 +107,23 @@ def test_lada_train_imports_nothing_from_lada_models():
     assert {m: t for m, t in bad.items() if t} == {}
 
 
+def test_config_and_hosts_import_nothing_of_each_other():
+    """Settings are owned by the hosts (light ``*_config`` modules listed by dotted path in
+    lada.plugins), so neither package imports the other."""
+    graph = _graph()
+
+    def crossing(src: str, dst: str) -> dict[str, list[str]]:
+        bad = {
+            m: sorted(t for t in targets if t.startswith(dst))
+            for m, targets in graph.items()
+            if m.startswith(src)
+        }
+        return {m: t for m, t in bad.items() if t}
+
+    assert crossing("lada.hosts", "lada.config") == {}
+    assert crossing("lada.config", "lada.hosts") == {}
+
+
 def test_c_sources_live_in_lada_accel_only():
     outside = [p for p in SRC.rglob("*.c") if "accel" not in p.relative_to(SRC).parts[:2]]
     assert outside == []

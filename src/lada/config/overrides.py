@@ -16,13 +16,10 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from lada.utils.errors import ConfigError  # re-exported: lada.config.ConfigError
 from lada.utils.rules import closest
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config value or key is wrong; the message names the file (if any) and the dotted key."""
 
 
 def parse_value(text: str) -> Any:

@@ -49,8 +49,8 @@ def check_host_config(cfg: Any) -> None:
     """The host's run-time check of a config (:meth:`lada.federation.host.Host.check`, e.g. the
     tokenizers of local model folders), after the config check (:func:`lada.config.validate.
     validate`, which already ran the host's settings checks); an unknown host is refused."""
-    from lada.config.overrides import ConfigError
     from lada.hosts.registry import UnknownHostError
+    from lada.utils.errors import ConfigError
 
     try:
         host = get_host(cfg.host, getattr(cfg, "hosts", {}).get(cfg.host))

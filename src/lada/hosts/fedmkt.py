@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lada.config.schema import DistillConfig
 from lada.data.sample import Sample
 from lada.federation.client import trained_mask
 from lada.federation.host import Host, Learned, Picks, RoundContext, bind_handlers
@@ -93,7 +92,7 @@ def learn_from_logits(
     learner: Learner,
     samples: Sequence[Sample],
     teachers: Mapping[int, TopKLogits],
-    cfg: DistillConfig,
+    cfg: Any,  # lada.config.schema.DistillConfig
     optim: OptimConfig,
     paths: tuple[Sequence[str], Sequence[str] | None] | None = None,
     loss: LogitLoss | None = None,

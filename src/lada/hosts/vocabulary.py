@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lada.config.overrides import ConfigError
+from lada.utils.errors import ConfigError
 
 
 def vocabulary_problems(cfg: Any) -> list[tuple[str, Any, str]]:
