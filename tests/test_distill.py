@@ -227,9 +227,30 @@ def test_memory_keeps_verified_slm_paths_rehearses_them_and_survives_a_reload(
     after = server.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
     no_mem = _server(tok, replay=0)
     no_mem.load(tmp_path / "ckpt")  # same weights, memory off
+    no_mem.settings.distill.llm_memory = 0
     no_mem.learn(3, {0: (["p4"], [RIGHT[3]])}, own)
     after_no_mem = no_mem.model(**_enc(tok, SAMPLES[0], RIGHT[0])).loss.item()
     assert after < before and after < after_no_mem - 0.1, (before, after, after_no_mem)
+
+
+def test_memory_keeps_slm_paths_on_unlabelled_questions(tok) -> None:
+    """The knowledge channel: on a question P has no label for, the role decides and SLM k's
+    path is remembered (a labelled one still only when it reaches the gold answer)."""
+    from lada.config.schema import EvalConfig
+    from lada.federation.server import ServerRole, ServerSettings
+    from lada.filter.config import FilterConfig
+
+    public = [*SAMPLES[:2], _sample(9, "")]  # p9: no label
+    settings = ServerSettings(
+        DistillConfig(llm_replay=0, llm_memory=8, llm_optim=OptimConfig(lr=3e-3, batch_size=4)),
+        EvalConfig(),
+        FilterConfig(),
+    )
+    server = ServerRole(lambda: (build_model("slm-xs", tok, seed=0), tok), public, {}, settings)
+    own = {s.id: OWN[0] for s in public}
+    slm_path = "fig 9*2=18\nAnswer: 18"
+    server.learn(1, {0: (["p1", "p2", "p9"], [RIGHT[0], WRONG[1], slm_path])}, own)
+    assert server.memory == {"p1": RIGHT[0], "p9": slm_path}
 
 
 @pytest.mark.parametrize("norm", ["sum", "mean"])
