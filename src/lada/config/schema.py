@@ -198,8 +198,9 @@ class DistillConfig:
     # memory (ours): the LLM's distillation step also rehearses up to this many SLM paths of
     # earlier rounds (most recent first; on a labelled question only one that reached P's gold
     # answer, on an unlabelled one the role decides), so that the client knowledge it learnt in
-    # one round is not forgotten by the next; 0 = off (docs/results/default-teaches-both-ways.md)
-    llm_memory: int = 256
+    # one round is not forgotten by the next; 0 = off (256 measured: did not keep the LLM's
+    # accuracy up, docs/results/default-teaches-both-ways.md)
+    llm_memory: int = 0
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     # the logit hosts' KL (fedmkt, fedcollm; their own settings: hosts.<name>), student side
     # (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
