@@ -384,6 +384,20 @@ class ReportConfig:
     to: list[Literal["tensorboard"]] = field(default_factory=list)
 
 
+# the data-allocation strategies (lada.federation.allocation.STRATEGIES reads this list)
+AllocationName = Literal[
+    "lada",
+    "all",
+    "random",
+    "random_labelled",
+    "random_teachable",
+    "perplexity",
+    "ifd",
+    "min_ce",
+    "oracle",
+]
+
+
 @dataclass
 class RunConfig:
     """One federated run: `lada run` reads this."""
@@ -402,17 +416,7 @@ class RunConfig:
     host: str = "sft"
     plugin: Literal["lada", "none"] = "lada"  # "none": the host alone
     # which public ids each pair/direction gets with plugin lada (lada.federation.allocation)
-    allocation: Literal[
-        "lada",
-        "all",
-        "random",
-        "random_labelled",
-        "random_teachable",
-        "perplexity",
-        "ifd",
-        "min_ce",
-        "oracle",
-    ] = "lada"
+    allocation: AllocationName = "lada"
     # ours, a diagnostic: also compute allocation=oracle's would-be picks every round, without
     # acting on them (oracle/round_NNN.json; the bench's selection precision)
     oracle_diagnostic: bool = False

@@ -41,26 +41,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from lada.config.schema import AllocationName
 from lada.federation.oracle import oracle_round
 from lada.federation.protocol import GenerateIns, PathsRes, ScoreIns, ScoreRes, Task
 from lada.federation.server import Allocation
 from lada.utils.seeding import derive_seed
 
-STRATEGIES = (
-    "lada",
-    "all",
-    "random",
-    "random_labelled",
-    "random_teachable",
-    "perplexity",
-    "ifd",
-    "min_ce",
-    "oracle",
-)
+STRATEGIES: tuple[str, ...] = get_args(AllocationName)
 
 
 def allocation_count(
