@@ -36,12 +36,12 @@ def test_cache_folders_are_created_private(cache):
 
 
 def test_existing_folders_keep_their_mode(tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
-    os.chmod(shared, 0o755)
-    private_dir(shared / "a" / "b")
-    assert _mode(shared) == 0o755
-    assert _mode(shared / "a") == 0o700 and _mode(shared / "a" / "b") == 0o700
+    common = tmp_path / "common"
+    common.mkdir(mode=0o755)
+    os.chmod(common, 0o755)
+    private_dir(common / "a" / "b")
+    assert _mode(common) == 0o755
+    assert _mode(common / "a") == 0o700 and _mode(common / "a" / "b") == 0o700
 
 
 def test_a_killed_builds_temporary_folder_is_removed_by_the_next_build(cache):
