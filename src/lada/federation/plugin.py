@@ -96,32 +96,45 @@ class LadaPlugin:
 
     def allocate(self, rnd: RoundContext, step: ExchangeStep, directions: tuple[str, ...]) -> Picks:
         """The picks of every alive pair for ``step`` (the report notes them)."""
+        diagnose = self.oracle_diagnostic and step.with_paths and step.allocation != "oracle"
+        t = None  # the teachable candidates, found once a step for all who rank them
+        if diagnose or step.allocation in ("lada", "random_teachable", "oracle"):
+            with rnd.phase("allocate"):
+                t = self.teachable(rnd, step.host, directions)
         if step.allocation == "lada":
-            picks = self._filter_picks(rnd, step.host, directions)
+            picks = self._filter_picks(rnd, t, directions)
         elif step.allocation == "random_teachable":
-            picks = self._random_teachable_picks(rnd, step.host, directions)
+            picks = self._random_teachable_picks(rnd, t, directions)
         else:
-            picks = self._baseline_picks(rnd, step.allocation, step.host, directions)
+            picks = self._baseline_picks(rnd, step.allocation, t, directions)
         picks.with_paths = step.with_paths
-        if self.oracle_diagnostic and step.with_paths and step.allocation != "oracle":
-            self._oracle_diagnostic(rnd, step.host, directions)
+        if diagnose:
+            self._oracle_diagnostic(rnd, t, directions)
         return picks
 
-    def _oracle_diagnostic(
-        self, rnd: RoundContext, host: Host, directions: tuple[str, ...]
-    ) -> None:
+    def _count(self, server: Any) -> int:
+        """Picks per pair, direction and round for every allocation but LaDa's filters."""
+        from lada.federation.allocation import allocation_count
+
+        f = server.settings.filter
+        return allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+
+    def _oracle_diagnostic(self, rnd: RoundContext, t: Any, directions: tuple[str, ...]) -> None:
         """allocation=oracle's would-be picks into the report; nothing acts on them (the
         clients' and server's generation reseeds per task, so the round is unchanged)."""
-        from lada.federation.allocation import allocation_count
         from lada.federation.oracle import oracle_round
 
         server = rnd.server
-        f = server.settings.filter
-        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
         with rnd.phase("oracle"):
-            mask = self.teachable(rnd, host, directions).masks
             picks, _, _ = oracle_round(
-                rnd.round, server, rnd.transport, rnd.alive, directions, n, rnd.ok, mask
+                rnd.round,
+                server,
+                rnd.transport,
+                rnd.alive,
+                directions,
+                self._count(server),
+                rnd.ok,
+                t.masks,
             )
         ids = server.public_ids
         for k, per in picks.items():
@@ -138,18 +151,16 @@ class LadaPlugin:
             rnd.report.masked[k] = t.masked(k)
         return t
 
-    def _filter_picks(self, rnd: RoundContext, host: Host, directions: tuple[str, ...]) -> Picks:
+    def _filter_picks(self, rnd: RoundContext, t: Any, directions: tuple[str, ...]) -> Picks:
         server, rep = rnd.server, rnd.report
         with rnd.phase("allocate"):
-            t = self.teachable(rnd, host, directions)
             server.public_features(rnd.round)
             ins = {k: EmbedIns(rnd.round, server.public_ids) for k in rnd.alive if k in t.masks}
             embeds: dict[int, EmbedRes] = rnd.broadcast(Task.EMBED, ins)
             alloc = {}
             for k, r in embeds.items():  # one client's features cannot stop the round
-                a = contain(
-                    rep, k, str(Task.EMBED), partial(server.allocate, rnd.round, k, r.features, t.masks[k])
-                )
+                choose = partial(server.allocate, rnd.round, k, r.features, t.masks[k])
+                a = contain(rep, k, str(Task.EMBED), choose)
                 if a is not None:
                     alloc[k] = a
             for a in alloc.values():
@@ -168,19 +179,17 @@ class LadaPlugin:
         )
 
     def _random_teachable_picks(
-        self, rnd: RoundContext, host: Host, directions: tuple[str, ...]
+        self, rnd: RoundContext, t: Any, directions: tuple[str, ...]
     ) -> Picks:
         """``random_teachable`` (ours, a control): ``count`` picks uniformly at random among
         the candidates LaDa's filters see (the same mask), on both sides, with LaDa's budget."""
-        from lada.federation.allocation import allocation_count, pick_random_among
+        from lada.federation.allocation import pick_random_among
         from lada.federation.server import Allocation
         from lada.utils.seeding import derive_seed
 
         server, rep = rnd.server, rnd.report
-        f = server.settings.filter
-        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+        n = self._count(server)
         with rnd.phase("allocate"):
-            t = self.teachable(rnd, host, directions)
             alloc: dict[int, Allocation] = {}
             for k, masks in t.masks.items():
                 a = alloc[k] = Allocation()
@@ -201,16 +210,14 @@ class LadaPlugin:
         )
 
     def _baseline_picks(
-        self, rnd: RoundContext, strategy: str, host: Host, directions: tuple[str, ...]
+        self, rnd: RoundContext, strategy: str, t: Any, directions: tuple[str, ...]
     ) -> Picks:
-        from lada.federation.allocation import allocation_count, baseline_allocate
+        from lada.federation.allocation import baseline_allocate
 
         server, rep = rnd.server, rnd.report
-        f = server.settings.filter
-        n = allocation_count(len(server.public_ids), self.count, f.budget, f.cold_start_fraction)
+        # the oracle ranks the same candidates as LaDa's filters (the teachable mask)
+        mask = t.masks if strategy == "oracle" else None
         with rnd.phase("allocate"):
-            # the oracle ranks the same candidates as LaDa's filters (the teachable mask)
-            mask = self.teachable(rnd, host, directions).masks if strategy == "oracle" else None
             base = baseline_allocate(
                 rnd.round,
                 strategy,
@@ -218,7 +225,7 @@ class LadaPlugin:
                 rnd.transport,
                 rnd.alive,
                 directions,
-                n,
+                self._count(server),
                 rnd.ok,
                 mask,
             )
