@@ -149,6 +149,21 @@ def test_role_pairs_are_kept_on_unlabelled_questions_under_skip() -> None:
     assert t.learn.tolist() == [True, True, True, True]
 
 
+
+@pytest.mark.parametrize("mode", ["contrast", "floor", "off"])
+def test_llm_unlabelled_cd_sets_the_pairs_on_unlabelled_questions(mode: str) -> None:
+    """distill.llm_unlabelled_cd: "off" drops only the unlabelled questions' pairs; "floor"
+    keeps them (the margin is floored, lada.train.losses.contrastive_margin)."""
+    from lada.train.distill import _targets
+
+    samples = [_sample(1, ""), _sample(2, ""), _sample(3, "6")]
+    teacher = ["a 1\nAnswer: 7", "b 2\nAnswer: 9", "fig 3*2=6\nAnswer: 6"]
+    own = ["c\nAnswer: 1", "d\nAnswer: 2", "e\nAnswer: 5"]
+    t = _targets(samples, teacher, own, DistillConfig(), mode)  # type: ignore[arg-type]
+    assert sorted(t.pairs.indices) == ([2] if mode == "off" else [0, 1, 2])
+    assert t.learn.tolist() == [True, True, True]  # SFT on every preferred path either way
+
+
 def test_the_llm_writes_its_own_paths_for_unlabelled_llm_side_picks() -> None:
     """The LLM abstains as a teacher on unlabelled questions, yet it needs its own path there
     as L_CD's rejected side when it learns SLM k's path."""

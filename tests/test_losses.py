@@ -206,3 +206,25 @@ def test_mean_norm_shrinks_a_long_pairs_margin_by_its_length() -> None:
     }
     assert margins["mean"] == pytest.approx(0.1 * 0.2, rel=1e-5)
     assert margins["sum"] == pytest.approx(50 * margins["mean"], rel=1e-5)
+
+
+def test_floor_stops_pushing_the_rejected_path_below_the_reference() -> None:
+    """distill.llm_unlabelled_cd=floor: where the rejected path is already below the reference,
+    the loss has no gradient on it (only the preferred path can raise the margin); above the
+    reference it is the spec's term."""
+    t = torch.tensor
+    ref_pref, ref_rej = t([-4.0, -4.0]), t([-4.0, -4.0])
+    pol_pref = t([-4.0, -4.0], requires_grad=True)
+    pol_rej = t([-5.0, -3.0], requires_grad=True)  # below the reference, above it
+    floor = t([True, True])
+    loss = contrastive_distill_loss(pol_pref, pol_rej, ref_pref, ref_rej, 0.1, "sum", floor)
+    loss.backward()
+    assert pol_rej.grad is not None and pol_pref.grad is not None
+    assert pol_rej.grad[0].item() == 0.0  # below: left alone
+    assert pol_rej.grad[1].item() > 0.0  # above: descending lowers it, as the spec's term
+    assert (pol_pref.grad < 0).all()  # the preferred path is always raised
+    m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, 0.1, floor)
+    torch.testing.assert_close(m.detach(), t([0.0, -0.1]))
+    # without a floor the first pair's margin counts the drop of the rejected path
+    spec = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, 0.1)
+    torch.testing.assert_close(spec.detach(), t([0.1, -0.1]))

@@ -201,6 +201,12 @@ class DistillConfig:
     # one round is not forgotten by the next; 0 = off (256 measured: did not keep the LLM's
     # accuracy up, docs/results/default-teaches-both-ways.md)
     llm_memory: int = 0
+    # the LLM side's L_CD on unlabelled public questions, where it prefers SLM k's path to its
+    # own: "contrast" the spec's term; "floor" (ours) its own path's term is floored at the
+    # reference, so the loss never pushes the LLM's own reasoning below where the step began
+    # (lada.train.losses.contrastive_margin); "off" no L_CD there, SFT on SLM k's path only
+    # (a departure, a diagnostic). Measured: docs/results/default-teaches-both-ways.md
+    llm_unlabelled_cd: Literal["contrast", "floor", "off"] = "contrast"
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     # the logit hosts' KL (fedmkt, fedcollm; their own settings: hosts.<name>), student side
     # (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab

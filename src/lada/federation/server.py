@@ -270,6 +270,7 @@ class ServerRole:
             [own for _, _, _, own in items],
             self.settings.distill,
             replace(self.settings.distill.llm_optim, seed=seed),
+            unlabelled_cd=self.settings.distill.llm_unlabelled_cd,
         )
         log_steps("loss/llm_distill", out.stats)
         if self.settings.distill.llm_memory > 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -98,6 +99,7 @@ class PathBatch:
 
 
 BatchLoss = Callable[[PathBatch], Tensor]
+UnlabelledCd = Literal["contrast", "floor", "off"]
 # a host's L_host on preferred paths: (cfg, the learner's tokenizer, every item's preferred path)
 # -> the batch loss; default :func:`sft_host_loss`
 HostLoss = Callable[[DistillConfig, object, Sequence[str]], BatchLoss]
@@ -200,6 +202,7 @@ def _targets(
     teacher_paths: Sequence[str] | None,
     own_paths: Sequence[str] | None,
     cfg: DistillConfig,
+    unlabelled_cd: UnlabelledCd = "contrast",
 ) -> _Targets:
     if teacher_paths is None:
         pairs = PreferencePairs([], [], [], [])
@@ -230,6 +233,8 @@ def _targets(
             if learn[i] and (not samples[i].answer or not rej_ok[j])
         ]
         pairs = _subset(pairs, keep)
+    if unlabelled_cd == "off":
+        pairs = _subset(pairs, [j for j, i in enumerate(pairs.indices) if samples[i].answer])
     return _Targets(pairs, scored, preferred, learn)
 
 
@@ -254,6 +259,7 @@ class _Contrast:
     enc_rej: list[Encoded]
     ref_pref: Tensor | None
     ref_rej: Tensor | None
+    floor: Tensor | None = None  # [pairs] bool: the rejected term floored (contrastive_margin)
 
     def pairs_in(self, idx: list[int]) -> list[int]:
         """The batch items that carry an L_CD pair."""
@@ -277,6 +283,7 @@ class _Contrast:
             self.ref_pref[j].to(dev),
             self.ref_rej[j].to(dev),
             beta=self.cfg.beta,
+            floor=None if self.floor is None else self.floor[j],
         )
         return lada_total_loss(loss, l_cd, self.cfg.lambda_cd)
 
@@ -291,9 +298,15 @@ def learn_from_paths(
     optim: OptimConfig,
     host_loss: HostLoss | None = None,
     logits: LogitHook | None = None,
+    unlabelled_cd: UnlabelledCd = "contrast",
 ) -> DistillOutcome:
     """Train ``model`` on L = L_host + λ·L_CD over ``samples`` (spec §4,
     :func:`lada.train.losses.lada_total_loss`).
+
+    ``unlabelled_cd`` sets L_CD on the pairs of samples without a label (the LLM's step passes
+    ``distill.llm_unlabelled_cd``): "contrast" the spec's term; "floor" (ours) the rejected
+    path's term floored at the reference (:func:`lada.train.losses.contrastive_margin`);
+    "off" no pair there (the preferred path is still learnt by L_host).
 
     L_host is ``host_loss`` on the preferred paths (default :func:`sft_host_loss`,
     sft_weight·NLL(preferred); FedCoT's α·L_rationale + (1 − α)·L_label is
@@ -305,7 +318,7 @@ def learn_from_paths(
         raise ValueError("learn_from_paths needs teacher paths unless a LogitHook is given")
     n = len(samples)
     prompts = [s.prompt() for s in samples]
-    t = _targets(samples, teacher_paths, own_paths, cfg)
+    t = _targets(samples, teacher_paths, own_paths, cfg, unlabelled_cd)
     pairs = t.pairs
     use_cd = cfg.lambda_cd > 0 and len(pairs) > 0
     pair_of = np.full(n, -1, dtype=np.int64)
@@ -321,7 +334,10 @@ def learn_from_paths(
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     enc_rej = encode_pairs(tokenizer, pair_prompts, pairs.rejected, optim.max_length)
-    cd = _Contrast(cfg, pair_of, use_cd, enc_rej, ref_pref, ref_rej)
+    floor = None
+    if unlabelled_cd == "floor":
+        floor = torch.tensor([not samples[i].answer for i in pairs.indices], dtype=torch.bool)
+    cd = _Contrast(cfg, pair_of, use_cd, enc_rej, ref_pref, ref_rej, floor)
     if logits is None:
         enc_pref = encode_pairs(tokenizer, prompts, t.preferred, optim.max_length)
         lengths = [
@@ -372,7 +388,7 @@ def learn_from_paths(
     margin = np.zeros(n, dtype=np.float64)
     if use_cd:
         pol_pref, pol_rej = _pair_logprobs(model, tokenizer, pair_prompts, pairs, optim, cfg)
-        m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, cfg.beta)
+        m = contrastive_margin(pol_pref, pol_rej, ref_pref, ref_rej, cfg.beta, floor)
         margin[pairs.indices] = m.numpy()
     trained = np.isin(np.arange(n), np.asarray(active, dtype=np.int64))
     if teacher_paths is not None:

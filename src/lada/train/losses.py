@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -43,14 +44,26 @@ def path_logprob(logprob_sum: Tensor, num_tokens: Tensor, norm: CdNorm = "sum") 
 
 
 def contrastive_margin(
-    policy_pref: Tensor, policy_rej: Tensor, ref_pref: Tensor, ref_rej: Tensor, beta: float = 0.1
+    policy_pref: Tensor,
+    policy_rej: Tensor,
+    ref_pref: Tensor,
+    ref_rej: Tensor,
+    beta: float = 0.1,
+    floor: Tensor | None = None,
 ) -> Tensor:
     """Per-sample margin beta*[(pi - ref)(y_pref) - (pi - ref)(y_rej)] (reference detached).
 
     Also the "margin" learnability signal g_i of the filter reward (spec §3).
+
+    ``floor`` (ours, a bool mask per sample; ``distill.llm_unlabelled_cd: floor``): where True
+    the rejected term is ``max(0, (pi - ref)(y_rej))``, so the loss lowers the rejected path
+    only while it is more likely than under the reference and never pushes it below; the margin
+    then grows through the preferred path alone.
     """
     pref = policy_pref - ref_pref.detach()
     rej = policy_rej - ref_rej.detach()
+    if floor is not None:
+        rej = torch.where(floor.to(rej.device), torch.relu(rej), rej)
     return beta * (pref - rej)
 
 
@@ -61,13 +74,17 @@ def contrastive_distill_loss(
     ref_rej: Tensor,
     beta: float = 0.1,
     reduction: Reduction = "mean",
+    floor: Tensor | None = None,
 ) -> Tensor:
-    """L_CD = -log sigma(margin) per sample (spec §4), reduced by ``reduction``.
+    """L_CD = -log sigma(margin) per sample (spec §4), reduced by ``reduction``; ``floor`` as
+    in :func:`contrastive_margin`.
 
     Uses ``F.logsigmoid`` for stability. With zero pairs, "mean"/"sum" return a 0 that stays
     connected to the graph (ours), so a caller may always add it to its loss.
     """
-    losses = -F.logsigmoid(contrastive_margin(policy_pref, policy_rej, ref_pref, ref_rej, beta))
+    losses = -F.logsigmoid(
+        contrastive_margin(policy_pref, policy_rej, ref_pref, ref_rej, beta, floor)
+    )
     if reduction == "none":
         return losses
     if reduction == "sum" or losses.numel() == 0:
