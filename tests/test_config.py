@@ -106,3 +106,15 @@ def test_every_problem_of_a_file_at_once_with_key_and_value(tmp_path: Path) -> N
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml: no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_choice_spelled_like_a_yaml_boolean_is_read_as_the_choice(tmp_path: Path) -> None:
+    """YAML 1.1 reads `off` as False; a string choice named `off` still means the choice, in an
+    override and in a file, and a plain boolean where none of the choices is one stays an error."""
+    cfg = load_config(None, ["runtime.accel=off", "distill.llm_unlabelled_cd=off"])
+    assert cfg.runtime.accel == "off" and cfg.distill.llm_unlabelled_cd == "off"
+    p = tmp_path / "c.yaml"
+    p.write_text("server:\n  chat_template: off\n")
+    assert load_config(p).server.chat_template == "off"
+    with pytest.raises(ConfigError, match="distill.preference"):
+        load_config(None, ["distill.preference=off"])

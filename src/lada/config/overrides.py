@@ -185,6 +185,8 @@ def _convert(
                 reasons += [line.removeprefix(own) for line in str(e).splitlines()]
         raise _fail(path, source, f"{value!r} matches none of {tp} ({'; '.join(reasons)})")
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(c, bool) for c in get_args(tp)):
+            value = _yaml_bool_word(value, get_args(tp))
         if value not in get_args(tp):
             choices = [str(c) for c in get_args(tp)]
             near = closest(str(value), choices)
@@ -275,6 +277,17 @@ def _convert(
             raise _fail(path, source, f"expected a string, got {value!r}")
         return str(value)
     return value
+
+
+# YAML 1.1 (PyYAML) reads these words as booleans; a string choice spelled so is meant as text
+_YAML_BOOL_WORDS = {True: ("on", "yes", "true", "y"), False: ("off", "no", "false", "n")}
+
+
+def _yaml_bool_word(value: bool, choices: tuple[Any, ...]) -> Any:
+    """The string choice that YAML turned into ``value`` (``accel: off`` reads as False), or
+    ``value`` itself when no choice or several are spelled as that boolean."""
+    words = [c for c in choices if isinstance(c, str) and c.lower() in _YAML_BOOL_WORDS[value]]
+    return words[0] if len(words) == 1 else value
 
 
 def _sections(
