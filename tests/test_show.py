@@ -153,3 +153,122 @@ def test_show_several_runs_pairs_base_to_final_over_seeds(tmp_path: Path, capsys
     assert main(["show", *map(str, runs)]) == 0
     out = capsys.readouterr().out
     assert "LLM: mean change +2.0 points over 3 runs" in out and "up in 2 of 3" in out
+
+
+def _with_groups(run_dir: Path, final_correct: dict[str, dict[str, int]]) -> None:
+    """Give make_run's rounds `groups` by kind: every client has 10 general and 20 private test
+    questions; round 0 gets 2 general and 1 private right on each client, on both sides; the last
+    round on each side ``final_correct[side][kind]`` on every client."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        right = (
+            {"slm": {"general": 2, "private": 1}, "llm": {"general": 2, "private": 1}}
+            if r["round"] == 0
+            else final_correct
+        )
+        r["groups"] = {
+            side: {
+                str(k): {
+                    "kind": {
+                        "general": [right[side]["general"], 10],
+                        "private": [right[side]["private"], 20],
+                    },
+                    "domain": {"law": [right[side]["general"] + right[side]["private"], 30]},
+                }
+                for k in range(3)
+            }
+            for side in ("slm", "llm")
+        }
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_show_by_kind_pools_clients_and_pairs_over_runs(tmp_path: Path, capsys) -> None:
+    from lada.bench.stats import paired_t_interval
+    from lada.runner.show import group_changes
+
+    runs = []
+    # LLM general: 2/10 on each client at round 0 -> 1, 2, 4 of 10 at the end (3 seeds)
+    for i, llm_general in enumerate((1, 2, 4)):
+        d = tmp_path / f"s{i}"
+        make_run(d)
+        _with_groups(
+            d,
+            {
+                "slm": {"general": 3, "private": 5 + i},
+                "llm": {"general": llm_general, "private": 1},
+            },
+        )
+        runs.append(d)
+    res = group_changes(runs, "kind")
+    assert res["round"] == 2 and list(res["values"]) == ["general", "private"]
+    general = res["values"]["general"]
+    first = general["runs"][0]
+    # pooled over the 3 clients: 6/30 -> 3/30 (LLM), 6/30 -> 9/30 (SLM)
+    assert first["llm"]["questions"] == 30 and abs(first["llm"]["base"] - 0.2) < 1e-12
+    assert abs(first["llm"]["final"] - 0.1) < 1e-12 and abs(first["llm"]["change"] + 0.1) < 1e-12
+    assert abs(first["slm"]["change"] - 0.1) < 1e-12
+    llm_changes = [r["llm"]["change"] for r in general["runs"]]
+    assert [round(c, 6) for c in llm_changes] == [-0.1, 0.0, 0.2]
+    s = general["llm"]
+    assert abs(s["mean_change"] - 0.1 / 3) < 1e-12 and s["runs_up"] == 1 and s["n_runs"] == 3
+    iv = paired_t_interval(llm_changes)
+    assert (s["interval"].lo, s["interval"].hi) == (iv.lo, iv.hi) and iv.n_seeds == 3
+    private_slm = res["values"]["private"]["slm"]  # 3/60 -> 15, 18, 21 of 60: +20, +25, +30
+    assert abs(private_slm["mean_change"] - 0.25) < 1e-12 and private_slm["runs_up"] == 3
+
+    assert main(["show", *map(str, runs), "--by", "kind"]) == 0
+    out = capsys.readouterr().out
+    assert "20.0" in out and "10.0" in out and "-10.0" in out  # LLM general, seed 0
+    lo, hi = 100 * iv.lo, 100 * iv.hi
+    assert (
+        f"kind=general LLM: mean change +3.3 points over 3 runs, "
+        f"paired 95 % t-interval [{lo:+.1f}, {hi:+.1f}]; up in 1 of 3"
+    ) in out
+    assert "kind=private SLM: mean change +25.0 points over 3 runs" in out
+    assert "up in 3 of 3" in out
+
+
+def test_show_by_refuses_runs_without_groups_or_the_group(tmp_path: Path, capsys) -> None:
+    make_run(tmp_path / "plain")  # records no `groups`
+    assert main(["show", str(tmp_path / "plain"), "--by", "kind"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "plain" / "metrics.jsonl") in err and "groups" in err
+    assert len(err.strip().splitlines()) == 1
+
+    make_run(tmp_path / "grouped")
+    _with_groups(tmp_path / "grouped", {s: {"general": 1, "private": 1} for s in ("slm", "llm")})
+    assert main(["show", str(tmp_path / "grouped"), "--by", "num_steps"]) == 2
+    err = capsys.readouterr().err
+    assert "no group 'num_steps'" in err and "domain, kind" in err
+
+
+def test_show_by_refuses_runs_ending_at_different_rounds(tmp_path: Path, capsys) -> None:
+    runs = []
+    for i in range(2):
+        d = tmp_path / f"s{i}"
+        make_run(d)
+        _with_groups(d, {s: {"general": 1, "private": 1} for s in ("slm", "llm")})
+        runs.append(d)
+    lines = (runs[1] / "metrics.jsonl").read_text().splitlines()
+    (runs[1] / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # ends at round 1
+    assert main(["show", *map(str, runs), "--by", "kind"]) == 2
+    err = capsys.readouterr().err
+    assert "different rounds" in err and f"{runs[0]}: round 2" in err
+    assert f"{runs[1]}: round 1" in err
+
+
+def test_show_by_leaves_out_a_client_missing_from_the_last_round(tmp_path: Path, capsys) -> None:
+    from lada.runner.show import group_changes
+
+    d = tmp_path / "run"
+    make_run(d)
+    _with_groups(d, {s: {"general": 4, "private": 1} for s in ("slm", "llm")})
+    records = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    del records[-1]["groups"]["slm"]["1"]  # e.g. SLM 1 missed the last round
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    res = group_changes([d], "kind")
+    slm = res["values"]["general"]["runs"][0]["slm"]
+    assert slm["questions"] == 20 and abs(slm["change"] - 0.2) < 1e-12  # clients 0 and 2
+    assert res["values"]["general"]["runs"][0]["llm"]["questions"] == 30
+    assert any("SLM pooled without client(s) 1" in n for n in res["notes"])

@@ -430,8 +430,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from lada.runner.show import show, show_seeds
+    from lada.runner.show import show, show_groups, show_seeds
 
+    if args.by:  # base -> final per value of a question group, paired over the runs
+        show_groups([Path(d) for d in args.run_dir], args.by, _console())
+        return 0
     if len(args.run_dir) > 1:  # one run per seed: base -> final, paired over the runs
         show_seeds([Path(d) for d in args.run_dir], _console())
         return 0
@@ -669,7 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser(
         "show",
         help="a finished (or running) run: per-round table, base -> final changes, PNG curves",
-        epilog="example: lada show runs/demo   (plots in runs/demo/plots/)",
+        epilog="examples:\n"
+        "  lada show runs/demo                  (plots in runs/demo/plots/)\n"
+        "  lada show runs/s0 runs/s1 runs/s2    one run per seed: paired over the seeds\n"
+        "  lada show runs/s0 runs/s1 runs/s2 --by kind   the same per question kind",
         formatter_class=fmt,
     )
     sh.add_argument(
@@ -678,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="a run directory (lada run --out); several (one per seed): base -> final change "
         "of the mean SLM and LLM accuracy per run, with paired 95 %% t-intervals over them",
+    )
+    sh.add_argument(
+        "--by",
+        metavar="GROUP",
+        help="split the base -> final change by a question group the runs record in "
+        "metrics.jsonl's groups (kind, num_steps, domain): per value, SLM and LLM accuracy "
+        "pooled over the clients' test sets, per run and paired over the runs (no plots)",
     )
     sh.add_argument("--plots", help="folder for the PNGs (default: RUN_DIR/plots)")
     sh.add_argument("--no-plots", action="store_true", help="print the tables only")

@@ -13,6 +13,10 @@ missed clients, time), and base (round 0) → final changes; writes PNG curves t
   ``selections/round_NNN.json`` and the run's public set (without them: picks per filter);
 * ``rewards.png``: each filter's mean reward per round.
 
+Several runs (one per seed): base → final change of the mean accuracies per run and paired over
+the runs (:func:`show_seeds`); ``by`` a question group (:func:`show_groups`): the same per value
+of that group (``kind``, ``num_steps``, ``domain``), from the counts in ``groups``.
+
 Client k has the same colour in every plot.
 
 Works on a run still in progress (it shows the rounds recorded so far).
@@ -404,20 +408,46 @@ def _plot_picks(plt: Any, cfg: dict[str, Any], picks: dict[int, Any], path: Path
     return path
 
 
+def _base_final(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The run's config, its round-0 record and its last record (at least one training round)."""
+    from lada.config import ConfigError
+
+    cfg, records = read_run(run_dir)
+    base = next((r for r in records if r["round"] == 0), None)
+    if base is None or len(records) < 2:
+        raise ConfigError(f"{run_dir}: needs round 0 and at least one training round recorded")
+    return cfg, base, records[-1]
+
+
+def _over_runs(changes: list[float]) -> dict[str, Any]:
+    """Mean change, runs up and the paired 95 % t-interval (None for one run) over the runs."""
+    from lada.bench.stats import paired_t_interval
+
+    return {
+        "mean_change": sum(changes) / len(changes),
+        "runs_up": sum(x > 0 for x in changes),
+        "interval": None if len(changes) < 2 else paired_t_interval(changes),
+        "n_runs": len(changes),
+    }
+
+
+def _over_runs_line(label: str, s: dict[str, Any]) -> str:
+    """ "  LLM: mean change -2.6 points over 3 runs, paired 95 % t-interval [...]; up in 0 of 3"."""
+    iv, n = s["interval"], s["n_runs"]
+    ci = "" if iv is None else f", paired 95 % t-interval [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
+    return (
+        f"  {label}: mean change {100 * s['mean_change']:+.1f} points over {n} runs"
+        f"{ci}; up in {s['runs_up']} of {n}"
+    )
+
+
 def seed_changes(run_dirs: list[Path]) -> dict[str, Any]:
     """Base (round 0) -> final change of the mean SLM and the mean LLM accuracy per run (one run
     per seed, the same config otherwise), and their paired 95 % t-intervals over the runs
     (:func:`lada.bench.stats.paired_t_interval`); accuracies as fractions."""
-    from lada.bench.stats import paired_t_interval
-    from lada.config import ConfigError
-
     runs = []
     for d in run_dirs:
-        cfg, records = read_run(d)
-        base = next((r for r in records if r["round"] == 0), None)
-        if base is None or len(records) < 2:
-            raise ConfigError(f"{d}: needs round 0 and at least one training round recorded")
-        final = records[-1]
+        cfg, base, final = _base_final(d)
         row: dict[str, Any] = {"run": str(d), "seed": cfg.get("seed"), "round": final["round"]}
         for side in ("slm", "llm"):
             b, f = base[f"{side}_accuracy_mean"], final[f"{side}_accuracy_mean"]
@@ -425,12 +455,7 @@ def seed_changes(run_dirs: list[Path]) -> dict[str, Any]:
         runs.append(row)
     out: dict[str, Any] = {"runs": runs}
     for side in ("slm", "llm"):
-        d = [r[side]["change"] for r in runs]
-        out[side] = {
-            "mean_change": sum(d) / len(d),
-            "runs_up": sum(x > 0 for x in d),
-            "interval": None if len(d) < 2 else paired_t_interval(d),
-        }
+        out[side] = _over_runs([r[side]["change"] for r in runs])
     return out
 
 
@@ -455,18 +480,160 @@ def show_seeds(run_dirs: list[Path], console: Any) -> dict[str, Any]:
             cells += [_pct(c["base"]), _pct(c["final"]), _pp(c["base"], c["final"])]
         table.add_row(*cells)
     console.print(table)
-    n = len(res["runs"])
     for side in ("slm", "llm"):
-        s, iv = res[side], res[side]["interval"]
-        ci = (
-            ""
-            if iv is None
-            else f", paired 95 % t-interval [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
+        console.print(_over_runs_line(side.upper(), res[side]))
+    return res
+
+
+def _pooled(
+    path: Path, record: dict[str, Any], side: str, by: str
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Client -> group value -> (correct, total) of ``side`` ("slm", "llm") in one round's
+    ``groups``; a clear error when the round has no ``groups`` or no group ``by``."""
+    from lada.config import ConfigError
+
+    where = f"{path}: round {record['round']}"
+    groups = record.get("groups")
+    if not isinstance(groups, dict) or not isinstance(groups.get(side), dict):
+        raise ConfigError(
+            f"{where} records no `groups.{side}` (correct/total per question group), so it "
+            "cannot be split by group"
         )
-        console.print(
-            f"  {side.upper()}: mean change {100 * s['mean_change']:+.1f} points over {n} runs"
-            f"{ci}; up in {s['runs_up']} of {n}"
+    out = {}
+    for k, per_client in groups[side].items():
+        if by not in per_client:
+            have = ", ".join(sorted(per_client)) or "none"
+            raise ConfigError(f"{where}: `groups.{side}.{k}` has no group {by!r} (it has: {have})")
+        try:
+            out[k] = {str(v): (int(c), int(n)) for v, (c, n) in per_client[by].items()}
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError(
+                f"{where}: `groups.{side}.{k}.{by}` is not {{value: [correct, total]}}"
+            ) from None
+    return out
+
+
+def _value_order(v: str) -> tuple[int, float, str]:
+    """Numeric group values (num_steps) in numeric order, the others alphabetically, after."""
+    try:
+        return (0, float(v), v)
+    except ValueError:
+        return (1, 0.0, v)
+
+
+def group_changes(run_dirs: list[Path], by: str) -> dict[str, Any]:
+    """Base (round 0) -> final change per value of the question group ``by`` (``kind``,
+    ``num_steps``, ``domain``: any group the runs record in ``groups``), per run, and over the
+    runs (one per seed) the mean change, the runs up and the paired 95 % t-interval
+    (:func:`lada.bench.stats.paired_t_interval`), as :func:`seed_changes` does for the means.
+
+    Each side's accuracy on a value is pooled over the clients' test sets: correct / total
+    summed over the clients (SLM: every SLM on its own test set; LLM: on each client's). A
+    client recorded in only one of the two rounds (e.g. it missed the last round) is left out of
+    that run's pooled counts on that side and named in ``notes``. The runs must end at the same
+    round; a test set whose question count for a value changed between the rounds is refused.
+    Accuracies as fractions; a run without the value has no row for it."""
+    from lada.config import ConfigError
+
+    ends = []
+    values: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for d in run_dirs:
+        cfg, base, final = _base_final(d)
+        path = d / "metrics.jsonl"
+        ends.append((str(d), final["round"]))
+        row_of: dict[str, dict[str, Any]] = {}
+        for side in ("slm", "llm"):
+            b, f = _pooled(path, base, side, by), _pooled(path, final, side, by)
+            left_out = sorted(set(b) ^ set(f), key=int)
+            if left_out:
+                notes.append(
+                    f"{d}: {side.upper()} pooled without client(s) {', '.join(left_out)} "
+                    f"(recorded in only one of rounds 0 and {final['round']})"
+                )
+            sums: dict[str, list[int]] = {}
+            for k in sorted(set(b) & set(f), key=int):
+                for v in set(b[k]) | set(f[k]):
+                    (cb, nb), (cf, nf) = b[k].get(v, (0, 0)), f[k].get(v, (0, 0))
+                    if nb != nf:
+                        raise ConfigError(
+                            f"{path}: `groups.{side}.{k}.{by}.{v}` counts {nb} questions in "
+                            f"round 0 but {nf} in round {final['round']}: not the same test set"
+                        )
+                    s = sums.setdefault(v, [0, 0, 0])
+                    s[0], s[1], s[2] = s[0] + cb, s[1] + cf, s[2] + nb
+            for v, (cb, cf, n) in sums.items():
+                if n:
+                    row = row_of.setdefault(v, {"run": str(d), "seed": cfg.get("seed")})
+                    row[side] = {
+                        "base": cb / n,
+                        "final": cf / n,
+                        "change": (cf - cb) / n,
+                        "questions": n,
+                    }
+        for v, row in row_of.items():
+            values.setdefault(v, {"runs": []})["runs"].append(row)
+    if len({t for _, t in ends}) > 1:
+        raise ConfigError(
+            "the runs end at different rounds ("
+            + ", ".join(f"{d}: round {t}" for d, t in ends)
+            + "); compare runs at the same round"
         )
+    for v in values.values():
+        for side in ("slm", "llm"):
+            changes = [r[side]["change"] for r in v["runs"] if side in r]
+            v[side] = _over_runs(changes) if changes else None
+    return {
+        "by": by,
+        "round": ends[0][1],
+        "values": {v: values[v] for v in sorted(values, key=_value_order)},
+        "notes": notes,
+    }
+
+
+def show_groups(run_dirs: list[Path], by: str, console: Any) -> dict[str, Any]:
+    """Print :func:`group_changes` as one table (a row per group value and run), then per value
+    and side the mean change over the runs, in :func:`show_seeds`' format."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    res = group_changes(run_dirs, by)
+    table = Table(
+        title=f"by {by}: base (round 0) -> final (round {res['round']}): accuracy % pooled over "
+        "the clients' test sets (n: questions), change in points, per run",
+        title_justify="left",
+    )
+    for col in (by, "run", "seed"):
+        table.add_column(col, overflow="fold")
+    for side in ("SLM", "LLM"):
+        for col in ("n", "base", "final", "change"):
+            table.add_column(f"{side} {col}", justify="right", no_wrap=True)
+    for v, per in res["values"].items():
+        for r in per["runs"]:
+            cells = [escape(v), escape(r["run"]), str(r["seed"])]
+            for side in ("slm", "llm"):
+                c = r.get(side)
+                cells += (
+                    ["-"] * 4
+                    if c is None
+                    else [
+                        str(c["questions"]),
+                        _pct(c["base"]),
+                        _pct(c["final"]),
+                        _pp(c["base"], c["final"]),
+                    ]
+                )
+            table.add_row(*cells)
+        table.add_section()
+    console.print(table)
+    for v, per in res["values"].items():
+        for side in ("slm", "llm"):
+            if per[side] is not None:
+                console.print(
+                    _over_runs_line(f"{escape(by)}={escape(v)} {side.upper()}", per[side])
+                )
+    for note in res["notes"]:
+        console.print(f"  [yellow]note[/]: {escape(note)}")
     return res
 
 
