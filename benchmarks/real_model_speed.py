@@ -24,6 +24,11 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   (unpacked) bf16 weights (``pack=False``; its decode steps run the C kernels too),
   and our decode loop on the model's own forward (``decoder="hf"``).
   Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
+* torch.compile (left out with ``--no-compile``): the Trainer's ``torch_compile``;
+  ``model.generate`` with a static KV cache and a compiled forward on the LoRA model merged
+  and cast to bf16 (``lada.accel.compiled.compiled_generate_paths``); and LaDa's own training
+  and generator under ``runtime.accel: compile`` (``lada.accel.compiled``). Their compile time
+  is printed apart (training's warm-up, generation's first full call).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
   attention scores left out) over the best matmul FLOP/s measured in this run (``torch.mm``
