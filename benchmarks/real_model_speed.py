@@ -24,6 +24,11 @@ One run, same machine, same moment (so load on a shared CPU hits both sides alik
   (unpacked) bf16 weights (``pack=False``; its decode steps run the C kernels too),
   and our decode loop on the model's own forward (``decoder="hf"``).
   Each generator runs ``--repeats`` times, alternated, and its best time counts. Tokens per second counts the tokens of the final paths (the same work for all).
+* torch.compile (left out with ``--no-compile``): the Trainer's ``torch_compile``;
+  ``model.generate`` with a static KV cache and a compiled forward on the LoRA model merged
+  and cast to bf16 (``lada.accel.compiled.compiled_generate_paths``); and LaDa's own training
+  and generator under ``runtime.accel: compile`` (``lada.accel.compiled``). Their compile time
+  is printed apart (training's warm-up, generation's first full call).
 * MFU: our training's achieved matmul FLOP/s (4 x linear-layer params x tokens: forward plus
   the activation-gradient backward; LoRA has no weight-gradient matmuls for frozen weights;
   attention scores left out) over the best matmul FLOP/s measured in this run (``torch.mm``
@@ -58,7 +63,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 from train_throughput import run_hf, word_problem  # noqa: E402
 
-from lada.accel import using  # noqa: E402
+from lada.accel import generator, using  # noqa: E402
+from lada.accel.compiled import compiled_generate_paths  # noqa: E402
 from lada.accel.precision import autocast_dtype  # noqa: E402
 from lada.eval.generate import _cut_after_answer, generate_paths, hf_generate_paths  # noqa: E402
 from lada.models.loading import LoraSettings, load_causal_lm  # noqa: E402
@@ -110,27 +116,19 @@ def linear_params(model: torch.nn.Module) -> int:
 
 COMPILED_TRAINER = "HF Trainer + peft, torch.compile"
 COMPILED_GENERATE = "model.generate, static cache + torch.compile"
+OURS_COMPILED_TRAIN = "lada sft, runtime.accel compile"
+OURS_COMPILED_GENERATE = "lada generator, runtime.accel compile"
 
 
-def compiled_generate_paths(
+def compiled_generator_paths(
     model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int
 ) -> list[str]:
-    """``model.generate`` with transformers' static KV cache and its compiled forward
-    (``cache_implementation="static"``, inductor, compiled on CPU too), greedy, the batches of
-    :func:`hf_generate_paths`."""
-    from transformers import CompileConfig
-
-    config = CompileConfig(fullgraph=False, dynamic=False, mode="default")
-    config._compile_all_devices = True  # transformers compiles on accelerators only otherwise
-    model.generation_config.cache_implementation = "static"
-    model.generation_config.compile_config = config
-    try:
-        return hf_generate_paths(
-            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+    """LaDa's generator under ``runtime.accel: compile`` (``lada.accel.compiled``: LoRA merged
+    for the call, static KV cache, compiled forward)."""
+    with using(accel="compile"):
+        return generator(model, tokenizer).paths(
+            prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
         )
-    finally:
-        model.generation_config.cache_implementation = None
-        model.generation_config.compile_config = None
 
 
 def main() -> None:
@@ -178,7 +176,8 @@ def main() -> None:
     n_linear = linear_params(ours.get_base_model())
     hf_modes = [False] + ([True] if compute == torch.bfloat16 else [])
     # bf16 None: ours; "no-kernels": ours with runtime.accel torch (training's C kernels off:
-    # LoRA dropout from random_ masks, the MLP as separate cast layers), to show their share
+    # LoRA dropout from random_ masks, the MLP as separate cast layers), to show their share;
+    # "accel-compile": ours with runtime.accel compile (the model's forward in torch.compile)
     trainers = {
         "lada sft (LoRA, auto)": (ours, None),
         "lada sft without C kernels": (ours, "no-kernels"),
@@ -194,10 +193,12 @@ def main() -> None:
             path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
         )
         trainers[COMPILED_TRAINER] = (hf.train(), ("compile", hf_modes[-1]))
+        trainers[OURS_COMPILED_TRAIN] = (ours, "accel-compile")
 
     def train_once(model, bf16: bool | str | None, optim: OptimConfig) -> tuple[float, int]:
-        if bf16 is None or bf16 == "no-kernels":
-            with using(accel="torch" if bf16 == "no-kernels" else "native"):
+        if bf16 is None or bf16 in ("no-kernels", "accel-compile"):
+            accel = {None: "native", "no-kernels": "torch", "accel-compile": "compile"}[bf16]
+            with using(accel=accel):
                 stats = sft(model, tok, prompts, targets, optim)
             return stats.seconds, stats.tokens
         if isinstance(bf16, tuple):  # ("compile", bf16)
@@ -252,6 +253,12 @@ def main() -> None:
             f"{no_k[1] / no_k[0] / (t_c / s_c):.2f}; compile's warm-up "
             f"{first[COMPILED_TRAINER]:.1f}s vs ours {first['lada sft (LoRA, auto)']:.1f}s"
         )
+    if OURS_COMPILED_TRAIN in results:
+        s_c, t_c = results[OURS_COMPILED_TRAIN]
+        print(
+            f"train  ratio ours vs ours with runtime.accel compile (steady state): "
+            f"{train_rate / (t_c / s_c):.2f}; its warm-up {first[OURS_COMPILED_TRAIN]:.1f}s"
+        )
 
     # ---- generation -----------------------------------------------------------------------
     # the model LaDa generates with: the LoRA-trained one from above (a peft model)
@@ -275,16 +282,18 @@ def main() -> None:
     }
     if not args.no_compile:  # the contender: static KV cache + torch.compile'd forward
         runs[COMPILED_GENERATE] = (half, compiled_generate_paths)
+        runs[OURS_COMPILED_GENERATE] = (ours, compiled_generator_paths)
     texts: dict[str, list[str]] = {}
     best: dict[str, float] = {}
     for model, fn in runs.values():
         fn(model, tok, gen_prompts[:2], max_new_tokens=4, batch_size=bs)  # warm-up
-    if COMPILED_GENERATE in runs:  # its first full call compiles for these shapes: timed apart
-        t0 = time.perf_counter()
-        compiled_generate_paths(
-            half, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs
-        )
-        compile_first = time.perf_counter() - t0
+    compile_first: dict[str, float] = {}
+    for name in (COMPILED_GENERATE, OURS_COMPILED_GENERATE):
+        if name in runs:  # the first full call compiles for these shapes: timed apart
+            model, fn = runs[name]
+            t0 = time.perf_counter()
+            fn(model, tok, gen_prompts, max_new_tokens=args.new_tokens, batch_size=bs)
+            compile_first[name] = time.perf_counter() - t0
     for _ in range(args.repeats):  # alternated, best of --repeats each (load hits all alike)
         for name, (model, fn) in runs.items():
             t0 = time.perf_counter()
@@ -314,7 +323,14 @@ def main() -> None:
             f"generate  ratios vs torch.compile + static cache (steady state): ours "
             f"{gen_ours / c_rate:.2f}, ours without C kernels "
             f"{rate['lada, lean decoder without C kernels'] / c_rate:.2f}; its first call "
-            f"(compile included) {compile_first:.1f}s vs steady {best[COMPILED_GENERATE]:.1f}s"
+            f"(compile included) {compile_first[COMPILED_GENERATE]:.1f}s vs steady "
+            f"{best[COMPILED_GENERATE]:.1f}s"
+        )
+        o_rate = rate[OURS_COMPILED_GENERATE]
+        print(
+            f"generate  ratio ours vs ours with runtime.accel compile (steady state): "
+            f"{gen_ours / o_rate:.2f}; its first call (compile included) "
+            f"{compile_first[OURS_COMPILED_GENERATE]:.1f}s"
         )
 
     # ---- MFU ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-import lada.eval.accuracy as accuracy_module
+import lada.eval.generate as generate_module
 from lada.data.extract import canonical_number, extract_answer, is_correct
 from lada.data.sample import Sample
 from lada.eval.accuracy import accuracy_table, evaluate, group_counts, render_table
@@ -201,7 +201,7 @@ def test_evaluate_groups_correctly(monkeypatch, model, tok):
         seen.update(max_new_tokens=max_new_tokens, batch_size=batch_size)
         return [outputs[p.split("\n")[0]] for p in prompts]
 
-    monkeypatch.setattr(accuracy_module, "generate_paths", fake_generate)
+    monkeypatch.setattr(generate_module, "generate_paths", fake_generate)  # the run's generator
     result = evaluate(model, tok, _samples(), batch_size=7, max_new_tokens=9)
     assert seen == {"max_new_tokens": 9, "batch_size": 7}
     assert [r["correct"] for r in result.records] == [True, False, True, False, True]

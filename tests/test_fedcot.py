@@ -185,16 +185,16 @@ def test_fedcot_slms_are_evaluated_with_the_predict_prefix(tok, tmp_path) -> Non
     from lada.federation.protocol import EvaluateIns, Task
 
     asked: list[list[str]] = []
-    import lada.eval.accuracy as acc
+    import lada.eval.generate as gen
 
-    real = acc.generate_paths
+    real = gen.generate_paths
 
     def spy(model, tokenizer, prompts, **kw):
         asked.append(list(prompts))
         return real(model, tokenizer, prompts, **kw)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(acc, "generate_paths", spy)
+    mp.setattr(gen, "generate_paths", spy)  # what the run's generator runs
     try:
         for host in (FedCoTHost(), Host()):
             settings = ClientSettings(
@@ -219,7 +219,7 @@ def test_a_fedcot_round_runs_end_to_end(
     """One fedcot round on the tiny config, alone and with LaDa: each SLM learns its private
     samples, then its picks, through the two tasks (LaDa: only the filter's picks, with
     λ·L_CD pairs), and the SLMs are evaluated with the predict prefix, the LLM without."""
-    import lada.eval.accuracy as acc
+    import lada.eval.generate as gen
     import lada.hosts.fedcot as fc
     import lada.train.two_task as tt
     from lada.config import load_config
@@ -241,10 +241,11 @@ def test_a_fedcot_round_runs_end_to_end(
         return real_batch(score, prompts, *args, **kw)
 
     asked: dict[str, list[str]] = {}
-    real_gen = acc.generate_paths
+    real_gen = gen.generate_paths
 
-    def spy_gen(model, tokenizer, prompts, **kw):
-        asked.setdefault(kw.get("desc", ""), []).extend(prompts)
+    def spy_gen(model, tokenizer, prompts, **kw):  # evaluation's prompts
+        if kw.get("desc", "").startswith("evaluate"):
+            asked.setdefault(kw["desc"], []).extend(prompts)
         return real_gen(model, tokenizer, prompts, **kw)
 
     picks: dict[int, list[str]] = {}
@@ -256,7 +257,7 @@ def test_a_fedcot_round_runs_end_to_end(
 
     monkeypatch.setattr(tt, "two_task_sft", spy_sft)
     monkeypatch.setattr(fc, "two_task_batch_loss", spy_batch)
-    monkeypatch.setattr(acc, "generate_paths", spy_gen)
+    monkeypatch.setattr(gen, "generate_paths", spy_gen)
     monkeypatch.setattr(ClientRole, "distill", spy_distill)
     over = ["host=fedcot", f"plugin={plugin}", "rounds=1", "local.optim.max_steps=3"]
     cfg = load_config(None, tiny_overrides + over)

@@ -3,10 +3,13 @@
 A generator turns prompts into reasoning paths for one model (with its LoRA adapters as they
 are now). :class:`LocalGenerator` runs LaDa's decode loop in this process
 (:mod:`lada.eval.generate`: the lean decoder or the model's own forward, per
-``runtime.generator``). Another engine fits behind the same two methods: a GPU server such as
-vLLM with multi-LoRA would keep the base weights loaded once, receive each role's current
-adapters (``peft``'s ``get_peft_model_state_dict``) as a LoRA request per call, and return
-the decoded texts; :func:`generator` would pick it from ``runtime.generator``.
+``runtime.generator``); :class:`lada.accel.compiled.CompiledGenerator` runs transformers'
+compiled ``model.generate`` (``runtime.accel: compile``). Every generation of a run (evaluation,
+reasoning paths, the oracle's, sampled paths) goes through :func:`generator`, so the
+``runtime:`` section governs all of it. Another engine fits behind the same two methods: a GPU
+server such as vLLM with multi-LoRA would keep the base weights loaded once, receive each
+role's current adapters (``peft``'s ``get_peft_model_state_dict``) as a LoRA request per call,
+and return the decoded texts; :func:`generator` would pick it from ``runtime.generator``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lada.accel.decoders import choose_decoder
-from lada.accel.switch import current
+from lada.accel.switch import compile_enabled, current
 
 
 class Generator(Protocol):
@@ -102,5 +105,13 @@ class LocalGenerator:
 
 
 def generator(model: Any, tokenizer: Any) -> Generator:
-    """The generator for ``model`` under the run's ``runtime`` setting."""
-    return LocalGenerator(model, tokenizer, choose_decoder(model, current().generator))
+    """The generator for ``model`` under the run's ``runtime`` setting: with ``accel:
+    compile``, transformers' compiled ``model.generate``
+    (:class:`lada.accel.compiled.CompiledGenerator`; ``generator: lean`` is an error there);
+    otherwise LaDa's decode loop on the engine :func:`choose_decoder` picks."""
+    engine = choose_decoder(model, current().generator)
+    if compile_enabled():
+        from lada.accel.compiled import CompiledGenerator
+
+        return CompiledGenerator(model, tokenizer)
+    return LocalGenerator(model, tokenizer, engine)

@@ -102,8 +102,26 @@ def kernel_status() -> dict[str, str]:
     }
 
 
+def compile_status() -> dict[str, str] | None:
+    """With ``runtime.accel: compile``, what torch.compile runs (:mod:`lada.accel.compiled`);
+    None otherwise."""
+    from lada.accel.switch import compile_enabled
+
+    if not compile_enabled():
+        return None
+    from lada.accel.compiled import TRAINING
+
+    shapes = "dynamic shapes" if TRAINING["dynamic"] else "static shapes"
+    graph = ", one full graph" if TRAINING["fullgraph"] else ""
+    return {
+        "training": f"compiled forward ({TRAINING['backend']}, {shapes}{graph})",
+        "generation": "model.generate, static KV cache, compiled forward (inductor, dynamic shapes)",
+    }
+
+
 def record() -> dict[str, Any]:
-    """What ran: ``runtime`` (accel, generator), the C kernels' state, each role's compute dtype
+    """What ran: ``runtime`` (accel, generator), what torch.compile runs (``compile``, with
+    ``accel: compile``), the C kernels' state, each role's compute dtype
     (roles loaded in this process), CPU and torch (``summary.json``'s ``runtime``)."""
     from lada.accel.switch import current
 
@@ -111,6 +129,7 @@ def record() -> dict[str, Any]:
     return {
         "accel": rt.accel,
         "generator": rt.generator,
+        "compile": compile_status(),
         "kernels": kernel_status(),
         "models": dict(sorted(_MODELS.items())),
         **environment(),
@@ -122,8 +141,14 @@ def record_line(rec: dict[str, Any]) -> str:
     kernels = ", ".join(f"{k} {v.split(' (')[0]}" for k, v in rec["kernels"].items())
     models = ", ".join(f"{r} {m['dtype']}" for r, m in rec["models"].items()) or "none loaded here"
     flags = " ".join(rec["cpu_flags"]) or "no avx2/avx512/bf16/amx flags"
+    compiled = rec.get("compile")
+    path = (
+        f"torch.compile: training {compiled['training']}; generation {compiled['generation']}"
+        if compiled
+        else f"C kernels: {kernels}"
+    )
     return (
-        f"runtime: accel {rec['accel']} (C kernels: {kernels}); generator {rec['generator']}; "
+        f"runtime: accel {rec['accel']} ({path}); generator {rec['generator']}; "
         f"dtype {models}; CPU {rec['cpu']} [{flags}; torch capability {rec['cpu_capability']}]; "
         f"torch {rec['torch']}"
     )

@@ -46,5 +46,11 @@ def kernels_allowed() -> bool:
 
 
 def speedups_allowed() -> bool:
-    """Whether LaDa's PyTorch speed path may run (``accel`` is not ``off``)."""
-    return _current.accel != "off"
+    """Whether LaDa's PyTorch speed path may run (``accel`` is ``torch`` or ``native``)."""
+    return _current.accel in ("torch", "native")
+
+
+def compile_enabled() -> bool:
+    """Whether training, scoring and generation run through torch.compile (``accel: compile``,
+    :mod:`lada.accel.compiled`)."""
+    return _current.accel == "compile"

@@ -12,7 +12,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lada.data.extract import extract_answer, is_correct
 from lada.data.sample import Sample
-from lada.eval.generate import generate_paths
 
 Record = dict[str, Any]
 
@@ -56,12 +55,13 @@ def evaluate(
     prompts: Sequence[str] | None = None,
 ) -> EvalResult:
     """Greedy-decode every sample's prompt (or ``prompts[i]`` for sample i, the input format
-    a host trains its SLMs in) and score the final answers."""
+    a host trains its SLMs in) with the run's generator (:func:`lada.accel.generator`) and
+    score the final answers."""
     if prompts is not None and len(prompts) != len(samples):
         raise ValueError(f"{len(prompts)} prompts for {len(samples)} samples")
-    texts = generate_paths(
-        model,
-        tokenizer,
+    from lada.accel import generator
+
+    texts = generator(model, tokenizer).paths(
         [s.prompt() for s in samples] if prompts is None else list(prompts),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,

@@ -9,9 +9,10 @@ on unlabelled questions by majority agreement before training on them is the rec
 "Large Language Models Can Self-Improve" (Huang et al., 2022); here it decides which paths an
 SLM may teach the LLM (``distill.slm_teaches: consistent``).
 
-Sampling runs the project's one decode loop (:func:`lada.eval.generate.sample_paths`: finished
-rows leave the batch, each path stops after its answer line) with a seeded generator of its
-own, so a resumed run samples the same paths.
+Sampling runs through the run's generator (:func:`lada.accel.generator`; by default the
+project's one decode loop, :func:`lada.eval.generate.sample_paths`: finished rows leave the
+batch, each path stops after its answer line) with a seeded random stream of its own, so a
+resumed run samples the same paths.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def agreement_counts(
     batch_size: int = 64,
     seed: int = 0,
 ) -> np.ndarray:
-    """int [len(prompts)]: how many of ``samples`` paths sampled per prompt
-    (:func:`lada.eval.generate.sample_paths`) end with the final answer ``answers[i]`` (the
-    greedy path's; None never agrees)."""
+    """int [len(prompts)]: how many of ``samples`` paths sampled per prompt (the run's
+    generator's ``samples``, :func:`lada.accel.generator`) end with the final answer
+    ``answers[i]`` (the greedy path's; None never agrees)."""
+    from lada.accel import generator
     from lada.data.extract import extract_answer
-    from lada.eval.generate import sample_paths
 
     n = len(prompts)
     if len(answers) != n:
@@ -47,9 +48,7 @@ def agreement_counts(
     counts = np.zeros(n, dtype=np.int64)
     if n == 0 or samples <= 0:
         return counts
-    drawn = sample_paths(
-        model,  # type: ignore[arg-type]
-        tokenizer,  # type: ignore[arg-type]
+    drawn = generator(model, tokenizer).samples(
         prompts,
         samples=samples,
         temperature=temperature,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -416,18 +417,26 @@ def hf_generate_paths(
     *,
     max_new_tokens: int = 160,
     batch_size: int = 64,
+    on_done: Callable[[int], object] | None = None,
+    **options: Any,
 ) -> list[str]:
     """The reference: plain ``model.generate`` (greedy, length-sorted left-padded batches, no
-    answer stop), for tests and ``benchmarks/real_model_speed.py``."""
+    answer stop), for tests, ``benchmarks/real_model_speed.py`` and the compiled generator
+    (:mod:`lada.accel.compiled`). ``options`` are further ``GenerationConfig`` fields (e.g.
+    ``cache_implementation``, ``compile_config``, or ``do_sample`` with ``temperature``);
+    ``on_done(n)`` is called after each batch of ``n`` prompts."""
     encoded = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     pad = _pad_id(tokenizer)
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=pad,
-        eos_token_id=sorted(_eos_ids(model, tokenizer)),
+        **{
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "num_beams": 1,
+            "pad_token_id": pad,
+            "eos_token_id": sorted(_eos_ids(model, tokenizer)),
+            **options,
+        }
     )
     device = next(model.parameters()).device
     out = [""] * len(prompts)
@@ -439,6 +448,8 @@ def hf_generate_paths(
         texts = tokenizer.batch_decode(generated[:, width:].tolist(), skip_special_tokens=True)
         for i, text in zip(idx, texts, strict=True):
             out[i] = text
+        if on_done is not None:
+            on_done(len(idx))
     return out
 
 

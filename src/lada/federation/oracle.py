@@ -148,13 +148,11 @@ def selection_precision(picks: Sequence[str], oracle: Sequence[str]) -> float:
 
 def llm_own_paths(server: Any, round_idx: int, ids: Sequence[str]) -> list[str]:
     """The LLM's greedy paths for every public id, whether it would teach it or not."""
-    from lada.eval.generate import generate_paths
+    from lada.accel import generator
 
     seed_everything(derive_seed(server.settings.seed, "server", round_idx, "generate"))
     d = server.settings.distill
-    return generate_paths(
-        server.model,
-        server.tokenizer,
+    return generator(server.model, server.tokenizer).paths(
         [server.by_id[i].prompt() for i in ids],
         max_new_tokens=d.max_new_tokens,
         batch_size=d.gen_batch_size,

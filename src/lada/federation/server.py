@@ -212,15 +212,13 @@ class ServerRole:
     def own_paths(self, round_idx: int, ids: list[str]) -> dict[str, str]:
         """The LLM's own paths for public ``ids`` as a learner (L_CD's rejected side when it
         learns SLM k's path), written also where it abstains as a teacher."""
-        from lada.eval.generate import generate_paths
+        from lada.accel import generator
 
         if not ids:
             return {}
         seed_everything(derive_seed(self.settings.seed, "server", round_idx, "own_paths"))
         d = self.settings.distill
-        paths = generate_paths(
-            self.model,
-            self.tokenizer,
+        paths = generator(self.model, self.tokenizer).paths(
             [self.by_id[i].prompt() for i in ids],
             max_new_tokens=d.max_new_tokens,
             batch_size=d.gen_batch_size,

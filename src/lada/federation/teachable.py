@@ -120,7 +120,7 @@ def teachable(
 
 def server_slm_paths(server: Any, round_idx: int, ids: list[str]) -> dict[str, str]:
     """The server's copy of the SLM writes its paths for ``ids`` (seeded per round)."""
-    from lada.eval.generate import generate_paths
+    from lada.accel import generator
     from lada.utils.seeding import derive_seed, seed_everything
 
     if not ids:
@@ -128,9 +128,7 @@ def server_slm_paths(server: Any, round_idx: int, ids: list[str]) -> dict[str, s
     slm, tok = server.slm()
     d = server.settings.distill
     seed_everything(derive_seed(server.settings.seed, "server", round_idx, "slm_generate"))
-    texts = generate_paths(
-        slm,
-        tok,
+    texts = generator(slm, tok).paths(
         [server.by_id[i].prompt() for i in ids],
         max_new_tokens=d.max_new_tokens,
         batch_size=d.gen_batch_size,
