@@ -110,6 +110,32 @@ def test_replay_picks_the_llms_own_verified_paths_outside_the_taught_ids(tok) ->
     assert server.replay_ids({"p4": WRONG[3]}, set()) == []
 
 
+def test_gold_replay_draws_labelled_ids_evenly_across_step_counts(tok) -> None:
+    """distill.llm_replay_paths=gold: labelled ids outside the taught ones, one per number of
+    steps in turn (not the short ones first), the same draw for the same round."""
+    from lada.federation.server import ServerRole
+
+    samples = [
+        Sample(
+            id=f"q{i}",
+            domain="market",
+            question=f"q {i}?",
+            steps=("s",) * (1 + i % 4),
+            answer="1",
+            answer_type="number",
+        )
+        for i in range(16)
+    ] + [Sample(id="u0", domain="market", question="u?", answer="", answer_type="number")]
+    settings = _server(tok, replay=8).settings
+    server = ServerRole(lambda: (build_model("slm-xs", tok, seed=0), tok), samples, {}, settings)
+    got = server.gold_replay_ids(1, {"q0"})
+    assert len(got) == 8 and "q0" not in got and "u0" not in got
+    steps = sorted(server.by_id[i].num_steps for i in got)
+    assert steps == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert got == server.gold_replay_ids(1, {"q0"})
+    assert got != server.gold_replay_ids(2, {"q0"})
+
+
 def test_learn_rehearses_replay_paths_but_reports_only_the_taught_ones(tok) -> None:
     own = dict(zip([s.id for s in SAMPLES], RIGHT, strict=True))
     teacher = {0: (["p1", "p2"], RIGHT[:2])}

@@ -169,6 +169,10 @@ class DistillConfig:
     # that learning short client paths does not wash out its multi-step skill; 0 = off (spec)
     # (the embedded default's 128; docs/method.md)
     llm_replay: int = 128
+    # what the LLM rehearses (ours): "own" its own paths of the round that reach P's gold
+    # answer (mostly the short questions it gets right); "gold" P's gold paths of labelled
+    # questions, drawn evenly across numbers of steps (ServerRole.gold_replay_ids)
+    llm_replay_paths: Literal["own", "gold"] = "own"
     # who teaches what (ours, lada.train.boundary): a teacher writes a path only for public
     # questions it can answer, and abstains (an empty path: learnt by nobody) on the others.
     # "labelled": the LLM teaches only where P has a label (spec §1: an unlabelled public

@@ -251,9 +251,16 @@ class ServerRole:
         if not items:
             return {}
         taught = {pid for _, pid, _, _ in items}
-        items += [
-            (-1, pid, own_paths[pid], own_paths[pid]) for pid in self.replay_ids(own_paths, taught)
-        ]
+        if self.settings.distill.llm_replay_paths == "gold":
+            items += [
+                (-1, pid, self.by_id[pid].target(), self.by_id[pid].target())
+                for pid in self.gold_replay_ids(round_idx, taught)
+            ]
+        else:
+            items += [
+                (-1, pid, own_paths[pid], own_paths[pid])
+                for pid in self.replay_ids(own_paths, taught)
+            ]
         recalled = [pid for pid in reversed(self.memory) if pid not in taught]
         recalled = recalled[: self.settings.distill.llm_memory]
         items += [(-1, pid, self.memory[pid], self.memory[pid]) for pid in recalled]
@@ -300,6 +307,28 @@ class ServerRole:
         ok = verified_mask([self.by_id[i] for i in ids], [own_paths[i] for i in ids])
         labelled = [bool(self.by_id[i].answer) for i in ids]
         return [i for i, good, lab in zip(ids, ok, labelled, strict=True) if good and lab][:n]
+
+    def gold_replay_ids(self, round_idx: int, exclude: set[str]) -> list[str]:
+        """Rehearsal from P's labels (``distill.llm_replay_paths: gold``, ours): up to
+        ``llm_replay`` labelled public ids outside ``exclude``, drawn evenly across numbers of
+        reasoning steps (a fresh deterministic shuffle per round, then one id per step count
+        in turn), so that the rehearsal keeps every chain length, not the short ones a
+        verified-own-path draw favours. The LLM learns their gold paths (``Sample.target``)."""
+        n = self.settings.distill.llm_replay
+        ids = [i for i in self.public_ids if self.by_id[i].answer and i not in exclude]
+        if n <= 0 or not ids:
+            return []
+        rng = np.random.default_rng(derive_seed(self.settings.seed, "server", round_idx, "gold"))
+        groups: dict[int, list[str]] = {}
+        for i in ids:
+            groups.setdefault(self.by_id[i].num_steps, []).append(i)
+        queues = [list(rng.permutation(groups[k])) for k in sorted(groups)]
+        out: list[str] = []
+        while len(out) < n and any(queues):
+            for q in queues:
+                if q and len(out) < n:
+                    out.append(str(q.pop()))
+        return out
 
     # ---- logit hosts (lada.hosts): vocabulary and a second model ------------------------
 
