@@ -172,7 +172,8 @@ class DistillConfig:
     # what the LLM rehearses (ours): "own" its own paths of the round that reach P's gold
     # answer (mostly the short questions it gets right); "gold" P's gold paths of labelled
     # questions, drawn evenly across numbers of steps (ServerRole.gold_replay_ids)
-    llm_replay_paths: Literal["own", "gold"] = "own"
+    # (the embedded default's gold: docs/results/default-teaches-both-ways.md)
+    llm_replay_paths: Literal["own", "gold"] = "gold"
     # who teaches what (ours, lada.train.boundary): a teacher writes a path only for public
     # questions it can answer, and abstains (an empty path: learnt by nobody) on the others.
     # "labelled": the LLM teaches only where P has a label (spec §1: an unlabelled public
@@ -209,8 +210,9 @@ class DistillConfig:
     # own: "contrast" the spec's term; "floor" (ours) its own path's term is floored at the
     # reference, so the loss never pushes the LLM's own reasoning below where the step began
     # (lada.train.losses.contrastive_margin); "off" no L_CD there, SFT on SLM k's path only
-    # (a departure, a diagnostic). Measured: docs/results/default-teaches-both-ways.md
-    llm_unlabelled_cd: Literal["contrast", "floor", "off"] = "contrast"
+    # (a departure, a diagnostic). The embedded default's floor: measured with the gold
+    # rehearsal below, docs/results/default-teaches-both-ways.md
+    llm_unlabelled_cd: Literal["contrast", "floor", "off"] = "floor"
     sft_weight: float = 1.0  # weight of SFT on the preferred path (the plain host's L_host)
     # the logit hosts' KL (fedmkt, fedcollm; their own settings: hosts.<name>), student side
     # (ours): "topk" = softmax over the teacher's k ids; "full" = over the vocab
