@@ -452,9 +452,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    # CPU budget (ours): at most 100 picks (10 % of P) per filter and round, 100 test samples per client
+    # CPU budget (ours): at most 100 picks (10 % of P) per filter and round; every test sample
     filter: FilterConfig = field(default_factory=lambda: FilterConfig(budget=100))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=100))
+    eval: EvalConfig = field(default_factory=EvalConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     faults: list[FaultSpec] = field(default_factory=list)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
