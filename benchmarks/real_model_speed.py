@@ -143,6 +143,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    p.add_argument(
+        "--no-compile-train",
+        action="store_true",
+        help="leave out the torch.compile training rows only (each compiles for minutes on a CPU)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,7 +193,7 @@ def main() -> None:
         )
         trainers[f"HF Trainer + peft ({'bf16' if bf16 else 'fp32'})"] = (hf.train(), bf16)
     # the contender: the Trainer's torch_compile (inductor) in the faster precision of the two
-    if not args.no_compile:
+    if not (args.no_compile or args.no_compile_train):
         hf, _ = load_causal_lm(
             path, lora=lora, dtype="fp32", device=args.device, chat_template="auto"
         )
