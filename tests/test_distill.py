@@ -296,3 +296,29 @@ def test_cd_norm_sets_the_scale_of_the_reported_margin(tok, norm: str) -> None:
         )
         n_tokens = len(tok(RIGHT[0])["input_ids"])
         assert np.mean(out.margin) < np.mean(long.margin) / (n_tokens / 3)
+
+
+@pytest.mark.parametrize("mode", ["contrast", "floor"])
+def test_the_llm_step_gets_its_unlabelled_cd_setting_and_gold_rehearsal(tok, monkeypatch, mode):
+    """ServerRole.learn hands distill.llm_unlabelled_cd to the step, and with
+    llm_replay_paths=gold its rehearsal rows are P's gold paths, not the LLM's own paths."""
+    import dataclasses
+
+    import lada.train.distill as distill
+
+    seen: dict = {}
+    real = distill.learn_from_paths
+
+    def spy(model, tokenizer, samples, teacher_paths, own_paths, cfg, optim, **kw):
+        seen.update(kw, samples=list(samples), teacher=list(teacher_paths))
+        return real(model, tokenizer, samples, teacher_paths, own_paths, cfg, optim, **kw)
+
+    monkeypatch.setattr(distill, "learn_from_paths", spy)
+    server = _server(tok, replay=2)
+    d = dataclasses.replace(server.settings.distill, llm_unlabelled_cd=mode)
+    server.settings = dataclasses.replace(server.settings, distill=d)
+    own = {s.id: WRONG[i] for i, s in enumerate(SAMPLES)}  # own paths all wrong
+    server.learn(1, {0: (["p1"], RIGHT[:1])}, own)
+    assert seen["unlabelled_cd"] == mode
+    rehearsed = [(s, t) for s, t in zip(seen["samples"], seen["teacher"], strict=True)][1:]
+    assert len(rehearsed) == 2 and all(t == s.target() for s, t in rehearsed)
