@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lada.cli import main
@@ -243,7 +244,8 @@ def test_show_by_refuses_runs_without_groups_or_the_group(tmp_path: Path, capsys
     assert "no group 'num_steps'" in err and "domain, kind" in err
 
 
-def test_show_by_refuses_runs_ending_at_different_rounds(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("by", [[], ["--by", "kind"]])
+def test_show_refuses_runs_ending_at_different_rounds(tmp_path: Path, capsys, by) -> None:
     runs = []
     for i in range(2):
         d = tmp_path / f"s{i}"
@@ -252,7 +254,7 @@ def test_show_by_refuses_runs_ending_at_different_rounds(tmp_path: Path, capsys)
         runs.append(d)
     lines = (runs[1] / "metrics.jsonl").read_text().splitlines()
     (runs[1] / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # ends at round 1
-    assert main(["show", *map(str, runs), "--by", "kind"]) == 2
+    assert main(["show", *map(str, runs), *by]) == 2
     err = capsys.readouterr().err
     assert "different rounds" in err and f"{runs[0]}: round 2" in err
     assert f"{runs[1]}: round 1" in err

@@ -441,6 +441,18 @@ def _over_runs_line(label: str, s: dict[str, Any]) -> str:
     )
 
 
+def _same_last_round(ends: list[tuple[Any, int]]) -> None:
+    """A clear error when the runs (run directory, last round) end at different rounds."""
+    from lada.config import ConfigError
+
+    if len({t for _, t in ends}) > 1:
+        raise ConfigError(
+            "the runs end at different rounds ("
+            + ", ".join(f"{d}: round {t}" for d, t in ends)
+            + "); compare runs at the same round"
+        )
+
+
 def seed_changes(run_dirs: list[Path]) -> dict[str, Any]:
     """Base (round 0) -> final change of the mean SLM and the mean LLM accuracy per run (one run
     per seed, the same config otherwise), and their paired 95 % t-intervals over the runs
@@ -453,6 +465,7 @@ def seed_changes(run_dirs: list[Path]) -> dict[str, Any]:
             b, f = base[f"{side}_accuracy_mean"], final[f"{side}_accuracy_mean"]
             row[side] = {"base": b, "final": f, "change": f - b}
         runs.append(row)
+    _same_last_round([(r["run"], r["round"]) for r in runs])
     out: dict[str, Any] = {"runs": runs}
     for side in ("slm", "llm"):
         out[side] = _over_runs([r[side]["change"] for r in runs])
@@ -573,12 +586,7 @@ def group_changes(run_dirs: list[Path], by: str) -> dict[str, Any]:
                     }
         for v, row in row_of.items():
             values.setdefault(v, {"runs": []})["runs"].append(row)
-    if len({t for _, t in ends}) > 1:
-        raise ConfigError(
-            "the runs end at different rounds ("
-            + ", ".join(f"{d}: round {t}" for d, t in ends)
-            + "); compare runs at the same round"
-        )
+    _same_last_round(ends)
     for v in values.values():
         for side in ("slm", "llm"):
             changes = [r[side]["change"] for r in v["runs"] if side in r]
