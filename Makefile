@@ -25,6 +25,7 @@ test-flower: setup
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
 
 bench: setup
 	.venv/bin/python benchmarks/train_throughput.py

@@ -298,7 +298,16 @@ def test_fedcot_picks_are_reported_with_their_two_task_loss(tok, tmp_path) -> No
     )
     settings = ClientSettings(LocalTrainConfig(), d, EvalConfig())
     load = lambda: (build_model("slm-xs", tok, seed=0), tok)  # noqa: E731
-    client = ClientRole(0, load, [], [], SAMPLES, settings, tmp_path / "c", host=FedCoTHost(FedCoTConfig(alpha=alpha)))
+    client = ClientRole(
+        0,
+        load,
+        [],
+        [],
+        SAMPLES,
+        settings,
+        tmp_path / "c",
+        host=FedCoTHost(FedCoTConfig(alpha=alpha)),
+    )
     client.enter_round(1)
     ids = [s.id for s in SAMPLES[:4]]
     hand = [
@@ -318,3 +327,28 @@ def test_fedcot_picks_are_reported_with_their_two_task_loss(tok, tmp_path) -> No
     # (the whole path's NLL is another number, even on an untrained model)
     assert max(abs(a - b) for a, b in zip(hand, plain, strict=True)) > 1e-2
     assert (res.loss_after < res.loss_before).all()
+
+
+def test_lada_eval_asks_in_the_runs_host_prompt(tmp_path, capsys) -> None:
+    import json
+
+    import yaml
+
+    from lada.cli import _eval_host, main
+    from lada.config import load_config, to_dict
+
+    run = tmp_path / "run"
+    (run / "clients" / "client_0").mkdir(parents=True)
+    (run / "checkpoints" / "round_001").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(load_config(None, ["host=fedcot"]))))
+    slm = str(run / "clients" / "client_0" / "round_001.safetensors")
+    assert isinstance(_eval_host(slm, None), FedCoTHost)  # the run's host, for its SLM
+    assert _eval_host(str(run / "checkpoints" / "round_001"), None) is None  # the LLM: plain
+    assert _eval_host(slm, "none") is None
+    assert _eval_host("slm-xs", None) is None  # not a run's checkpoint
+    assert isinstance(_eval_host("slm-xs", "fedcot"), FedCoTHost)
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps(SAMPLES[0].to_dict()) + "\n")
+    assert main(["eval", "--model", "slm-xs", "--data", str(data), "--host", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--host" in err and "nope" in err and "fedcot" in err

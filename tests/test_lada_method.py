@@ -149,7 +149,6 @@ def test_role_pairs_are_kept_on_unlabelled_questions_under_skip() -> None:
     assert t.learn.tolist() == [True, True, True, True]
 
 
-
 @pytest.mark.parametrize("mode", ["contrast", "floor", "off"])
 def test_llm_unlabelled_cd_sets_the_pairs_on_unlabelled_questions(mode: str) -> None:
     """distill.llm_unlabelled_cd: "off" drops only the unlabelled questions' pairs; "floor"

@@ -63,9 +63,7 @@ def test_real_gsm8k_config_runs_with_local_checkpoints(
     r1 = records[1]
     assert r1["missed"] == {} and set(r1["slm_accuracy"]) == {"0", "1", "2"}
     # each SLM gets picks, unless the tiny LLM teaches none of P (the teachability mask)
-    assert all(
-        r1["selected"][k]["S"] >= 1 or r1["filter_mode"][k]["S"] == "masked" for k in "012"
-    )
+    assert all(r1["selected"][k]["S"] >= 1 or r1["filter_mode"][k]["S"] == "masked" for k in "012")
     assert r1["client_domains"]["0"] == ["gsm8k"]
     # LoRA: a client's saved state holds the adapters only
     from safetensors.torch import load_file

@@ -104,7 +104,9 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
         if args.rebuild:
             console.print(f"          {compare_with_shipped(name, path)}")
     if args.ship:
-        console.print(f"shipped: {ship(names, cfg.prepare, world)} (manifest.json: sha256s, recipe)")
+        console.print(
+            f"shipped: {ship(names, cfg.prepare, world)} (manifest.json: sha256s, recipe)"
+        )
     if args.eval:
         _eval_prepared(paths, world, args.eval, console)
     return 0
@@ -211,10 +213,15 @@ def _load_model(name: str, lora: bool, seed: int | None = None) -> tuple[Any, An
     return load_causal_lm(source, lora=LoraSettings() if lora else None, seed=seed)
 
 
-def _eval_and_print(model, tok, samples, out: Path | None, title: str) -> dict[str, Any]:
+def _eval_and_print(
+    model, tok, samples, out: Path | None, title: str, host: Any = None
+) -> dict[str, Any]:
+    """Evaluate and print; with ``host`` each question is asked in the format that host trains
+    its SLMs to answer (:meth:`lada.federation.host.Host.slm_prompt`)."""
     from lada.eval.accuracy import accuracy_table, evaluate, render_table
 
-    res = evaluate(model, tok, samples)
+    prompts = None if host is None else [host.slm_prompt(s.prompt()) for s in samples]
+    res = evaluate(model, tok, samples, prompts=prompts)
     console = _console()
     console.print(render_table(accuracy_table(res.records, ["domain", "num_steps"]), title))
     console.print(f"accuracy: {100 * res.accuracy:.1f}% on {len(samples)} samples")
@@ -278,11 +285,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     samples = _load_samples(args.data, args.format, args.field)
     if args.limit:
         samples = samples[: args.limit]
+    host = _eval_host(args.model, args.host)
     model, tok = _load_model(args.model, False)
-    _eval_and_print(
-        model, tok, samples, Path(args.out) if args.out else None, f"{args.model} on {args.data}"
-    )
+    title = f"{args.model} on {args.data}"
+    if host is not None:
+        title += f" (asked in host {host.name!r}'s SLM prompt)"
+    _eval_and_print(model, tok, samples, Path(args.out) if args.out else None, title, host)
     return 0
+
+
+def _eval_host(model: str, name: str | None) -> Any:
+    """The host whose SLM prompt `lada eval` asks in: ``--host`` (``none``: the plain prompt),
+    else, for an SLM checkpoint of a run, the run's host (its recorded settings); else None."""
+    from lada.export import parse_run_checkpoint
+    from lada.hosts import get_host
+
+    if name == "none":
+        return None
+    if name is not None:
+        from lada.config import ConfigError
+        from lada.config.validate import problem
+        from lada.hosts.registry import UnknownHostError
+
+        try:
+            return get_host(name)
+        except UnknownHostError as e:
+            raise ConfigError(problem("--host", name, str(e))) from None
+    found = parse_run_checkpoint(model)
+    if found is None or found[2] is None:  # not a run's checkpoint, or the server's (the LLM)
+        return None
+    from lada.config import load_config
+
+    cfg = load_config(found[0] / "config.yaml")
+    return get_host(cfg.host, cfg.hosts.get(cfg.host))
 
 
 # ---- run ---------------------------------------------------------------------------------
@@ -632,6 +667,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=FORMATS, default="lada", help=FORMAT_HELP)
     ev.add_argument("--field", action="append", default=[], metavar="key=value", help=FIELD_HELP)
     ev.add_argument("--limit", type=int, help="evaluate on the first N samples only")
+    ev.add_argument(
+        "--host",
+        help="ask each question in this host's SLM prompt (e.g. fedcot; none: the plain "
+        "prompt; default: the run's host for a run's SLM checkpoint, else the plain prompt)",
+    )
     ev.add_argument("--out", help="folder for eval.json and eval_records.jsonl")
     ev.set_defaults(func=cmd_eval)
 

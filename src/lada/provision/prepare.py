@@ -239,7 +239,10 @@ def prepare_models(
 
     todo.sort(key=lambda n: -pretrain_cost(n, cfg))
     rest = todo
-    with mp.get_context("spawn").Manager() as manager, Board(manager.Queue(), "pretraining") as board:
+    with (
+        mp.get_context("spawn").Manager() as manager,
+        Board(manager.Queue(), "pretraining") as board,
+    ):
         q = board.queue if progress else None
         if pretrain_cost(todo[0], cfg) > sum(pretrain_cost(n, cfg) for n in todo[1:]):
             with worker_pool(1) as pool:
