@@ -207,3 +207,35 @@ def test_bench_prints_the_plan_before_anything_runs_and_writes_the_tables(tmp_pa
     assert summary["runs"] == len(specs) and summary["executed"] == len(specs)
     text = (tmp_path / "results.md").read_text()
     assert "decisive suite" in text and "primary outcome lada − random_teachable" in text
+
+
+def test_premise_measures_only_the_named_testbeds_and_keeps_the_others(
+    tmp_path: Path, tiny_overrides: list[str], monkeypatch
+) -> None:
+    from lada.bench import premise as P
+
+    tiny = [*tiny_overrides, "data.split.max_steps=4", "data.split.test_steps=[1, 4]"]
+    monkeypatch.setattr(D, "TESTBEDS", {"tiny": (tiny, ()), "other": (["rounds=1"], ())})
+    monkeypatch.setattr(P, "CAPACITY_STEPS", {"tiny": 2, "other": 2})
+    monkeypatch.setattr(P, "PROBES", 2)
+    root = tmp_path / "premise"
+    root.mkdir()
+    cell = {"client": 0, "model": "llm", "name": "m", "stage": "base", "kind": "general"}
+    kept = {
+        "overrides": ["rounds=1", "seed=0", f"host={D.HOST}", "plugin=none"],
+        "cells": [cell | {"num_steps": 1, "n": 30, "correct": 30, "accuracy": 1.0}],
+        "checks": [{"check": "kept check", "value": 0.5, "threshold": 0.3, "holds": True}],
+    }
+    (root / "other.json").write_text(json.dumps(kept))
+    with pytest.raises(ValueError, match="no testbed"):
+        P.measure_premise(tmp_path, log=lambda _m: None, testbeds=["nope"])
+    res = P.measure_premise(tmp_path, log=lambda _m: None, testbeds=["tiny"])
+    assert set(res) == {"tiny", "other"} and res["other"] == kept["checks"]
+    assert json.loads((root / "other.json").read_text()) == kept  # not measured again
+    measured = json.loads((root / "tiny.json").read_text())
+    assert measured["overrides"][: len(tiny)] == tiny and all(
+        c["n"] == 2 for c in measured["cells"]
+    )
+    md = (root / "premise.md").read_text()
+    assert "## tiny (measured now)" in md and "## other (measured earlier)" in md
+    assert "kept check" in md

@@ -802,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--premise",
         action="store_true",
         help="decisive suite: measure the premise (learnability spread, `lada data gaps` on each "
-        "testbed's seed-0 split) into --out/premise and run nothing else",
+        "testbed's seed-0 split) into --out/premise and run nothing else; --only names the "
+        "testbeds to measure (e.g. --only real), the others' earlier measurements are kept",
     )
     bn.set_defaults(func=cmd_bench)
     return p

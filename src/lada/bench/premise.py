@@ -114,42 +114,72 @@ def checks_markdown(checks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def measure_premise(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_premise(
+    out: Path, log: Callable[[str], None] = print, testbeds: list[str] | None = None
+) -> dict[str, Any]:
     """Each testbed's gaps on its seed-0 split (made under ``out/premise/<testbed>/data``) and
-    prepared models; writes premise/<testbed>.json and premise/premise.md; returns the checks."""
+    prepared models; writes premise/<testbed>.json (with the overrides measured) and
+    premise/premise.md; returns the checks. ``testbeds``: measure only these; the others'
+    earlier measurements (their premise/<testbed>.json) are kept and shown in premise.md."""
     from lada.bench.decisive import HOST, TESTBEDS
     from lada.config import load_config
     from lada.eval.gaps import gap_summary, measure_gaps
     from lada.runner.roles import prepare_zoo_models
     from lada.runner.setup import load_run_data, world_config
 
+    unknown = sorted(set(testbeds or []) - set(TESTBEDS))
+    if unknown:
+        raise ValueError(f"no testbed {unknown} in the decisive suite (known: {list(TESTBEDS)})")
     root = out / "premise"
     parts = ["# Premise: learnability spread (lada bench --suite decisive --premise)", ""]
     result: dict[str, Any] = {}
     for testbed, (base, _) in TESTBEDS.items():
-        cfg = load_config(None, [*base, "seed=0", f"host={HOST}", "plugin=none"])
-        cfg.threads = 2
-        d = root / testbed
-        d.mkdir(parents=True, exist_ok=True)
-        data = load_run_data(cfg, d, record=False)
-        prepare_zoo_models(cfg, world_config(cfg))
-        log(f"premise {testbed}: measuring the gaps ({PROBES} probes per cell)")
-        cells = measure_gaps(
-            cfg, data, n=PROBES, capacity=CAPACITY_STEPS[testbed], log=lambda m: log(f"  {m}")
-        )
-        checks = premise_checks(cells)
-        (root / f"{testbed}.json").write_text(
-            json.dumps(
-                {
-                    "cells": [asdict(c) | {"accuracy": c.accuracy} for c in cells],
-                    "gaps": gap_summary(cells),
-                    "checks": checks,
-                },
-                indent=2,
+        overrides = [*base, "seed=0", f"host={HOST}", "plugin=none"]
+        recorded = root / f"{testbed}.json"
+        if testbeds and testbed not in testbeds:
+            if not recorded.is_file():
+                continue
+            old = json.loads(recorded.read_text())
+            cells = [
+                GapCell(**{k: c[k] for k in GapCell.__dataclass_fields__}) for c in old["cells"]
+            ]
+            checks = old["checks"]
+            same = old.get("overrides") == overrides
+            note = "measured earlier" + ("" if same else ", with other overrides than now")
+            log(f"premise {testbed}: kept ({note})")
+        else:
+            cfg = load_config(None, overrides)
+            cfg.threads = 2
+            d = root / testbed
+            d.mkdir(parents=True, exist_ok=True)
+            data = load_run_data(cfg, d, record=False)
+            prepare_zoo_models(cfg, world_config(cfg))
+            log(f"premise {testbed}: measuring the gaps ({PROBES} probes per cell)")
+            cells = measure_gaps(
+                cfg, data, n=PROBES, capacity=CAPACITY_STEPS[testbed], log=lambda m: log(f"  {m}")
             )
-            + "\n"
-        )
-        parts += [f"## {testbed}", "", cells_markdown(cells), "", checks_markdown(checks), ""]
+            checks = premise_checks(cells)
+            recorded.write_text(
+                json.dumps(
+                    {
+                        "overrides": overrides,
+                        "cells": [asdict(c) | {"accuracy": c.accuracy} for c in cells],
+                        "gaps": gap_summary(cells),
+                        "checks": checks,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+            note = "measured now"
+        parts += [
+            f"## {testbed} ({note})",
+            "",
+            cells_markdown(cells),
+            "",
+            checks_markdown(checks),
+            "",
+        ]
         result[testbed] = checks
         (root / "premise.md").write_text("\n".join(parts))
     return result

@@ -48,7 +48,7 @@ def bench(
         from lada.bench.premise import measure_premise
 
         t0 = time.perf_counter()
-        checks = measure_premise(out, log=log)
+        checks = measure_premise(out, log=log, testbeds=only)  # --only names testbeds here
         for testbed, cs in checks.items():
             for c in cs:
                 log(

@@ -68,9 +68,11 @@ def hash_seed(seed: int, *parts: object) -> int:
     return derive_seed(seed, PROBE_SEED, *parts)
 
 
-def _cells(
+def probe_cells(
     client: int, model: str, name: str, stage: str, samples: list[Sample], records: list[dict]
 ) -> list[GapCell]:
+    """One :class:`GapCell` per (kind, number of steps) of ``samples``, counting the correct
+    ``records`` (:func:`lada.eval.accuracy.evaluate`'s, in the samples' order)."""
     counts: dict[tuple[str, int], list[int]] = {}
     for s, r in zip(samples, records, strict=True):
         c = counts.setdefault((s.meta["kind"], s.num_steps), [0, 0])
@@ -120,7 +122,7 @@ def measure_gaps(
     records = evaluate(llm, llm_tok, flat, **gen).records
     start = 0
     for k, p in enumerate(probes):
-        cells += _cells(k, "llm", cfg.server.model, "base", p, records[start : start + len(p)])
+        cells += probe_cells(k, "llm", cfg.server.model, "base", p, records[start : start + len(p)])
         start += len(p)
     del llm
     for k, mc in enumerate(cfg.clients):
@@ -147,12 +149,12 @@ def measure_gaps(
             recs = evaluate(model, tok, probes[k], **gen).records
             cells += [
                 c
-                for c in _cells(k, "slm", mc.model, "capacity", probes[k], recs)
+                for c in probe_cells(k, "slm", mc.model, "capacity", probes[k], recs)
                 if c.kind == "general"
             ]
         model, tok = model_loader(mc, cfg, data.world_cfg, role=f"client_{k}")()
         log(f"SLM {k} {mc.model}: as prepared")
-        cells += _cells(
+        cells += probe_cells(
             k, "slm", mc.model, "base", probes[k], evaluate(model, tok, probes[k], **gen).records
         )
         seed = derive_seed(cfg.seed, "gaps", "local_train", k)
@@ -166,7 +168,7 @@ def measure_gaps(
             [s.target() for s in train],
             replace(cfg.local.optim, seed=seed),
         )
-        cells += _cells(
+        cells += probe_cells(
             k, "slm", mc.model, "local", probes[k], evaluate(model, tok, probes[k], **gen).records
         )
     return cells
