@@ -100,7 +100,7 @@ def test_paired_t_interval_and_margin_outcome() -> None:
 
 def _fake_run(d: Path, bits: dict[str, dict[str, str]], sel=None, orc=None) -> None:
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text("rounds: 1\n")
+    (d / "config.yaml").write_text("rounds: 1\ndata: {split: {public_size: 10}}\n")
     (d / "state.json").write_text(json.dumps({"last_complete_round": 1}))
     q = {**bits, "ids_sha1": {k: f"h{k}" for k in bits["llm"]}}
     (d / "questions").mkdir()
@@ -114,6 +114,9 @@ def _fake_run(d: Path, bits: dict[str, dict[str, str]], sel=None, orc=None) -> N
         "llm_accuracy_mean": acc["llm"],
         "seconds": {"total": 1.0},
     }
+    if sel is not None:  # counts as the runner records them; the mask took out 6 and 8 of 10
+        rec["selected"] = {k: {side: len(v) for side, v in s.items()} for k, s in sel.items()}
+        rec["masked"] = {k: {"S": 6, "L": 8} for k in sel}
     (d / "metrics.jsonl").write_text(json.dumps(rec) + "\n")
     for sub, obj in (("selections", sel), ("oracle", orc)):
         if obj is not None:
@@ -152,6 +155,8 @@ def test_seed_deltas_precision_and_the_tables(tmp_path: Path) -> None:
     text = out.read_text()
     assert "| zoo | lada − random_teachable | SLM | +12.5 [+12.5, +12.5] | helps | 3 | 1 |" in text
     assert "| zoo | lada | SLM 0 ← LLM | 75 [75, 75] (n=3) |" in text
+    assert "| zoo | lada | 4.0 | 4.0 | 1.0 | 2.0 | 3 |" in text  # picks, candidates per learner
+    assert "| zoo | random_teachable | 4.0 | 4.0 | 0.0 | 2.0 | 3 |" in text
     assert "- note" in text
 
 

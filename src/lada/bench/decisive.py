@@ -368,6 +368,46 @@ def accuracy_markdown(cells: dict[tuple[str, str], dict[int, Path]]) -> str:
     return "\n".join(lines)
 
 
+def picks_markdown(cells: dict[tuple[str, str], dict[int, Path]]) -> str:
+    """Per testbed and arm: the mean number of picks per learner and round, and of teachable
+    candidates (|P| minus what the mask took out), for each SLM (taught by the LLM) and for the
+    LLM (taught by each SLM); the arms that pick at most ``filter.budget`` may pick fewer."""
+    import yaml
+
+    from lada.runner.metrics_file import read_metrics
+
+    lines = [
+        "| testbed | arm | picks per SLM | its teachable candidates | picks for the LLM per SLM "
+        "| their teachable candidates | learner-rounds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for testbed in TESTBEDS:
+        for arm in ARMS:
+            if arm == "alone" or (testbed, arm) not in cells:
+                continue
+            got: dict[str, list[float]] = {"S": [], "L": [], "cS": [], "cL": []}
+            for d in cells[testbed, arm].values():
+                cfg = yaml.safe_load((d / "config.yaml").read_text())
+                size = int(cfg["data"]["split"]["public_size"])
+                for r in read_metrics(d):
+                    if r["round"] < 1:
+                        continue
+                    for k, sel in (r.get("selected") or {}).items():
+                        masked = (r.get("masked") or {}).get(k, {})
+                        for side in ("S", "L"):
+                            got[side].append(float(sel.get(side, 0)))
+                            got["c" + side].append(float(size - masked.get(side, 0)))
+
+            def mean(v: list[float]) -> str:
+                return f"{np.mean(v):.1f}" if v else "–"
+
+            lines.append(
+                f"| {testbed} | {arm} | {mean(got['S'])} | {mean(got['cS'])} | {mean(got['L'])} "
+                f"| {mean(got['cL'])} | {len(got['S'])} |"
+            )
+    return "\n".join(lines)
+
+
 def _ms(vals: list[float]) -> str:
     if not vals:
         return "–"
@@ -396,6 +436,15 @@ def write_decisive(
         "## Accuracy at the last round",
         "",
         accuracy_markdown(cells),
+        "",
+        "## Picks per learner and round",
+        "",
+        "Mean over seeds, learners and rounds. Teachable candidates: the public questions the "
+        "mask leaves (the teacher's path verified, or self-consistent on unlabelled questions). "
+        "random picks among all of P; random_teachable and the oracle pick the budget within the "
+        "mask (fewer where fewer are teachable); LaDa's filters pick at most the budget.",
+        "",
+        picks_markdown(cells),
         "",
         "## Paired differences",
         "",
