@@ -144,8 +144,12 @@ def measure_premise(
                 GapCell(**{k: c[k] for k in GapCell.__dataclass_fields__}) for c in old["cells"]
             ]
             checks = old["checks"]
-            same = old.get("overrides") == overrides
-            note = "measured earlier" + ("" if same else ", with other overrides than now")
+            if "overrides" not in old:
+                note = "measured earlier, overrides not recorded"
+            elif old["overrides"] == overrides:
+                note = "measured earlier"
+            else:
+                note = "measured earlier, with other overrides than now"
             log(f"premise {testbed}: kept ({note})")
         else:
             cfg = load_config(None, overrides)
