@@ -19,12 +19,13 @@ def _ov(spec, key: str) -> str | None:
     return vals[-1] if vals else None
 
 
-def test_plan_arms_seeds_test_sizes_rehearsal_and_time() -> None:
-    specs, left = D.decisive_suite()
+def test_plan_arms_seeds_test_sizes_rehearsal_and_time(tmp_path: Path) -> None:
+    specs, left = D.decisive_suite(runs_dir=tmp_path)
     zoo = {s.method for s in specs if s.scenario == "zoo"}
     real = {s.method for s in specs if s.scenario == "real"}
     assert zoo == {"alone", "random", "random_teachable", "lada", "oracle"}
     assert {"random_teachable", "lada"} <= real  # the primary pair runs on the real testbed
+    assert "random_matched" in real  # the follow-up control, count-matched to LaDa's picks
     for tb in ("zoo", "real"):
         for arm in {s.method for s in specs if s.scenario == tb}:
             seeds = sorted(s.seed for s in specs if s.scenario == tb and s.method == arm)
@@ -33,7 +34,14 @@ def test_plan_arms_seeds_test_sizes_rehearsal_and_time() -> None:
     for s in specs:
         assert _ov(s, "distill.slm_replay") == "0"  # the same rehearsal (none) on every arm
         assert _ov(s, "allocation_count") is None  # every arm picks filter.budget
-        if s.method == "random_teachable":
+        if s.method == "random_matched":  # random_teachable, as many as the seed's LaDa run
+            lada = f"sft__lada__{s.scenario}__s{s.seed}"
+            assert _ov(s, "allocation_counts_from") == str(tmp_path.resolve() / lada)
+            assert s.after == lada and lada in {x.name for x in specs}
+            assert _ov(s, "allocation") == "random_teachable" and _ov(s, "plugin") == "lada"
+        else:
+            assert s.after is None
+        if s.method in ("random_teachable", "random_matched"):
             assert _ov(s, "allocation") == "random_teachable" and _ov(s, "plugin") == "lada"
             continue  # its allocation value belongs to the method's own code
         cfg = load_config(None, list(s.overrides))
@@ -50,7 +58,8 @@ def test_plan_arms_seeds_test_sizes_rehearsal_and_time() -> None:
         if s.method != "alone"
     }
     assert len({tb for tb, _ in budgets}) == len(budgets)  # one budget per testbed
-    assert D.planned_hours(specs) <= D.BUDGET_HOURS
+    # the committed design fits 8 hours; the follow-up control comes on top
+    assert D.planned_hours([s for s in specs if s.method in D.DESIGN_ARMS]) <= D.BUDGET_HOURS
     assert any("real" in x for x in left)
     with pytest.raises(ValueError, match="8 seeds"):
         D.decisive_suite(seeds=3)
@@ -244,3 +253,68 @@ def test_premise_measures_only_the_named_testbeds_and_keeps_the_others(
     md = (root / "premise.md").read_text()
     assert "## tiny (measured now)" in md and "## other (measured earlier)" in md
     assert "kept check" in md
+
+
+def test_a_run_that_reads_another_starts_after_it(tmp_path: Path, monkeypatch) -> None:
+    """random_matched reads its LaDa run's picks: the bench starts it once that run has ended
+    (done or failed), in plan order otherwise; a run whose source is outside the plan is ready."""
+    from lada.bench import execute as E
+    from lada.bench.suite import RunSpec
+
+    a, b = RunSpec("sft", "lada", "t", 0), RunSpec("sft", "random_teachable", "t", 0)
+    m = RunSpec("sft", "random_matched", "t", 0, after=a.name)
+    assert E.next_ready([m, b, a], ()) == b
+    assert E.next_ready([m], [a]) is None  # its source still runs
+    assert E.next_ready([m], ()) == m  # ended, or not in this plan
+    order: list[str] = []
+    monkeypatch.setattr(E, "prepare_models_for", lambda specs: None)
+    loop = RunSpec("sft", "x", "t", 0, after="sft__y__t__s0")
+    for jobs in (1, 2):
+        with pytest.raises(ValueError, match="wait for each other"):
+            E.execute([loop, RunSpec("sft", "y", "t", 0, after=loop.name)], tmp_path, jobs=jobs)
+    monkeypatch.setattr(
+        E,
+        "execute_one",
+        lambda s, d: order.append(s.name) or {"name": s.name, "status": "ran", "seconds": 0.0},
+    )
+    E.execute([m, b, a], tmp_path, jobs=1, log=lambda *_: None)
+    assert order == [b.name, a.name, m.name]
+
+
+@pytest.mark.slow
+def test_a_count_matched_run_picks_as_many_as_the_lada_run_it_follows(tmp_path: Path) -> None:
+    """End to end on tiny models, two jobs: the bench starts random_matched after its LaDa run
+    and its picks match that run's counts per learner, direction and round."""
+    from lada.bench.execute import execute
+    from lada.bench.suite import RunSpec
+    from lada.config.presets import TINY
+
+    runs = (tmp_path / "runs").resolve()
+    base = [*TINY, "rounds=2", "seed=3"]
+    lada = RunSpec("sft", "lada", "t", 3, "main", tuple(base))
+    follow = [f"allocation_counts_from={runs / lada.name}", "allocation=random_teachable"]
+    matched = RunSpec("sft", "random_matched", "t", 3, "main", (*base, *follow), after=lada.name)
+    statuses = execute([matched, lada], tmp_path, jobs=2, log=lambda *_: None)
+    assert [s["status"] for s in statuses] == ["ran", "ran"]
+    import yaml
+
+    from lada.runner.metrics_file import read_metrics
+
+    size = int(
+        yaml.safe_load((runs / lada.name / "config.yaml").read_text())["data"]["split"][
+            "public_size"
+        ]
+    )
+    recs = [{r["round"]: r for r in read_metrics(runs / s.name)} for s in (lada, matched)]
+    picked = 0
+    for r in (1, 2):
+        sel = [
+            json.loads((runs / s.name / "selections" / f"round_{r:03d}.json").read_text())
+            for s in (lada, matched)
+        ]
+        for k, per in sel[0].items():
+            for d, ids in per.items():
+                teachable = size - recs[1][r]["masked"][k][d]
+                assert len(sel[1][k][d]) == min(len(ids), teachable), (r, k, d)
+                picked += len(ids)
+    assert picked > 0

@@ -84,3 +84,11 @@ def test_real_gsm8k_config_names_the_repository_copy_from_any_cwd(
     assert cfg.data.public_file == str(gsm8k / "train.jsonl")
     assert {c.test_file for c in cfg.clients} == {str(gsm8k / "test.jsonl")}
     assert Path(cfg.data.public_file).is_file() and Path(cfg.clients[0].test_file).is_file()
+
+
+def test_a_followed_run_folder_resolves_like_a_data_file(tmp_path: Path) -> None:
+    """allocation_counts_from (a run folder) is a path: relative to the config file's folder,
+    absolute in the snapshot a run keeps, so a resumed run reads the same folder."""
+    raw = {"allocation": "random_teachable", "allocation_counts_from": "../runs/lada_s0"}
+    out = resolve_file_paths(raw, tmp_path / "configs")
+    assert out["allocation_counts_from"] == str((tmp_path / "runs" / "lada_s0").resolve())

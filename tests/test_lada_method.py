@@ -4,6 +4,7 @@ questions included), and no reward comes from an empty teacher path."""
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -246,10 +247,10 @@ def test_random_teachable_sees_the_same_mask_and_budget_as_lada(
     budget = cfg.filter.budget
     labelled = np.array([bool(s.answer) for s in server.public])
 
-    def one(allocation: str):
+    def one(allocation: str, counts_from: str | None = None):
         rnd = RoundContext(1, server, guarded(engine, server, host), RoundReport(1), [0, 1, 2])
         masks = LadaPlugin.teachable(rnd, host, ("S", "L")).masks
-        plugin = LadaPlugin(allocation=allocation)
+        plugin = LadaPlugin(allocation=allocation, counts_from=counts_from)
         picks = plugin.allocate(rnd, ExchangeStep(allocation, host, True), ("S", "L"))
         return rnd.report, masks, picks
 
@@ -272,6 +273,73 @@ def test_random_teachable_sees_the_same_mask_and_budget_as_lada(
     assert picks_rand.rewards is False and picks_lada.rewards is True
     # the teachers' paths written for the mask are those the exchange reuses
     assert picks_lada.llm_paths == picks_rand.llm_paths and picks_lada.llm_paths
+
+    # count-matched (allocation_counts_from): as many as the followed run picked, per learner
+    # and direction; a client the file lacks picks nothing; still random within the same mask
+    followed = tmp_path / "followed"
+    (followed / "selections").mkdir(parents=True)
+    wanted = {0: {"S": 2, "L": 1}, 1: {"S": 0, "L": 3}}
+    (followed / "selections" / "round_001.json").write_text(
+        json.dumps(
+            {
+                str(k): {d: [f"x{i}" for i in range(n)] for d, n in per.items()}
+                for k, per in wanted.items()
+            }
+        )
+    )
+    rep_m, masks_m, picks_m = one("random_teachable", str(followed))
+    assert rep_m.masked == rep_rand.masked
+    for k in (0, 1, 2):
+        for d in ("S", "L"):
+            m = masks_m[k][d]
+            got = [pos[i] for i in picks_m.alloc[k].ids[d]]
+            assert all(m[i] for i in got) and len(set(got)) == len(got)
+            assert len(got) == min(wanted.get(k, {}).get(d, 0), int(m.sum()))
+            assert rep_m.filter_mode[k][d] == "random_matched"
+    assert picks_m.rewards is False
+
+
+def test_matched_counts_reads_a_runs_selections_and_names_the_file_when_bad(tmp_path) -> None:
+    from lada.federation.allocation import matched_counts
+
+    sel = tmp_path / "selections"
+    sel.mkdir()
+    (sel / "round_002.json").write_text(
+        json.dumps({"0": {"S": ["a", "b"], "L": []}, "3": {"S": ["c"]}})
+    )
+    assert matched_counts(tmp_path, 2) == {0: {"S": 2, "L": 0}, 3: {"S": 1}}
+    with pytest.raises(ValueError, match=r"round_001\.json: no such file .*finished round 1"):
+        matched_counts(tmp_path, 1)
+    for bad, why in [
+        ("{", "not JSON"),
+        ("[1]", "expected an object of clients"),
+        ('{"a": {}}', "key 'a': expected a client index"),
+        ('{"0": []}', "field 0: expected an object"),
+        ('{"0": {"X": []}}', "field 0.X: expected S or L"),
+        ('{"0": {"S": 3}}', "field 0.S: expected S or L with a list"),
+    ]:
+        (sel / "round_003.json").write_text(bad)
+        with pytest.raises(ValueError, match="allocation_counts_from: .*round_003.json: " + why):
+            matched_counts(tmp_path, 3)
+
+
+def test_allocation_counts_from_needs_random_teachable_and_an_existing_folder(tmp_path) -> None:
+    from lada.config import ConfigError, load_config
+    from lada.config.validate import check_resources
+
+    with pytest.raises(
+        ConfigError,
+        match="allocation_counts_from.*needs plugin=lada and allocation=random_teachable",
+    ):
+        load_config(None, [f"allocation_counts_from={tmp_path}"])  # allocation: lada
+    cfg = load_config(
+        None, ["allocation=random_teachable", f"allocation_counts_from={tmp_path / 'nope'}"]
+    )
+    assert any(
+        "allocation_counts_from" in p and "no such folder" in p for p in check_resources(cfg)
+    )
+    ok = load_config(None, ["allocation=random_teachable", f"allocation_counts_from={tmp_path}"])
+    assert not any("allocation_counts_from" in p for p in check_resources(ok) if p)
 
 
 def test_a_baselines_unlabelled_picks_for_a_logit_host_are_counted_not_silently_dropped() -> None:

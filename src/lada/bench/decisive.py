@@ -44,7 +44,10 @@ from lada.bench.stats import (
 from lada.bench.suite import FULL_OVERRIDES, RunSpec, method_overrides
 
 SEEDS = 8
-ARMS = ("alone", "random", "random_teachable", "lada", "oracle")
+# every arm, in table order; random_matched (ours, a follow-up control, real testbed only):
+# random_teachable count-matched to the same seed's LaDa run (``allocation_counts_from``)
+ARMS = ("alone", "random", "random_teachable", "lada", "oracle", "random_matched")
+DESIGN_ARMS = ARMS[:5]  # the committed design's arms
 HOST = "sft"
 MIN_TEST_QUESTIONS = 200
 
@@ -97,12 +100,12 @@ REAL_OVERRIDES = [
 
 # the real testbed first: the primary outcome's runs start first and finish first
 TESTBEDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
-    "real": (REAL_OVERRIDES, ("random_teachable", "lada")),
-    "zoo": (ZOO_OVERRIDES, ARMS),
+    "real": (REAL_OVERRIDES, ("random_teachable", "lada", "random_matched")),
+    "zoo": (ZOO_OVERRIDES, DESIGN_ARMS),
 }
 PRIMARY = ("real", "lada", "random_teachable", "both")
 # the arms whose picks are compared with the oracle's (they pick, and are not the oracle)
-PICKING = ("random", "random_teachable", "lada")
+PICKING = ("random", "random_teachable", "lada", "random_matched")
 DIAGNOSTIC_TESTBEDS = ("zoo",)  # where the oracle's would-be picks are recorded (cheap there)
 
 # Expected core-seconds of one run (one torch thread), per testbed and arm: the zoo's from the
@@ -119,28 +122,44 @@ EXPECTED_SECONDS: dict[tuple[str, str], float] = {
     ("zoo", "random_teachable"): 300.0,
     ("zoo", "lada"): 330.0,
     ("zoo", "oracle"): 300.0,
+    ("zoo", "random_matched"): 280.0,
     ("real", "alone"): 2070.0,
     ("real", "random"): 2600.0,
     ("real", "random_teachable"): 2600.0,
     ("real", "lada"): 2700.0,
     ("real", "oracle"): 2800.0,
+    ("real", "random_matched"): 2300.0,  # fewer picks than random_teachable's budget
 }
 BUDGET_HOURS = 8.0
 CORES = 2
 
 
-def decisive_method_overrides(method: str) -> list[str]:
-    """The arm's overrides (the bench's, plus the controls this suite adds)."""
+def matched_source(testbed: str, seed: int) -> str:
+    """The run random_matched follows: the same testbed and seed's LaDa run."""
+    return RunSpec(HOST, "lada", testbed, seed).name
+
+
+def decisive_method_overrides(
+    method: str, runs_dir: Path | None = None, testbed: str = "", seed: int = 0
+) -> list[str]:
+    """The arm's overrides (the bench's, plus the controls this suite adds); random_matched
+    names the folder of the run it follows, in ``runs_dir`` (absolute)."""
     if method == "random_teachable":
         return ["plugin=lada", "allocation=random_teachable"]
+    if method == "random_matched":
+        src = (Path(runs_dir or "runs") / matched_source(testbed, seed)).resolve()
+        return ["plugin=lada", "allocation=random_teachable", f"allocation_counts_from={src}"]
     if method == "oracle":
         return ["plugin=lada", "allocation=oracle"]
     return method_overrides(method)
 
 
-def decisive_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
+def decisive_suite(
+    seeds: int | None = None, runs_dir: Path | None = None
+) -> tuple[list[RunSpec], list[str]]:
     """(runs, what the plan leaves out): every testbed's arms × seeds, seed-major (a seed's
-    arms run together, so a suite cut short still pairs)."""
+    arms run together, so a suite cut short still pairs); ``runs_dir``: where the runs live
+    (random_matched reads its LaDa run there, and starts after it)."""
     n = SEEDS if seeds is None else seeds
     if n < SEEDS:
         raise ValueError(f"the decisive suite's design fixes {SEEDS} seeds or more, not {n}")
@@ -148,15 +167,22 @@ def decisive_suite(seeds: int | None = None) -> tuple[list[RunSpec], list[str]]:
     for testbed, (base, arms) in TESTBEDS.items():
         for seed in range(n):
             for arm in arms:
-                ov = [*base, f"seed={seed}", f"host={HOST}", *decisive_method_overrides(arm)]
+                arm_ov = decisive_method_overrides(arm, runs_dir, testbed, seed)
+                ov = [*base, f"seed={seed}", f"host={HOST}", *arm_ov]
                 if testbed in DIAGNOSTIC_TESTBEDS and arm in PICKING:
                     ov.append("oracle_diagnostic=true")
-                runs.append(RunSpec(HOST, arm, testbed, seed, "main", tuple(ov)))
+                after = matched_source(testbed, seed) if arm == "random_matched" else None
+                runs.append(RunSpec(HOST, arm, testbed, seed, "main", tuple(ov), after))
     left = [
-        f"{tb}: {', '.join(a for a in ARMS if a not in arms)} (the 8-hour cut: rounds and arms "
-        "are cut on the real testbed, never seeds or test questions)"
+        f"{tb}: {', '.join(a for a in DESIGN_ARMS if a not in arms)} (the 8-hour cut: rounds "
+        "and arms are cut on the real testbed, never seeds or test questions)"
         for tb, (_, arms) in TESTBEDS.items()
-        if set(ARMS) - set(arms)
+        if set(DESIGN_ARMS) - set(arms)
+    ]
+    left += [
+        f"{tb}: random_matched (a follow-up control, on the real testbed only)"
+        for tb, (_, arms) in TESTBEDS.items()
+        if "random_matched" not in arms
     ]
     left.append("real: no selection precision (the oracle's generation on all of P every round)")
     return runs, left
@@ -292,19 +318,22 @@ def _cells(specs: Sequence[RunSpec], runs_dir: Path) -> dict[tuple[str, str], di
     return out
 
 
-COMPARE_WITH = ("random_teachable", "random", "alone")
+COMPARE_WITH = ("random_teachable", "random_matched", "random", "alone")
 SIDES = (("both", "SLM+LLM"), ("slm", "SLM"), ("llm", "LLM"))
 
 
 def paired_rows(cells: dict[tuple[str, str], dict[int, Path]]) -> list[dict[str, Any]]:
     """Every arm against random_teachable, random and the host alone, per testbed and side:
     the paired Δ (A − B) over the seeds both have, its 95 % t-interval and margin verdict."""
-    rows = []
+    rows, seen = [], set()
     for testbed in TESTBEDS:
-        for a in ("lada", "oracle", "random_teachable", "random"):
+        for a in ("lada", "oracle", "random_matched", "random_teachable", "random"):
             for b in COMPARE_WITH:
                 if a == b or (testbed, a) not in cells or (testbed, b) not in cells:
                     continue
+                if (testbed, b, a) in seen:  # the other way round is in the table
+                    continue
+                seen.add((testbed, a, b))
                 seeds = sorted(set(cells[testbed, a]) & set(cells[testbed, b]))
                 ra = [cells[testbed, a][s] for s in seeds]
                 rb = [cells[testbed, b][s] for s in seeds]
@@ -365,6 +394,44 @@ def accuracy_markdown(cells: dict[tuple[str, str], dict[int, Path]]) -> str:
                 f"| {testbed} | {arm} | {_ms(slm)} | {_ms(llm)} | {len(slm)} | "
                 f"{', '.join(map(str, sorted(rounds))) or '–'} |"
             )
+    return "\n".join(lines)
+
+
+def rounds_markdown(cells: dict[tuple[str, str], dict[int, Path]]) -> str:
+    """Per testbed and arm: the mean SLM and LLM accuracy over seeds after each round, in %
+    (round 0: before any, where evaluated)."""
+    from lada.runner.metrics_file import read_metrics
+
+    rows, rounds = [], set()
+    for testbed in TESTBEDS:
+        for arm in ARMS:
+            if (testbed, arm) not in cells:
+                continue
+            by: dict[int, tuple[list[float], list[float]]] = {}
+            for d in cells[testbed, arm].values():
+                for r in read_metrics(d):
+                    if r.get("slm_accuracy_mean") is None:
+                        continue
+                    slm, llm = by.setdefault(int(r["round"]), ([], []))
+                    slm.append(r["slm_accuracy_mean"])
+                    llm.append(r["llm_accuracy_mean"])
+            rounds |= set(by)
+            rows.append((testbed, arm, by))
+    if not rows:
+        return ""
+    order = sorted(rounds)
+    lines = [
+        "| testbed | arm | " + " | ".join(f"round {t}: SLM / LLM" for t in order) + " |",
+        "|" + "---|" * (len(order) + 2),
+    ]
+    for testbed, arm, by in rows:
+        cols = [
+            f"{100 * np.mean(by[t][0]):.1f} / {100 * np.mean(by[t][1]):.1f} (n={len(by[t][0])})"
+            if t in by
+            else "–"
+            for t in order
+        ]
+        lines.append(f"| {testbed} | {arm} | " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 
@@ -437,12 +504,19 @@ def write_decisive(
         "",
         accuracy_markdown(cells),
         "",
+        "## Accuracy by round",
+        "",
+        "Mean over seeds of the mean over clients, in %.",
+        "",
+        rounds_markdown(cells),
+        "",
         "## Picks per learner and round",
         "",
         "Mean over seeds, learners and rounds. Teachable candidates: the public questions the "
         "mask leaves (the teacher's path verified, or self-consistent on unlabelled questions). "
         "random picks among all of P; random_teachable and the oracle pick the budget within the "
-        "mask (fewer where fewer are teachable); LaDa's filters pick at most the budget.",
+        "mask (fewer where fewer are teachable); LaDa's filters pick at most the budget; "
+        "random_matched as many as the same seed's LaDa run, within the mask.",
         "",
         picks_markdown(cells),
         "",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from concurrent.futures import as_completed
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +136,40 @@ def execute(
     results = [
         {"name": s.name, "status": "skipped (done)", "seconds": 0.0} for s in specs if s not in todo
     ]
+    ordered: list[RunSpec] = []
+    while len(ordered) < len(todo):  # plan order, a run after the one it reads
+        nxt = next_ready([s for s in todo if s not in ordered], ())
+        if nxt is None:
+            raise ValueError(f"runs that wait for each other: {[s.name for s in todo]}")
+        ordered.append(nxt)
     if todo:
         prepare_models_for(todo)
     if jobs <= 1:
-        for i, s in enumerate(todo, 1):
+        for i, s in enumerate(ordered, 1):
             r = execute_one(s, str(runs_dir / s.name))
             log(f"[{i}/{len(todo)}] {s.name}: {r['status']} ({r['seconds']:.0f}s)")
             results.append(r)
         return results
+    pending, running, i = list(ordered), {}, 0
     with worker_pool(jobs) as pool:  # the jobs end with `lada bench` (Ctrl-C, SIGTERM)
-        futures = {pool.submit(execute_one, s, str(runs_dir / s.name)): s for s in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            r = fut.result()
-            log(f"[{i}/{len(todo)}] {r['name']}: {r['status']} ({r['seconds']:.0f}s)")
-            results.append(r)
+        while pending or running:
+            while len(running) < jobs and (s := next_ready(pending, running.values())):
+                pending.remove(s)
+                running[pool.submit(execute_one, s, str(runs_dir / s.name))] = s
+            if not running:
+                raise ValueError(f"runs that wait for each other: {[s.name for s in pending]}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                r, i = fut.result(), i + 1
+                log(f"[{i}/{len(todo)}] {r['name']}: {r['status']} ({r['seconds']:.0f}s)")
+                results.append(r)
     return results
+
+
+def next_ready(pending: list[RunSpec], running: Iterable[RunSpec]) -> RunSpec | None:
+    """The first pending run (in plan order) whose ``after`` run is neither pending nor
+    running: ended (done, or failed: then it fails itself, naming what it missed) or not in
+    this plan."""
+    waiting = {s.name for s in pending} | {s.name for s in running}
+    return next((s for s in pending if s.after is None or s.after not in waiting), None)

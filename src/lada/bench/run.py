@@ -67,7 +67,7 @@ def bench(
     if suite == "decisive":
         from lada.bench.decisive import decisive_suite
 
-        specs, skipped = decisive_suite(seeds=seeds)
+        specs, skipped = decisive_suite(seeds=seeds, runs_dir=(out / "runs").resolve())
     elif suite == "core":
         specs, skipped = core_suite(seeds=seeds)
     elif suite == "rehearsal":

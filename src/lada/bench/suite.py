@@ -116,6 +116,8 @@ class RunSpec:
     seed: int
     table: str = "main"  # main | ablation | sensitivity
     overrides: tuple[str, ...] = field(default=())
+    # the name of a run of the same suite this one reads (it starts once that one has ended)
+    after: str | None = None
 
     @property
     def name(self) -> str:

@@ -8,7 +8,7 @@ the ``config.yaml`` snapshot a run writes into its folder still names the same f
 Which fields (ours):
 
 - data files, always: ``data.public_file``, ``data.dir``, ``clients.K.train_file``,
-  ``clients.K.test_file``;
+  ``clients.K.test_file``; the run folder ``allocation_counts_from``;
 - a model (``server.model``, ``clients.K.model``) only when written ``./…`` or ``../…``: a bare
   ``org/name`` is a hub id and a bare ``slm-s`` a zoo name, so neither is touched.
 
@@ -24,6 +24,7 @@ from typing import Any
 
 DATA_PATH_KEYS = ("public_file", "dir")  # under data
 CLIENT_PATH_KEYS = ("train_file", "test_file")  # under each client
+TOP_PATH_KEYS = ("allocation_counts_from",)  # at the top level
 
 
 def resolve_path(value: Any, base: Path) -> Any:
@@ -51,6 +52,9 @@ def resolve_file_paths(data: dict[str, Any], base: str | Path) -> dict[str, Any]
     Values of the wrong shape are left alone for :func:`lada.config.build` to report.
     """
     base = Path(base)
+    for key in TOP_PATH_KEYS:
+        if key in data:
+            data[key] = resolve_path(data[key], base)
     section = data.get("data")
     if isinstance(section, dict):
         for key in DATA_PATH_KEYS:

@@ -432,6 +432,11 @@ class RunConfig:
     # ours, a diagnostic: also compute allocation=oracle's would-be picks every round, without
     # acting on them (oracle/round_NNN.json; the bench's selection precision)
     oracle_diagnostic: bool = False
+    # ours, a control: with allocation=random_teachable, pick per learner, direction and round
+    # as many as the run in this folder picked (its selections/round_NNN.json) instead of
+    # filter.budget: random_teachable count-matched to that run (e.g. LaDa's, whose filters pick
+    # at most the budget); None: the budget
+    allocation_counts_from: str | None = None
     allocation_count: int | None = None  # baselines' count (None: filter.budget, else 10% P)
     # ours, logit hosts (fedmkt, fedcollm) with plugin lada: "picks" restricts the host's own
     # public transfer to the allocation's picks (spec §6, plug-in point 1); "all" keeps the host's

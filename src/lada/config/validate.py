@@ -204,6 +204,18 @@ def host_problems(cfg: Any) -> list[str]:
                 f"or allocation=all for all of P); logit hosts: {', '.join(plugins.logit_hosts())}",
             )
         )
+    if cfg.allocation_counts_from is not None and (
+        cfg.plugin != "lada" or cfg.allocation != "random_teachable"
+    ):
+        out.append(
+            problem(
+                "allocation_counts_from",
+                cfg.allocation_counts_from,
+                "sets how many random_teachable picks (count-matched to another run); it needs "
+                f"plugin=lada and allocation=random_teachable, not plugin={cfg.plugin}, "
+                f"allocation={cfg.allocation}",
+            )
+        )
     cls = plugins.host_settings_class(cfg.host)
     check = getattr(cls, "run_problems", None)
     if check is not None:
@@ -369,6 +381,8 @@ def check_resources(cfg: Any) -> list[str]:
     roles = [("server", cfg.server), *((f"clients.{k}", c) for k, c in enumerate(cfg.clients))]
     for role, mc in roles:
         out.append(model_problem(f"{role}.model", mc.model, mc.gguf_file))
+    if cfg.allocation_counts_from is not None:
+        out.append(_file_problem("allocation_counts_from", cfg.allocation_counts_from, "folder"))
     d = cfg.data
     if d.kind == "synthetic" and d.dir:
         out.append(_file_problem("data.dir", d.dir, "folder"))

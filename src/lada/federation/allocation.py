@@ -14,7 +14,9 @@ transferred in a round:
 - ``random_teachable`` (ours, a control): ``count`` ids at random among the candidates LaDa's
   filters see, on both sides (the same teachability mask, :mod:`lada.federation.teachable`,
   the same budget; :meth:`lada.federation.plugin.LadaPlugin.allocate`): does a filter beat
-  random picks among what the teacher will teach?
+  random picks among what the teacher will teach? With ``allocation_counts_from`` (a run
+  folder) it picks, per learner, direction and round, as many as that run picked
+  (:func:`matched_counts`): count-matched to LaDa's filters, which pick at most the budget;
 - ``perplexity``: the ``count`` ids whose teacher path has the highest learner perplexity
   PPL(y|x) = exp(mean token NLL of y given x) (perplexity and IFD skip ids whose teacher
   abstained: an empty path, :mod:`lada.train.boundary`);
@@ -39,8 +41,10 @@ generation). Paths generated here are reused by the round's distillation step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -62,6 +66,47 @@ def allocation_count(
     if n is None:
         n = int(round(fraction * n_public))
     return max(0, min(int(n), n_public)) if n_public else 0
+
+
+MAX_SELECTIONS_BYTES = 16 * 2**20  # a selections file larger than this is not one of ours
+
+
+def matched_counts(run_dir: str | Path, rnd: int) -> dict[int, dict[str, int]]:
+    """{client k: {direction: picks}} of round ``rnd`` of the run in ``run_dir``, read from its
+    ``selections/round_NNN.json`` (``{"k": {"S": [ids], "L": [ids]}}``), for a control
+    count-matched to that run. A client or direction the file lacks picked nothing.
+
+    Raises ValueError naming the file (and field) when it is missing, too large, not JSON or
+    not of that shape: the run it follows must have finished round ``rnd``."""
+    path = Path(run_dir) / "selections" / f"round_{rnd:03d}.json"
+    where = f"allocation_counts_from: {path}"
+    if not path.is_file():
+        raise ValueError(
+            f"{where}: no such file (the run it follows must have finished round {rnd})"
+        )
+    if path.stat().st_size > MAX_SELECTIONS_BYTES:
+        raise ValueError(
+            f"{where}: larger than {MAX_SELECTIONS_BYTES} bytes; not a selections file"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{where}: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object of clients, not {type(data).__name__}")
+    out: dict[int, dict[str, int]] = {}
+    for k, per in data.items():
+        if not (isinstance(k, str) and k.isdigit()):
+            raise ValueError(f"{where}: key {k!r}: expected a client index")
+        if not isinstance(per, dict):
+            raise ValueError(f"{where}: field {k}: expected an object of directions")
+        counts = {}
+        for d, ids in per.items():
+            if d not in ("S", "L") or not isinstance(ids, list):
+                raise ValueError(f"{where}: field {k}.{d}: expected S or L with a list of ids")
+            counts[d] = len(ids)
+        out[int(k)] = counts
+    return out
 
 
 def _top(scores: np.ndarray, count: int) -> np.ndarray:

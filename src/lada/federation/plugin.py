@@ -42,6 +42,8 @@ class LadaPlugin:
     count: int | None = None  # the baselines' count (None: filter.budget, else 10 % of P)
     host_transfer: str = "picks"  # picks | all (ours, logit hosts)
     oracle_diagnostic: bool = False  # ours: also record allocation=oracle's would-be picks
+    # ours, a control: random_teachable picks as many as this run folder's did (None: budget)
+    counts_from: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> LadaPlugin:
@@ -51,6 +53,7 @@ class LadaPlugin:
             count=cfg.allocation_count,
             host_transfer=cfg.host_transfer,
             oracle_diagnostic=cfg.oracle_diagnostic,
+            counts_from=cfg.allocation_counts_from,
         )
 
     # ---- plug-in point 2: λ·L_CD ---------------------------------------------------------
@@ -182,22 +185,26 @@ class LadaPlugin:
         self, rnd: RoundContext, t: Any, directions: tuple[str, ...]
     ) -> Picks:
         """``random_teachable`` (ours, a control): ``count`` picks uniformly at random among
-        the candidates LaDa's filters see (the same mask), on both sides, with LaDa's budget."""
-        from lada.federation.allocation import pick_random_among
+        the candidates LaDa's filters see (the same mask), on both sides, with LaDa's budget;
+        with ``counts_from``, as many per learner and direction as that run picked this round
+        (count-matched)."""
+        from lada.federation.allocation import matched_counts, pick_random_among
         from lada.federation.server import Allocation
         from lada.utils.seeding import derive_seed
 
         server, rep = rnd.server, rnd.report
         n = self._count(server)
+        matched = matched_counts(self.counts_from, rnd.round) if self.counts_from else None
         with rnd.phase("allocate"):
             alloc: dict[int, Allocation] = {}
             for k, masks in t.masks.items():
                 a = alloc[k] = Allocation()
                 for d in directions:
                     seed = derive_seed(server.settings.seed, "random", rnd.round, k, d) % 2**32
-                    idx = pick_random_among(masks[d], n, seed)
+                    m = n if matched is None else matched.get(k, {}).get(d, 0)
+                    idx = pick_random_among(masks[d], m, seed)
                     a.ids[d] = [server.public_ids[i] for i in idx]
-                    a.mode[d] = "random_teachable"
+                    a.mode[d] = "random_teachable" if matched is None else "random_matched"
                 rep.selected[k] = a.ids
                 rep.filter_mode[k] = a.mode
         return Picks(
