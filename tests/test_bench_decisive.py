@@ -159,14 +159,19 @@ def test_seed_deltas_precision_and_the_tables(tmp_path: Path) -> None:
     prec = D.run_precision(by["lada"][0])
     assert prec == {("0", "S"): {1: 0.75}, ("0", "L"): {1: 0.0}}
     assert D.run_precision(by["random_teachable"][0]) == {("0", "S"): {1: 0.25}}  # no picks: absent
+    # a partial run (an earlier round than its pair) stays out of the tables, named below them
+    late = next(s for s in D.decisive_suite()[0] if s.scenario == "zoo" and s.method == "oracle")
+    _fake_run(runs / late.name, {"slm": slm, "llm": llm}, sel, orc)
+    (runs / late.name / "config.yaml").write_text("rounds: 2\ndata: {split: {public_size: 10}}\n")
     out = tmp_path / "results.md"
-    D.write_decisive(specs, runs, out, "lada bench --suite decisive", ["note"])
+    D.write_decisive([*specs, late], runs, out, "lada bench --suite decisive", ["note"])
     text = out.read_text()
     assert "| zoo | lada − random_teachable | SLM | +12.5 [+12.5, +12.5] | helps | 3 | 1 |" in text
     assert "| zoo | lada | SLM 0 ← LLM | 75 [75, 75] (n=3) |" in text
     assert "| zoo | lada | 4.0 | 4.0 | 1.0 | 2.0 | 3 |" in text  # picks, candidates per learner
     assert "| zoo | random_teachable | 4.0 | 4.0 | 0.0 | 2.0 | 3 |" in text
     assert "- note" in text
+    assert "| zoo | oracle |" not in text and f"(partial): {late.name}" in text
 
 
 def test_pair_on_different_questions_is_refused(tmp_path: Path) -> None:

@@ -310,10 +310,14 @@ def _fmt_values(vals: list[float]) -> str:
 
 
 def _cells(specs: Sequence[RunSpec], runs_dir: Path) -> dict[tuple[str, str], dict[int, Path]]:
+    """{(testbed, arm): {seed: run folder}} of the finished runs (a partial run ends at an
+    earlier round than its pair: it joins the tables once it is done)."""
+    from lada.bench.execute import run_state
+
     out: dict[tuple[str, str], dict[int, Path]] = {}
     for s in specs:
         d = runs_dir / s.name
-        if (d / "state.json").exists() and (d / "config.yaml").exists():
+        if run_state(d) == "done":
             out.setdefault((s.scenario, s.method), {})[s.seed] = d
     return out
 
@@ -540,6 +544,11 @@ def write_decisive(
             "",
             prec,
         ]
+    from lada.bench.execute import run_state
+
+    partial = [s.name for s in specs if run_state(runs_dir / s.name) == "partial"]
+    if partial:
+        notes = [*notes, f"not in the tables until done (partial): {', '.join(partial)}"]
     if notes:
         parts += ["", "## Not run", ""] + [f"- {n}" for n in notes]
     path.write_text("\n".join(parts) + "\n")
