@@ -220,10 +220,11 @@ def prepare_models(
     if not todo:
         return out
     tokenizer_dir(cfg, world_cfg)  # once, before the workers need it
-    import multiprocessing as mp
 
     from lada.utils.progress import Board, report_to
-    from lada.utils.workers import worker_pool  # workers end with the run (Ctrl-C, SIGTERM)
+
+    # workers (and the progress queue's server) end with the run (Ctrl-C, SIGTERM)
+    from lada.utils.workers import spawn_manager, worker_pool
 
     if cfg.workers <= 1 or len(todo) == 1:
         import queue
@@ -240,7 +241,7 @@ def prepare_models(
     todo.sort(key=lambda n: -pretrain_cost(n, cfg))
     rest = todo
     with (
-        mp.get_context("spawn").Manager() as manager,
+        spawn_manager() as manager,
         Board(manager.Queue(), "pretraining") as board,
     ):
         q = board.queue if progress else None

@@ -6,6 +6,10 @@ when the block is left by an exception, ``KeyboardInterrupt`` (Ctrl-C) or ``Syst
 asks the kernel for SIGTERM when the process that started it dies (``PR_SET_PDEATHSIG``), so
 not even a SIGKILL of the run leaves one behind. Workers ignore SIGINT: Ctrl-C reaches the
 whole terminal's process group, and the parent ends them itself.
+
+:func:`spawn_manager` is a ``spawn`` ``SyncManager`` (shared queues for workers) whose start
+cannot be cut in half: SIGINT and SIGTERM wait until its server process is up. Interrupted
+while it starts, Python would leave that server running and join it forever at exit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.managers import SyncManager
 
 _PR_SET_PDEATHSIG = 1
 
@@ -79,3 +84,42 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held(*sigs: signal.Signals) -> Iterator[None]:
+    """Hold ``sigs`` (default: SIGINT, SIGTERM) while the block runs and deliver them after it,
+    to the handlers of before: for a start-up that must not be cut in half. The handlers are
+    swapped, not the signal mask (another thread would take a masked process signal). Main
+    thread only (a no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in sigs or HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
+
+
+@contextlib.contextmanager
+def spawn_manager() -> Iterator[SyncManager]:
+    """A started ``spawn`` SyncManager, shut down when the block ends. Its start holds SIGINT
+    and SIGTERM (:func:`signals_held`), so an interrupt arrives once the server is up and its
+    shutdown is registered, never in between; the server gets SIGTERM if the run dies."""
+    manager = SyncManager(ctx=mp.get_context("spawn"))
+    with signals_held():
+        manager.start(_die_with_parent, (os.getpid(),))
+    with manager:
+        yield manager
